@@ -1,0 +1,300 @@
+"""The settings tree: read from the environment in exactly one place (`load_settings`).
+
+Every other module receives the part of `Settings` it needs; nothing reads `os.environ` itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from imagedrop.errors import ConfigError
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(BaseModel):
+    """HTTP server and access control."""
+
+    model_config = _FROZEN
+    host: str = Field("127.0.0.1", description="Interface to bind.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to bind (0 picks a free one).")
+    public_url: str | None = Field(
+        None, description="Base URL clients reach this service at (for local download links)."
+    )
+    api_keys: tuple[str, ...] = Field((), description="Accepted API keys; empty = no auth.")
+    max_body_bytes: int = Field(
+        70 * 1024 * 1024, gt=0, description="Largest request body accepted (base64 inflates 4/3)."
+    )
+
+
+class StorageSettings(BaseModel):
+    """Object storage: IBM COS (or any S3-compatible store) or the local folder."""
+
+    model_config = _FROZEN
+    cos_endpoint: str | None = Field(None, description="COS/S3 endpoint URL; unset = local folder.")
+    cos_region: str = Field("us-south", description="COS region.")
+    cos_bucket: str | None = Field(None, description="Default bucket (input and output).")
+    cos_access_key_id: str | None = Field(None, description="HMAC access key id.")
+    cos_secret_access_key: str | None = Field(None, description="HMAC secret access key.")
+    cos_api_key: str | None = Field(None, description="IAM API key (instead of HMAC keys).")
+    cos_instance_crn: str | None = Field(None, description="COS service instance id/CRN for IAM.")
+    cos_auth_endpoint: str | None = Field(None, description="IAM token endpoint override.")
+    presign_expires: int = Field(3600, gt=0, le=7 * 24 * 3600, description="Presigned URL life, s.")
+    input_bucket: str | None = Field(None, description="Bucket the batch endpoint reads.")
+    output_bucket: str | None = Field(None, description="Bucket results are written to.")
+    input_prefix: str = Field("", description="Prefix the batch endpoint reads.")
+    output_prefix: str = Field("edited/", description="Prefix results are written under.")
+    data_dir: Path = Field(Path("./imagedrop-data"), description="Local folder mode root.")
+    max_pool_connections: int = Field(64, gt=0, description="HTTP connections to COS.")
+
+    @property
+    def is_cos(self) -> bool:
+        return bool(self.cos_endpoint)
+
+    @property
+    def default_bucket(self) -> str:
+        return self.cos_bucket or "imagedrop"
+
+    @property
+    def resolved_input_bucket(self) -> str:
+        return self.input_bucket or self.default_bucket
+
+    @property
+    def resolved_output_bucket(self) -> str:
+        return self.output_bucket or self.default_bucket
+
+
+class ProviderSettings(BaseModel):
+    """The image-edit provider."""
+
+    model_config = _FROZEN
+    kind: Literal["openai", "local"] = Field("local", description="Which provider edits images.")
+    openai_api_key: str | None = Field(None, description="OpenAI API key.")
+    openai_base_url: str | None = Field(None, description="OpenAI base URL (OPENAI_BASE_URL).")
+    model: str = Field("gpt-image-2", description="Image model id.")
+    quality: str = Field("auto", description="low|medium|high|auto (and newer values).")
+    size: str = Field("auto", description="Output size, e.g. 1024x1024 or auto.")
+    output_format: Literal["png", "jpeg", "webp"] = Field("png", description="Result format.")
+    timeout: float = Field(300.0, gt=0, description="Seconds one edit call may take.")
+    billing_pause: float = Field(
+        900.0, ge=0, description="After billing_hard_limit_reached, seconds to use local only."
+    )
+
+
+class ImagingSettings(BaseModel):
+    """Limits applied to every input image."""
+
+    model_config = _FROZEN
+    max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest input image, bytes.")
+    max_pixels: int = Field(64_000_000, gt=0, description="Largest input image, pixels.")
+
+
+class LedgerSettings(BaseModel):
+    """Durable state: jobs, batches, deliveries."""
+
+    model_config = _FROZEN
+    database_url: str = Field(..., description="sqlite:///path or postgresql://…")
+
+
+class WorkerSettings(BaseModel):
+    """Job execution."""
+
+    model_config = _FROZEN
+    concurrency: int = Field(16, gt=0, le=1024, description="Edits in flight per process.")
+    lease_seconds: float = Field(60.0, gt=0, description="A claim expires unless renewed.")
+    poll_interval: float = Field(1.0, gt=0, description="Seconds between idle ledger polls.")
+    max_attempts: int = Field(5, gt=0, description="Attempts before a transient failure is final.")
+    retry_base: float = Field(2.0, ge=0, description="First retry delay, doubled each attempt.")
+    retry_cap: float = Field(300.0, ge=0, description="Longest retry delay.")
+    shutdown_grace: float = Field(30.0, ge=0, description="Seconds to finish in-flight work.")
+
+
+class CallbackSettings(BaseModel):
+    """Outgoing callbacks (WXO callbackUrl and subscribers)."""
+
+    model_config = _FROZEN
+    allow_private: bool = Field(False, description="Allow loopback/private callback targets.")
+    rewrites: tuple[tuple[str, str], ...] = Field(
+        (), description="host[:port]=host[:port] rules applied to callback URLs (dev tunnels)."
+    )
+    timeout: float = Field(15.0, gt=0, description="Seconds one delivery attempt may take.")
+    schedule: tuple[float, ...] = Field(
+        (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400),
+        description="Delay before each attempt, seconds (Standard Webhooks schedule).",
+    )
+    concurrency: int = Field(16, gt=0, description="Deliveries in flight.")
+
+
+class Settings(BaseModel):
+    """Everything imagedrop is configured with."""
+
+    model_config = _FROZEN
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    provider: ProviderSettings = ProviderSettings()
+    imaging: ImagingSettings = ImagingSettings()
+    ledger: LedgerSettings
+    worker: WorkerSettings = WorkerSettings()
+    callbacks: CallbackSettings = CallbackSettings()
+    url_signing_key: str = Field("", description="Key for local download links (auto if empty).")
+    log_json: bool | None = Field(None, description="JSON logs; default: when not on a TTY.")
+    log_level: str = Field("INFO", description="Log level.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment mapping: one flat table, so every variable name is visible in one place.
+# ---------------------------------------------------------------------------------------------
+
+_ENV: dict[str, tuple[str, str]] = {
+    # name: (section, field)
+    "IMAGEDROP_HOST": ("server", "host"),
+    "IMAGEDROP_PORT": ("server", "port"),
+    "IMAGEDROP_PUBLIC_URL": ("server", "public_url"),
+    "IMAGEDROP_API_KEYS": ("server", "api_keys"),
+    "IMAGEDROP_MAX_BODY_BYTES": ("server", "max_body_bytes"),
+    "COS_ENDPOINT": ("storage", "cos_endpoint"),
+    "COS_REGION": ("storage", "cos_region"),
+    "COS_BUCKET": ("storage", "cos_bucket"),
+    "COS_ACCESS_KEY_ID": ("storage", "cos_access_key_id"),
+    "COS_SECRET_ACCESS_KEY": ("storage", "cos_secret_access_key"),
+    "COS_API_KEY": ("storage", "cos_api_key"),
+    "COS_INSTANCE_CRN": ("storage", "cos_instance_crn"),
+    "COS_AUTH_ENDPOINT": ("storage", "cos_auth_endpoint"),
+    "COS_PRESIGN_EXPIRES": ("storage", "presign_expires"),
+    "COS_INPUT_BUCKET": ("storage", "input_bucket"),
+    "COS_OUTPUT_BUCKET": ("storage", "output_bucket"),
+    "COS_INPUT_PREFIX": ("storage", "input_prefix"),
+    "COS_OUTPUT_PREFIX": ("storage", "output_prefix"),
+    "IMAGEDROP_DATA_DIR": ("storage", "data_dir"),
+    "IMAGEDROP_PROVIDER": ("provider", "kind"),
+    "OPENAI_API_KEY": ("provider", "openai_api_key"),
+    "OPENAI_BASE_URL": ("provider", "openai_base_url"),
+    "OPENAI_IMAGE_MODEL": ("provider", "model"),
+    "OPENAI_IMAGE_QUALITY": ("provider", "quality"),
+    "OPENAI_IMAGE_SIZE": ("provider", "size"),
+    "OPENAI_IMAGE_OUTPUT_FORMAT": ("provider", "output_format"),
+    "IMAGEDROP_PROVIDER_TIMEOUT": ("provider", "timeout"),
+    "IMAGEDROP_BILLING_PAUSE": ("provider", "billing_pause"),
+    "IMAGEDROP_MAX_IMAGE_BYTES": ("imaging", "max_bytes"),
+    "IMAGEDROP_MAX_IMAGE_PIXELS": ("imaging", "max_pixels"),
+    "IMAGEDROP_DATABASE_URL": ("ledger", "database_url"),
+    "IMAGEDROP_CONCURRENCY": ("worker", "concurrency"),
+    "IMAGEDROP_LEASE_SECONDS": ("worker", "lease_seconds"),
+    "IMAGEDROP_POLL_INTERVAL": ("worker", "poll_interval"),
+    "IMAGEDROP_MAX_ATTEMPTS": ("worker", "max_attempts"),
+    "IMAGEDROP_RETRY_BASE": ("worker", "retry_base"),
+    "IMAGEDROP_RETRY_CAP": ("worker", "retry_cap"),
+    "IMAGEDROP_SHUTDOWN_GRACE": ("worker", "shutdown_grace"),
+    "IMAGEDROP_ALLOW_PRIVATE_CALLBACKS": ("callbacks", "allow_private"),
+    "IMAGEDROP_CALLBACK_REWRITES": ("callbacks", "rewrites"),
+    "IMAGEDROP_CALLBACK_TIMEOUT": ("callbacks", "timeout"),
+    "IMAGEDROP_CALLBACK_SCHEDULE": ("callbacks", "schedule"),
+    "IMAGEDROP_CALLBACK_CONCURRENCY": ("callbacks", "concurrency"),
+    "IMAGEDROP_URL_SIGNING_KEY": ("", "url_signing_key"),
+    "IMAGEDROP_LOG_JSON": ("", "log_json"),
+    "IMAGEDROP_LOG_LEVEL": ("", "log_level"),
+}
+
+ENV_NAMES: tuple[str, ...] = tuple(_ENV)
+
+
+def _split_list(raw: str) -> list[str]:
+    return [part.strip() for part in raw.replace(";", ",").split(",") if part.strip()]
+
+
+def _convert(section: str, field: str, raw: str) -> object:
+    """Turn the few list-valued variables into lists; pydantic parses the scalars."""
+    if field == "api_keys":
+        return _split_list(raw)
+    if field == "schedule":
+        return _split_list(raw)
+    if field == "rewrites":
+        rules = []
+        for rule in _split_list(raw):
+            src, sep, dst = rule.partition("=")
+            if not sep or not src.strip() or not dst.strip():
+                raise ValueError(f"rewrite rule {rule!r} is not FROM=TO")
+            rules.append((src.strip(), dst.strip()))
+        return rules
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build `Settings` from an environment mapping (default: the process environment).
+
+    Empty values count as unset. Raises `ConfigError` naming every bad variable at once.
+    """
+    env = dict(os.environ if environ is None else environ)
+    tree: dict[str, dict[str, object]] = {
+        "server": {}, "storage": {}, "provider": {}, "imaging": {}, "ledger": {},
+        "worker": {}, "callbacks": {}, "": {},
+    }
+    problems: list[str] = []
+    for name, (section, field) in _ENV.items():
+        raw = env.get(name)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            tree[section][field] = _convert(section, field, raw.strip())
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+
+    storage = tree["storage"]
+    data_dir = Path(str(storage.get("data_dir", "./imagedrop-data")))
+    tree["ledger"].setdefault("database_url", f"sqlite:///{data_dir / 'imagedrop.sqlite3'}")
+    provider = tree["provider"]
+    if "kind" not in provider:
+        provider["kind"] = "openai" if provider.get("openai_api_key") else "local"
+
+    top = tree.pop("")
+    raw_tree = {k: v for k, v in tree.items()} | top
+    try:
+        settings = Settings.model_validate(raw_tree)
+    except ValidationError as exc:
+        reverse = {v: k for k, v in _ENV.items()}
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            key = (loc[0], loc[1]) if len(loc) >= 2 and loc[0] in tree else ("", loc[0])
+            name = reverse.get(key, ".".join(loc))
+            problems.append(f"{name}: {err['msg']}")
+        settings = None
+    if settings is not None:
+        problems.extend(_cross_checks(settings))
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    assert settings is not None
+    return settings
+
+
+def _cross_checks(s: Settings) -> list[str]:
+    """Rules that span several variables."""
+    problems: list[str] = []
+    st = s.storage
+    if st.is_cos:
+        hmac = bool(st.cos_access_key_id) + bool(st.cos_secret_access_key)
+        if hmac == 1:
+            problems.append(
+                "COS_ACCESS_KEY_ID/COS_SECRET_ACCESS_KEY: set both HMAC keys, or neither"
+            )
+        if not hmac and not st.cos_api_key:
+            problems.append(
+                "COS_ENDPOINT is set but no credentials: set COS_ACCESS_KEY_ID and "
+                "COS_SECRET_ACCESS_KEY (HMAC) or COS_API_KEY (IAM)"
+            )
+        if not (st.cos_bucket or (st.input_bucket and st.output_bucket)):
+            problems.append("COS_BUCKET: required with COS_ENDPOINT (or both COS_INPUT_BUCKET "
+                            "and COS_OUTPUT_BUCKET)")
+    if s.provider.kind == "openai" and not s.provider.openai_api_key:
+        problems.append("OPENAI_API_KEY: required when IMAGEDROP_PROVIDER=openai")
+    url = s.ledger.database_url
+    if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+        problems.append("IMAGEDROP_DATABASE_URL: must start with sqlite:/// or postgresql://")
+    for name, value in (("IMAGEDROP_PUBLIC_URL", s.server.public_url),):
+        if value and not value.startswith(("http://", "https://")):
+            problems.append(f"{name}: must be an http(s) URL")
+    return problems
