@@ -1,0 +1,200 @@
+"""Which callback URLs imagedrop will call: operator rewrites, syntax, and address policy.
+
+Everything but `check_destination`'s name lookup is pure; the lookup is injectable for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from imagedrop.errors import CallbackRefused, ConfigError, DeliveryTransient
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Cloud metadata endpoints: a callback there would hand instance credentials to the caller.
+# 169.254.0.0/16 and fe80::/10 are caught as link-local; these sit in other ranges.
+_METADATA = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "fd00:ec2::254",  # AWS IMDS over IPv6
+        "100.100.100.200",  # Alibaba Cloud metadata
+        "168.63.129.16",  # Azure WireServer
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_ALLOW_HINT = "set IMAGEDROP_ALLOW_PRIVATE_CALLBACKS=1 to allow private targets"
+
+
+def redact(url: str) -> str:
+    """`scheme://host[:port]/path` with credentials, query and fragment removed."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<invalid url>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _split_hostport(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` → (lower-case host, port or None)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, None
+    if not host or (port is not None and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise ConfigError(f"IMAGEDROP_CALLBACK_REWRITES: {text!r} is not host[:port]")
+    return host.lower(), (int(port) if port else None)
+
+
+def check_rules(rules: Sequence[tuple[str, str]]) -> None:
+    """Raise `ConfigError` for a rewrite rule that is not `host[:port]=host[:port]` (start-up)."""
+    for src, dst in rules:
+        _split_hostport(src)
+        _split_hostport(dst)
+
+
+def apply_rewrites(url: str, rules: Sequence[tuple[str, str]]) -> tuple[str, bool]:
+    """Apply the first operator rule whose `host[:port]` matches; return (url, matched).
+
+    A rule without a port matches any port and keeps it unless the target names one.
+    """
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return url, False
+    for src, dst in rules:
+        src_host, src_port = _split_hostport(src)
+        if src_host != host or (src_port is not None and src_port != port):
+            continue
+        dst_host, dst_port = _split_hostport(dst)
+        return urlunsplit(_with_host(parts, dst_host, dst_port or parts.port)), True
+    return url, False
+
+
+def _with_host(parts: SplitResult, host: str, port: int | None) -> SplitResult:
+    userinfo = parts.netloc.rpartition("@")[0]
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    if userinfo:
+        netloc = f"{userinfo}@{netloc}"
+    return parts._replace(netloc=netloc)
+
+
+def check_syntax(url: str) -> None:
+    """Refuse what can never be delivered: non-http(s) schemes, no host, a bad port."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise CallbackRefused(f"callback URL {redact(url)} is not a valid URL") from None
+    if parts.scheme.lower() not in _DEFAULT_PORTS:
+        raise CallbackRefused(
+            f"callback URL {redact(url)}: scheme must be http or https, "
+            f"not {parts.scheme or 'missing'!r}"
+        )
+    if not parts.hostname:
+        raise CallbackRefused(f"callback URL {redact(url)} has no host")
+    if any(c.isspace() or ord(c) < 32 for c in url.strip()):
+        raise CallbackRefused(f"callback URL {redact(url)} contains whitespace or controls")
+
+
+def _unwrap(ip: IPAddress) -> IPAddress:
+    """See through IPv6 forms that carry an IPv4 address (mapped, NAT64, 6to4)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip in _NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+    return ip
+
+
+def address_problem(ip: IPAddress, *, allow_private: bool) -> str | None:
+    """Why `ip` may not receive a callback, or None when it may."""
+    ip = _unwrap(ip)
+    if ip.is_link_local or ip in _METADATA:
+        return "link-local/cloud-metadata"
+    if allow_private:
+        return None
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_reserved:
+        return "reserved"
+    if ip in _CGNAT:
+        return "shared (CGNAT)"
+    if ip.is_private or not ip.is_global:
+        return "private"
+    return None
+
+
+async def _getaddrinfo(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+async def _lookup(url: str, host: str, port: int, resolve: Resolver | None) -> Sequence[str]:
+    try:
+        addresses = await (resolve or _getaddrinfo)(host, port)
+    except OSError as exc:  # a name that does not resolve now may resolve later
+        raise DeliveryTransient(f"cannot resolve {redact(url)}: {exc.strerror or exc}") from exc
+    if not addresses:
+        raise DeliveryTransient(f"cannot resolve {redact(url)}: no addresses")
+    return addresses
+
+
+async def check_destination(
+    url: str, *, allow_private: bool, rewritten: bool, resolve: Resolver | None = None
+) -> None:
+    """Refuse a URL whose host resolves to any address policy forbids.
+
+    Every address is checked, so a name with one public and one private record is refused.
+    Raises `CallbackRefused` (permanent) or `DeliveryTransient` when the name does not resolve.
+    """
+    check_syntax(url)
+    parts = urlsplit(url.strip())
+    host = parts.hostname or ""
+    port = parts.port or _DEFAULT_PORTS[parts.scheme.lower()]
+    addresses = [host] if _is_ip(host) else await _lookup(url, host, port, resolve)
+    # Operator rewrite rules point at hosts the operator chose (tunnels, sidecars), so they may
+    # be private; metadata endpoints stay refused regardless.
+    lenient = allow_private or rewritten
+    for text in addresses:
+        ip = ipaddress.ip_address(text.split("%")[0])
+        problem = address_problem(ip, allow_private=lenient)
+        if problem:
+            hint = "" if problem.startswith("link-local") else f"; {_ALLOW_HINT}"
+            raise CallbackRefused(
+                f"callback URL {redact(url)} resolves to {problem} address {ip}, refused{hint}"
+            )

@@ -1,0 +1,285 @@
+"""The delivery loop: claim due callbacks from the ledger, POST them, record every attempt.
+
+Policy (rewrites, address checks), signing and retry timing live in their own pure modules;
+this one only does the I/O and decides the delivery's next state from their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import structlog
+
+from imagedrop import __version__
+from imagedrop.config import CallbackSettings
+from imagedrop.delivery import backoff, policy, signing
+from imagedrop.errors import CallbackRefused, DeliveryTransient
+from imagedrop.ledger import Delivery, DeliveryAttempt, DeliveryState, Ledger
+
+log = structlog.get_logger(__name__)
+
+_USER_AGENT = f"imagedrop/{__version__}"
+
+
+class Deliverer:
+    """Delivers pending callbacks for one process (`owner`), `settings.concurrency` at a time."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        session: aiohttp.ClientSession,
+        settings: CallbackSettings,
+        *,
+        owner: str,
+        secrets: Mapping[str, str],
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 1.0,
+        lease_seconds: float | None = None,
+        resolve: policy.Resolver | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._session = session
+        self._settings = settings
+        self._owner = owner
+        self._secrets = secrets
+        self._clock = clock
+        self._poll_interval = poll_interval
+        # A claim must outlive the slowest attempt, or another process would send it twice.
+        self._lease = lease_seconds or max(60.0, settings.timeout * 2 + 30.0)
+        self._resolve = resolve
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._running: asyncio.Future[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._next_due: float | None = None  # earliest retry this process scheduled
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Claim and send due deliveries until `stop()` is called."""
+        self._running = asyncio.get_running_loop().create_future()
+        try:
+            while not self._stopping:
+                self._wake.clear()  # before claiming, so a slot freed meanwhile is not missed
+                # Listen for the ledger's hint before looking, so a delivery recorded between
+                # the claim and the wait still wakes us (the hint is edge-triggered).
+                hint = asyncio.ensure_future(self._ledger.wait_for_work(self._idle_timeout()))
+                await asyncio.sleep(0)
+                free = self._settings.concurrency - len(self._in_flight)
+                claimed = await self._claim(free) if free > 0 else 0
+                if self._stopping or (free > 0 and claimed == free):
+                    await _cancel(hint)  # a full page: more may be due right now
+                    continue
+                await self._idle(hint)
+            await self._drain()
+        finally:
+            self._running.set_result(None)
+
+    async def stop(self) -> None:
+        """Stop claiming, let in-flight sends finish (bounded by the send timeout), return."""
+        self._stopping = True
+        self._wake.set()
+        if self._running is not None:
+            await asyncio.shield(self._running)
+
+    async def _claim(self, free: int) -> int:
+        try:
+            deliveries = await self._ledger.claim_deliveries(self._owner, free, self._lease)
+        except Exception:
+            log.exception("delivery.claim_failed", owner=self._owner)
+            return 0
+        for delivery in deliveries:
+            task = asyncio.create_task(self._send_logged(delivery))
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
+        return len(deliveries)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if len(self._in_flight) + 1 >= self._settings.concurrency:
+            self._wake.set()  # the loop was full and idling: a slot is free now
+
+    def _idle_timeout(self) -> float:
+        """The poll interval, shortened to reach the earliest retry this process scheduled."""
+        timeout = self._poll_interval
+        if self._next_due is not None:
+            timeout = max(0.0, min(timeout, self._next_due - self._clock()))
+            if timeout == 0.0:
+                self._next_due = None  # due now: the next claim takes it
+        return timeout
+
+    async def _idle(self, hint: asyncio.Future[None]) -> None:
+        """Wait for the ledger's hint (or its timeout), a freed slot, or stop()."""
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((hint, woken), return_when=asyncio.FIRST_COMPLETED)
+            if hint.done() and not hint.cancelled() and hint.exception() is not None:
+                # A broken ledger must not turn this loop into a busy spin.
+                log.error("delivery.wait_failed", error=repr(hint.exception()))
+                await asyncio.wait((woken,), timeout=self._poll_interval)
+        finally:
+            await _cancel(hint, woken)
+
+    async def _drain(self) -> None:
+        if not self._in_flight:
+            return
+        _, pending = await asyncio.wait(set(self._in_flight), timeout=self._settings.timeout + 5)
+        for task in pending:  # their leases expire and another claim sends them again
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _send_logged(self, delivery: Delivery) -> None:
+        try:
+            await self.send(delivery)
+        except Exception:
+            log.exception("delivery.send_crashed", delivery_id=delivery.id)
+
+    # -- one attempt ----------------------------------------------------------------------
+    async def send(self, delivery: Delivery) -> DeliveryAttempt:
+        """Make one attempt at `delivery`, record it and the delivery's new state.
+
+        The delivery must be leased to this `owner` (claimed) for its state to move on.
+        """
+        started, at = time.monotonic(), self._clock()
+        url, rewritten = policy.apply_rewrites(delivery.url, self._settings.rewrites)
+        status: int | None = None
+        retry_after: float | None = None
+        final_error: str | None = None  # set → FAILED without retrying
+        error: str | None = None
+        try:
+            headers = self._headers(delivery)
+            await policy.check_destination(
+                url,
+                allow_private=self._settings.allow_private,
+                rewritten=rewritten,
+                resolve=self._resolve,
+            )
+        except CallbackRefused as exc:
+            final_error = str(exc)
+        except DeliveryTransient as exc:
+            error = str(exc)
+        else:
+            status, retry_after, error = await self._post(url, headers, delivery.body)
+
+        attempt = DeliveryAttempt(
+            delivery_id=delivery.id,
+            attempt=delivery.attempts + 1,
+            at=at,
+            status=status,
+            error=final_error or error,
+            duration_ms=(time.monotonic() - started) * 1000,
+        )
+        state, next_at = self._next_state(attempt, final_error, retry_after)
+        await self._ledger.record_attempt(
+            delivery.id, self._owner, attempt, state=state, next_attempt_at=next_at
+        )
+        if next_at is not None and (self._next_due is None or next_at < self._next_due):
+            self._next_due = next_at
+        log.info(
+            "delivery.attempt",
+            delivery_id=delivery.id,
+            kind=delivery.kind,
+            event_type=delivery.event_type,
+            url=policy.redact(url),
+            attempt=attempt.attempt,
+            status=status,
+            state=str(state),
+            error=attempt.error,
+            next_attempt_at=next_at,
+        )
+        return attempt
+
+    def _headers(self, delivery: Delivery) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": _USER_AGENT,
+            "webhook-id": delivery.id,  # receivers dedupe on it, signed or not
+        }
+        if delivery.kind == "webhook" and delivery.secret_ref:
+            name = delivery.secret_ref.removeprefix("env:")
+            secret = self._secrets.get(name)
+            if not secret:
+                raise CallbackRefused(
+                    f"signing secret {name} is not set in the service's environment"
+                )
+            try:
+                headers |= signing.signature_headers(
+                    secret, delivery.id, int(self._clock()), delivery.body
+                )
+            except ValueError:
+                raise CallbackRefused(
+                    f"signing secret {name} is not a whsec_ base64 secret"
+                ) from None
+        return headers
+
+    async def _post(
+        self, url: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int | None, float | None, str | None]:
+        """POST once: (status, Retry-After seconds, short redacted error)."""
+        timeout = self._settings.timeout
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,  # 3xx is a failure; following it could leave the policy
+            ) as resp:
+                status = resp.status
+                retry_after = backoff.parse_retry_after(
+                    resp.headers.get("Retry-After"), now=self._clock()
+                )
+        except TimeoutError:
+            return None, None, f"timeout after {timeout:g}s"
+        except aiohttp.ClientConnectorCertificateError:
+            return None, None, "cannot connect: TLS certificate not trusted"
+        except aiohttp.ClientSSLError:
+            return None, None, "cannot connect: TLS handshake failed"
+        except aiohttp.ClientConnectorError as exc:
+            return None, None, f"cannot connect: {_connect_reason(exc.os_error)}"
+        except aiohttp.ClientError as exc:
+            # aiohttp's messages can embed the full URL; the class name is enough and safe.
+            return None, None, type(exc).__name__
+        if backoff.classify(status) is backoff.Outcome.DELIVERED:
+            return status, None, None
+        return status, retry_after, f"HTTP {status}"
+
+    def _next_state(
+        self, attempt: DeliveryAttempt, final_error: str | None, retry_after: float | None
+    ) -> tuple[DeliveryState, float | None]:
+        if final_error is not None:
+            return DeliveryState.FAILED, None
+        outcome = backoff.classify(attempt.status)
+        if outcome is backoff.Outcome.DELIVERED:
+            return DeliveryState.DELIVERED, None
+        if outcome is backoff.Outcome.DISABLED:
+            return DeliveryState.DISABLED, None
+        next_at = backoff.next_attempt_at(
+            self._settings.schedule, attempt.attempt, now=self._clock(), retry_after=retry_after
+        )
+        if next_at is None:
+            return DeliveryState.FAILED, None
+        return DeliveryState.PENDING, next_at
+
+
+def _connect_reason(err: OSError) -> str:
+    """A short reason without the address (strerror texts can embed it)."""
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(err, socket.gaierror):
+        return "cannot resolve host"
+    if err.errno and err.errno > 0:
+        return os.strerror(err.errno).lower()
+    return type(err).__name__
+
+
+async def _cancel(*futures: asyncio.Future[Any]) -> None:
+    """Cancel helpers and collect their outcome (our own cancellation still propagates)."""
+    for future in futures:
+        future.cancel()
+    await asyncio.gather(*futures, return_exceptions=True)
