@@ -1,0 +1,1 @@
+"""The HTTP API: request/response models (`models`), the OpenAPI document (`openapi`), handlers."""
