@@ -1,0 +1,153 @@
+"""The OpenAI images.edit provider: one HTTP call per edit, SDK retries off, errors classified here.
+
+Retrying is the pipeline's job (durable, with backoff); this adapter only says which kind of
+failure happened: ProviderTransient (with retry_after), ProviderPermanent or BillingLimitReached.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import openai
+
+from imagedrop.config import ProviderSettings
+from imagedrop.errors import (
+    BillingLimitReached,
+    ConfigError,
+    ProviderPermanent,
+    ProviderTransient,
+)
+from imagedrop.imaging import sniff
+from imagedrop.providers import EditResult, EditSpec
+
+# OpenAI echoes part of a wrong key in its 401 message ("Incorrect API key provided: sk-ab***yz").
+_KEY_LIKE = re.compile(r"\b(sk|sess|org|proj)-[A-Za-z0-9_*\-]{4,}")
+
+
+class OpenAIProvider:
+    """Edits images with `client.images.edit` (gpt-image models, base64 results)."""
+
+    name = "openai"
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        if not settings.openai_api_key:
+            raise ConfigError("OPENAI_API_KEY: required for the OpenAI provider")
+        self._key = settings.openai_api_key
+        self._closed = False
+        self._timeout = settings.timeout
+        # max_retries=0: the SDK would retry 429s (even insufficient_quota) and 5xx with no
+        # idempotency key, paying twice; the pipeline retries durably instead.
+        self._client = openai.AsyncOpenAI(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url or None,
+            max_retries=0,
+            timeout=settings.timeout,
+        )
+
+    async def edit(self, image: bytes, mime_type: str, filename: str, spec: EditSpec) -> EditResult:
+        """One images.edit call; raises ProviderTransient, ProviderPermanent or
+        BillingLimitReached."""
+        with self._mapped_errors():
+            response = await self._client.images.edit(
+                image=(filename, image, mime_type),
+                prompt=spec.prompt,
+                model=spec.model,
+                quality=spec.quality,  # type: ignore[arg-type]  # newer values pass through
+                size=spec.size,
+                output_format=spec.output_format,  # type: ignore[arg-type]
+                n=1,
+            )
+        # A proxy's HTML page comes back from the SDK as a plain str, not an ImagesResponse.
+        items = getattr(response, "data", None)
+        item = items[0] if items else None
+        if item is None or not item.b64_json:
+            raise ProviderPermanent("provider returned no image", code="no_image")
+        try:
+            data = base64.b64decode(item.b64_json, validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        # The bytes say what they are; output_format is only what was asked for.
+        mime = sniff(data)
+        if mime is None:
+            raise ProviderPermanent("provider returned an invalid image", code="bad_image")
+        return EditResult(data=data, mime_type=mime, provider="openai", model=spec.model)
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._client.close()
+
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        """Translate every SDK exception once into imagedrop's error tree."""
+        try:
+            yield
+        except openai.APITimeoutError as exc:
+            raise ProviderTransient(f"OpenAI did not answer within {self._timeout:g} s") from exc
+        except openai.APIConnectionError as exc:
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
+            raise ProviderTransient(f"could not reach OpenAI ({cause})") from exc
+        except openai.APIStatusError as exc:
+            raise classify(exc, redact=self._key) from exc
+        except openai.OpenAIError as exc:  # response validation and other client-side failures
+            raise ProviderPermanent(
+                f"OpenAI client error: {_redact(str(exc), self._key)}", code="client_error"
+            ) from exc
+        except RuntimeError as exc:
+            if not self._closed:
+                raise
+            # Shutting down mid-edit: another attempt (or process) will do it.
+            raise ProviderTransient("the OpenAI client was closed during the edit") from exc
+
+
+def classify(exc: openai.APIStatusError, *, redact: str = "") -> Exception:
+    """The imagedrop error for an HTTP error answer from OpenAI (pure; used by the adapter)."""
+    status, code, body = exc.status_code, exc.code, exc.body
+    message = body.get("message") if isinstance(body, dict) else None
+    text = _redact(str(message or exc.message), redact)
+    where = f" [request {exc.request_id}]" if exc.request_id else ""
+    if code == "billing_hard_limit_reached":
+        return BillingLimitReached(f"OpenAI billing hard limit reached{where}", code=code)
+    if code == "moderation_blocked":
+        details = body.get("moderation_details") if isinstance(body, dict) else None
+        categories = details.get("categories") if isinstance(details, dict) else None
+        found = f" (categories: {', '.join(map(str, categories))})" if categories else ""
+        return ProviderPermanent(f"OpenAI moderation blocked the edit{found}{where}", code=code)
+    if status == 429 and "insufficient_quota" in (code, exc.type):
+        return ProviderPermanent(f"OpenAI quota exhausted: {text}{where}",
+                                 code="insufficient_quota")
+    retry_after = parse_retry_after(exc.response.headers)
+    if status in (408, 409, 429) or status >= 500:  # the statuses the SDK itself would retry
+        return ProviderTransient(f"OpenAI answered {status}: {text}{where}",
+                                 retry_after=retry_after)
+    return ProviderPermanent(f"OpenAI refused the edit ({status} {code or exc.type or ''}".rstrip()
+                             + f"): {text}{where}", code=code or f"http_{status}")
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        if "retry-after-ms" in lowered:
+            return max(0.0, float(lowered["retry-after-ms"]) / 1000)
+        raw = lowered.get("retry-after")
+        if raw is None:
+            return None
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(raw).timestamp()
+            return max(0.0, when - (time.time() if now is None else now))
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _redact(text: str, key: str) -> str:
+    if key:
+        text = text.replace(key, "***")
+    return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-***", text)

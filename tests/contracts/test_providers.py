@@ -1,0 +1,307 @@
+"""Providers: OpenAI through the real SDK against the fake API, the local Pillow provider, and
+the fake server's own stand-alone mode (benchmarks depend on it)."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imagedrop.config import ProviderSettings
+from imagedrop.errors import (
+    BillingLimitReached,
+    ConfigError,
+    ProviderPermanent,
+    ProviderTransient,
+)
+from imagedrop.providers import EditSpec, ImageProvider, open_provider
+from imagedrop.providers.local import LABEL, LocalProvider
+from imagedrop.providers.openai import OpenAIProvider, parse_retry_after
+from tests.fakes.openai_server import API_KEY, FakeOpenAI
+from tests.fixtures import images
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spec(prompt: str = "make it pop", **kw: str) -> EditSpec:
+    return EditSpec(prompt=prompt, model=kw.pop("model", "gpt-image-2"), **kw)
+
+
+@pytest.fixture(name="provider")
+async def _provider(fake_openai: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
+    provider = OpenAIProvider(fake_openai.provider_settings(timeout=10.0))
+    yield provider
+    await provider.close()
+
+
+async def _edit(provider: ImageProvider, prompt: str = "make it pop", **kw: str):
+    return await provider.edit(images.png(), "image/png", "photo.png", _spec(prompt, **kw))
+
+
+class TestOpenAISuccess:
+    """A successful edit returns the decoded image and sends the spec as configured."""
+
+    async def test_result_and_fields(self, provider: OpenAIProvider, fake_openai) -> None:
+        spec = _spec("warm light", quality="high", size="1024x1024", output_format="webp")
+        result = await provider.edit(images.png(), "image/png", "photo.png", spec)
+        im = Image.open(io.BytesIO(result.data))
+        assert (im.format, im.size) == ("WEBP", (1024, 1024))
+        assert (result.mime_type, result.provider, result.model) == (
+            "image/webp", "openai", "gpt-image-2"
+        )
+        [call] = fake_openai.calls
+        assert (call.prompt, call.model, call.quality, call.size, call.output_format, call.n) == (
+            "warm light", "gpt-image-2", "high", "1024x1024", "webp", "1"
+        )
+        assert (call.image_field, call.image_filename, call.image_content_type) == (
+            "image", "photo.png", "image/png"
+        )
+        assert call.headers["Authorization"] == f"Bearer {API_KEY}"
+
+    async def test_open_provider_picks_openai(self, fake_openai: FakeOpenAI) -> None:
+        provider = open_provider(fake_openai.provider_settings())
+        try:
+            assert isinstance(provider, ImageProvider) and provider.name == "openai"
+            assert (await _edit(provider)).mime_type == "image/png"
+        finally:
+            await provider.close()
+
+    def test_missing_key_is_a_config_error(self, fake_openai: FakeOpenAI) -> None:
+        with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+            OpenAIProvider(fake_openai.provider_settings(openai_api_key=None))
+
+
+class TestOpenAIErrors:
+    """SDK errors become imagedrop errors, after exactly one HTTP call each."""
+
+    async def test_billing_limit(self, provider, fake_openai) -> None:
+        with pytest.raises(BillingLimitReached) as info:
+            await _edit(provider, "[billing] edit")
+        assert info.value.code == "billing_hard_limit_reached"
+        assert len(fake_openai.calls) == 1
+
+    async def test_moderation(self, provider, fake_openai) -> None:
+        with pytest.raises(ProviderPermanent, match="violence") as info:
+            await _edit(provider, "[moderation] edit")
+        assert info.value.code == "moderation_blocked"
+        assert not isinstance(info.value, BillingLimitReached)
+
+    async def test_insufficient_quota_is_permanent(self, provider, fake_openai) -> None:
+        with pytest.raises(ProviderPermanent) as info:
+            await _edit(provider, "[quota] edit")
+        assert info.value.code == "insufficient_quota"
+        assert len(fake_openai.calls) == 1  # the SDK would have retried it twice
+
+    async def test_rate_limit_is_transient_with_retry_after(self, provider, fake_openai) -> None:
+        with pytest.raises(ProviderTransient) as info:
+            await _edit(provider, "[ratelimit] edit")
+        assert info.value.retry_after == pytest.approx(1.0)
+        assert len(fake_openai.calls) == 1
+        assert (await _edit(provider, "[ratelimit] edit")).provider == "openai"
+
+    async def test_server_error_is_transient(self, provider, fake_openai) -> None:
+        with pytest.raises(ProviderTransient, match="500"):
+            await _edit(provider, "[flaky] edit")
+        assert len(fake_openai.calls) == 1
+        assert (await _edit(provider, "[flaky] edit")).provider == "openai"
+        assert [c.status for c in fake_openai.calls] == [500, 200]
+
+    @pytest.mark.parametrize("status", [502, 503, 408, 409])
+    async def test_retryable_statuses_are_transient(self, provider, fake_openai, status) -> None:
+        fake_openai.script([status])
+        with pytest.raises(ProviderTransient):
+            await _edit(provider)
+
+    @pytest.mark.parametrize("status", [400, 403, 404, 422])
+    async def test_other_4xx_are_permanent(self, provider, fake_openai, status) -> None:
+        fake_openai.script([status])
+        with pytest.raises(ProviderPermanent, match=f"{status}.*req_") as info:
+            await _edit(provider)
+        assert info.value.code == f"http_{status}"
+
+    async def test_wrong_key_is_permanent_and_not_echoed(self, fake_openai) -> None:
+        wrong = "sk-wrong-secret-0123456789abcdef"
+        provider = OpenAIProvider(fake_openai.provider_settings(openai_api_key=wrong))
+        try:
+            with pytest.raises(ProviderPermanent) as info:
+                await _edit(provider)
+        finally:
+            await provider.close()
+        assert info.value.code == "invalid_api_key"
+        assert "0123" not in str(info.value) and "cdef" not in str(info.value)
+
+    async def test_timeout_is_transient(self, fake_openai) -> None:
+        provider = OpenAIProvider(fake_openai.provider_settings(timeout=0.3))
+        try:
+            with pytest.raises(ProviderTransient, match="did not answer"):
+                await _edit(provider, "[slow] edit")
+        finally:
+            await provider.close()
+        assert len(fake_openai.calls) == 1
+
+    async def test_unreachable_is_transient(self, fake_openai) -> None:
+        settings = fake_openai.provider_settings(openai_base_url="http://127.0.0.1:9/v1")
+        provider = OpenAIProvider(settings)
+        try:
+            with pytest.raises(ProviderTransient, match="could not reach"):
+                await _edit(provider)
+        finally:
+            await provider.close()
+
+    async def test_closed_mid_edit_is_transient(self, fake_openai) -> None:
+        fake_openai.latency = 30.0
+        provider = OpenAIProvider(fake_openai.provider_settings())
+        task = asyncio.create_task(_edit(provider))
+        await fake_openai.wait_for_calls(1, timeout=10)
+        await provider.close()
+        with pytest.raises(ProviderTransient):
+            await asyncio.wait_for(task, 10)
+
+    async def test_edit_after_close_is_transient(self, fake_openai) -> None:
+        provider = OpenAIProvider(fake_openai.provider_settings())
+        await provider.close()
+        with pytest.raises(ProviderTransient, match="closed"):
+            await _edit(provider)
+
+    @pytest.mark.parametrize("kind", ["no_image", "bad_json"])
+    async def test_response_without_image_is_permanent(self, provider, fake_openai, kind) -> None:
+        fake_openai.script([kind])
+        with pytest.raises(ProviderPermanent):
+            await _edit(provider)
+
+
+class TestFakeServer:
+    """The fixture records calls as they arrive and plays scripted answers in order."""
+
+    async def test_wait_for_calls_sees_a_call_in_flight(self, provider, fake_openai) -> None:
+        fake_openai.latency = 30.0
+        task = asyncio.create_task(_edit(provider, "held"))
+        try:
+            [call] = await fake_openai.wait_for_calls(1, timeout=10)
+            assert call.prompt == "held" and call.status is None
+            assert fake_openai.stats()["in_flight"] == 1
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def test_wait_for_calls_times_out(self, fake_openai) -> None:
+        with pytest.raises(AssertionError, match="expected 1 calls"):
+            await fake_openai.wait_for_calls(1, timeout=0.05)
+
+    def test_wait_for_calls_blocks_in_plain_code(self, fake_openai) -> None:
+        provider = OpenAIProvider(fake_openai.provider_settings())
+
+        async def edit_twice() -> None:
+            try:
+                await _edit(provider, "first")
+                await _edit(provider, "second")
+            finally:
+                await provider.close()
+
+        worker = threading.Thread(target=asyncio.run, args=(edit_twice(),))
+        worker.start()
+        try:
+            calls = fake_openai.wait_for_calls(2, timeout=30)
+        finally:
+            worker.join(30)
+        assert [c["prompt"] for c in calls] == ["first", "second"]
+        assert calls[1]["time"] >= calls[0]["time"]
+
+    async def test_script_is_consumed_in_order(self, provider, fake_openai) -> None:
+        fake_openai.script(["quota", "ok", 503])
+        with pytest.raises(ProviderPermanent):
+            await _edit(provider)
+        await _edit(provider)
+        with pytest.raises(ProviderTransient):
+            await _edit(provider)
+        await _edit(provider)
+        assert [c.status for c in fake_openai.calls] == [429, 200, 503, 200]
+
+
+class TestParseRetryAfter:
+    """parse_retry_after reads the headers OpenAI and proxies send."""
+
+    def test_forms(self) -> None:
+        assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+        assert parse_retry_after({"Retry-After": "2"}) == 2.0
+        assert parse_retry_after({}) is None
+        assert parse_retry_after({"retry-after": "soon"}) is None
+
+    def test_http_date(self) -> None:
+        now = time.time()
+        date = email.utils.formatdate(now + 30, usegmt=True)
+        assert parse_retry_after({"retry-after": date}, now=now) == pytest.approx(30, abs=1)
+
+
+class TestLocalProvider:
+    """The local provider edits visibly, deterministically, in the requested format."""
+
+    @pytest.mark.parametrize(("fmt", "pil"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
+    async def test_format_and_determinism(self, fmt: str, pil: str) -> None:
+        provider = LocalProvider()
+        source = images.png(320, 240, "RGBA")
+        first = await provider.edit(source, "image/png", "a.png", _spec(output_format=fmt))
+        again = await provider.edit(source, "image/png", "a.png", _spec(output_format=fmt))
+        assert first.data == again.data
+        im = Image.open(io.BytesIO(first.data))
+        assert (im.format, im.size) == (pil, (320, 240))
+        assert (first.provider, first.model) == ("local", "local-pillow")
+        assert first.mime_type == f"image/{fmt}"
+
+    async def test_differs_from_input_and_by_prompt(self) -> None:
+        provider = LocalProvider()
+        source = images.png(320, 240)
+        a = await provider.edit(source, "image/png", "a.png", _spec("warm"))
+        b = await provider.edit(source, "image/png", "a.png", _spec("golden hour"))
+        original = Image.open(io.BytesIO(source)).convert("RGB").tobytes()
+        assert Image.open(io.BytesIO(a.data)).convert("RGB").tobytes() != original
+        assert a.data != b.data
+        assert LABEL == "imagedrop local edit"
+
+
+class TestFakeServerCli:
+    """`python -m tests.fakes.openai_server` serves, reports the port and counts, stops on TERM."""
+
+    async def test_cli(self, tmp_path: Path) -> None:
+        port_file = tmp_path / "port"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.fakes.openai_server", "--port", "0",
+            "--port-file", str(port_file), "--latency", "0",
+            cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not port_file.exists():  # polling a condition, with a deadline
+                assert proc.returncode is None, "fake exited early"
+                assert time.monotonic() < deadline, "fake did not start"
+                await asyncio.sleep(0.05)
+            base = f"http://127.0.0.1:{port_file.read_text()}"
+            provider = OpenAIProvider(ProviderSettings(
+                kind="openai", openai_api_key="sk-any", openai_base_url=f"{base}/v1"))
+            try:
+                await _edit(provider)
+                await _edit(provider)
+            finally:
+                await provider.close()
+            stats = await asyncio.to_thread(
+                lambda: json.load(urllib.request.urlopen(f"{base}/_stats", timeout=10))
+            )
+            assert stats["calls"] == 2 and list(stats["by_image"].values()) == [2]
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            returncode = await asyncio.wait_for(proc.wait(), 30)
+        assert returncode == 0
