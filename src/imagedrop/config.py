@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imagedrop.errors import ConfigError
 
@@ -144,6 +144,11 @@ class Settings(BaseModel):
     url_signing_key: str = Field("", description="Key for local download links (auto if empty).")
     log_json: bool | None = Field(None, description="JSON logs; default: when not on a TTY.")
     log_level: str = Field("INFO", description="Log level.")
+    secrets: dict[str, str] = Field(
+        default_factory=dict, repr=False,
+        description="Environment variables holding whsec_ signing secrets, by name; manifests "
+        "refer to them as env:NAME and never contain the secret itself.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +257,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         provider["kind"] = "openai" if provider.get("openai_api_key") else "local"
 
     top = tree.pop("")
+    top["secrets"] = {k: v for k, v in env.items() if v.startswith("whsec_")}
     raw_tree = {k: v for k, v in tree.items()} | top
     try:
         settings = Settings.model_validate(raw_tree)

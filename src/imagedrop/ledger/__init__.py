@@ -297,7 +297,7 @@ class Ledger(Protocol):
         state: DeliveryState,
         next_attempt_at: float | None = None,
     ) -> None:
-        """Record one attempt and the delivery's new state (pending → retried at next_attempt_at)."""
+        """Record one attempt and the new state (pending: retried at `next_attempt_at`)."""
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         """One delivery, or None."""
@@ -329,7 +329,8 @@ def open_ledger(database_url: str) -> Ledger:
         return PostgresLedger.from_url(database_url)
     from imagedrop.errors import ConfigError
 
-    raise ConfigError(f"IMAGEDROP_DATABASE_URL: unsupported scheme in {database_url.split(':')[0]!r}")
+    scheme = database_url.split(":")[0]
+    raise ConfigError(f"IMAGEDROP_DATABASE_URL: unsupported scheme {scheme!r}")
 
 
 __all__ = [

@@ -45,7 +45,9 @@ class ImageProvider(Protocol):
         """Release clients and threads."""
 
 
-def spec_from_settings(settings: ProviderSettings, prompt: str, **overrides: str | None) -> EditSpec:
+def spec_from_settings(
+    settings: ProviderSettings, prompt: str, **overrides: str | None
+) -> EditSpec:
     """An EditSpec with settings' defaults; None overrides are ignored."""
     values = {
         "model": settings.model,

@@ -1,0 +1,52 @@
+"""The aiohttp application factory: routes, middlewares, and resources in cleanup contexts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from imagedrop.config import Settings
+from imagedrop.ledger import Ledger
+from imagedrop.providers import ImageProvider
+from imagedrop.runtime import open_runtime, start_background, stop_background
+from imagedrop.storage import ObjectStore
+from imagedrop.web import keys, ops, wxo
+from imagedrop.web.middleware import auth_middleware, error_middleware
+
+
+def create_app(
+    settings: Settings, *, public_url: str | None = None, ledger: Ledger | None = None,
+    storage: ObjectStore | None = None, provider: ImageProvider | None = None,
+    background: bool = True,
+) -> web.Application:
+    """Build the service. Injected backends are used as given; `background=False` runs no
+    workers (the API only records jobs)."""
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware(settings.server.api_keys)],
+    )
+    app[keys.SETTINGS] = settings
+    url = public_url or settings.server.public_url or (
+        f"http://{settings.server.host}:{settings.server.port}")
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        async with open_runtime(settings, public_url=url, ledger=ledger, storage=storage,
+                                provider=provider) as rt:
+            app[keys.RUNTIME] = rt
+            app[keys.LEDGER] = rt.ledger
+            app[keys.STORAGE] = rt.storage
+            app[keys.EXECUTOR] = rt.executor
+            app[keys.SIGNING_KEY] = rt.signing_key
+            if background:
+                await start_background(rt)
+            try:
+                yield
+            finally:
+                if background:
+                    await stop_background(rt)
+
+    app.cleanup_ctx.append(resources)
+    app.add_routes(wxo.routes)
+    app.add_routes(ops.routes)
+    return app

@@ -1,0 +1,130 @@
+"""The `imagedrop` command: `serve` runs the service, `edit` edits one file from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import structlog
+
+from imagedrop import __version__, logs
+from imagedrop.config import Settings, load_settings
+from imagedrop.errors import ConfigError, ImagedropError
+
+log = structlog.get_logger("imagedrop")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imagedrop", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"imagedrop {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API, workers and callback delivery")
+    serve.add_argument("--host", help="interface to bind (default IMAGEDROP_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default IMAGEDROP_PORT or 8080; 0 = any)")
+    edit = sub.add_parser("edit", help="edit one image file with the configured provider")
+    edit.add_argument("image", type=Path, help="the image file")
+    edit.add_argument("--prompt", required=True, help="what to do to the image")
+    edit.add_argument("-o", "--output", type=Path, help="where to write (default: NAME.edited.EXT)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"imagedrop: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(json=settings.log_json, level=settings.log_level)
+    try:
+        if args.command == "serve":
+            return asyncio.run(serve(settings, host=args.host, port=args.port))
+        return asyncio.run(edit_file(settings, args.image, args.prompt, args.output))
+    except ImagedropError as exc:
+        print(f"imagedrop: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
+    """Serve until SIGINT/SIGTERM, then drain in-flight work and stop."""
+    from aiohttp import web
+
+    from imagedrop.app import create_app
+
+    host = host or settings.server.host
+    port = settings.server.port if port is None else port
+    # Bind first so port 0 becomes a real port before local download links are built.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    public_url = settings.server.public_url or f"http://{shown}:{port}"
+    if not _is_loopback(host) and not settings.server.api_keys:
+        log.warning("no_api_key_configured",
+                    message=f"serving on {host} with NO API key: anyone who can reach this port "
+                            "can submit edits; set IMAGEDROP_API_KEYS")
+    app = create_app(settings, public_url=public_url)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    log.info("imagedrop_listening", url=public_url, version=__version__)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("imagedrop_stopping")
+    await runner.cleanup()
+    return 0
+
+
+async def edit_file(settings: Settings, image: Path, prompt: str, output: Path | None) -> int:
+    """One-shot edit: read a file, edit it, write the result; no ledger, no server."""
+    from imagedrop import imaging
+    from imagedrop.editor import Editor
+    from imagedrop.providers import open_provider, spec_from_settings
+    from imagedrop.providers.local import LocalProvider
+
+    data = await asyncio.to_thread(image.read_bytes)
+    limits = settings.imaging
+    prepared = await asyncio.to_thread(imaging.prepare_for_provider, data,
+                                       max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+    provider = open_provider(settings.provider)
+    local = provider if provider.name == "local" else LocalProvider()
+    try:
+        editor = Editor(provider, local, billing_pause=settings.provider.billing_pause)
+        spec = spec_from_settings(settings.provider, prompt)
+        result, fallback = await editor.edit(prepared.data, prepared.mime, image.name, spec)
+    finally:
+        await provider.close()
+        if local is not provider:
+            await local.close()
+    ext = imaging.extension_for_mime(result.mime_type)
+    output = output or image.with_name(f"{image.stem}.edited.{ext}")
+    await asyncio.to_thread(output.write_bytes, result.data)
+    log.info("edited", input=str(image), output=str(output), provider=result.provider,
+             model=result.model, fallback_local=fallback, bytes=len(result.data))
+    print(output)
+    return 0

@@ -1,0 +1,50 @@
+"""The edit step: the configured provider, with the local fallback after a billing stop.
+
+`billing_hard_limit_reached` switches this process to the local provider for a pause; every
+other provider error propagates unchanged, so it is reported, never silently replaced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from imagedrop.errors import BillingLimitReached
+from imagedrop.providers import EditResult, EditSpec, ImageProvider
+
+log = structlog.get_logger(__name__)
+
+
+class Editor:
+    """Edits through `primary`; after a billing stop, through `fallback` for `billing_pause` s."""
+
+    def __init__(
+        self, primary: ImageProvider, fallback: ImageProvider, *, billing_pause: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self._pause = billing_pause
+        self._clock = clock
+        self._paused_until = 0.0
+
+    @property
+    def billing_paused(self) -> bool:
+        """True while the primary provider is being skipped after a billing stop."""
+        return self._clock() < self._paused_until
+
+    async def edit(
+        self, image: bytes, mime: str, filename: str, spec: EditSpec
+    ) -> tuple[EditResult, bool]:
+        """The edited image and whether the local fallback made it."""
+        if self.primary is self.fallback:
+            return await self.primary.edit(image, mime, filename, spec), False
+        if not self.billing_paused:
+            try:
+                return await self.primary.edit(image, mime, filename, spec), False
+            except BillingLimitReached:
+                self._paused_until = self._clock() + self._pause
+                log.warning("billing_limit_reached", fallback="local", pause_seconds=self._pause)
+        return await self.fallback.edit(image, mime, filename, spec), True

@@ -1,0 +1,140 @@
+"""Folder batches: list a bucket prefix page by page into jobs, resumably, under a lease.
+
+The cursor (last key listed) is stored with each page's jobs in one transaction, so a lister
+that dies is replaced by one that continues where it stopped; a folder is never held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+
+import structlog
+
+from imagedrop.errors import PermanentError, TransientError
+from imagedrop.ledger import Batch, JobKind, Ledger, NewDelivery, NewJob
+from imagedrop.pipeline import Pipeline, result_key
+from imagedrop.storage import ObjectInfo, ObjectStore
+
+log = structlog.get_logger(__name__)
+
+#: Names we try to edit; the bytes are still sniffed before any edit.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+MANIFEST_NAMES = frozenset({"imagedrop.yaml", "imagedrop.yml", "imagedrop.json"})
+
+
+def is_candidate(info: ObjectInfo, *, output_bucket: str, output_prefix: str) -> bool:
+    """Whether a listed object should become a job (pure)."""
+    name = posixpath.basename(info.key)
+    if not name or info.key.endswith("/") or name in MANIFEST_NAMES or name.startswith("."):
+        return False
+    if posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+        return False
+    if info.bucket == output_bucket and output_prefix and info.key.startswith(output_prefix):
+        return False  # our own results: never inputs
+    return not info.is_output
+
+
+def jobs_for_page(batch: Batch, page: list[ObjectInfo], *, first_seq: int,
+                  max_attempts: int) -> list[NewJob]:
+    """The jobs one listed page contributes to a batch (pure)."""
+    jobs = []
+    fmt = batch.recipe.get("output_format", "png")
+    for info in page:
+        if not is_candidate(info, output_bucket=batch.output_bucket,
+                            output_prefix=batch.output_prefix):
+            continue
+        relative = info.key[len(batch.prefix):] if info.key.startswith(batch.prefix) else info.key
+        jobs.append(NewJob(
+            kind=JobKind.BATCH, filename=posixpath.basename(info.key), recipe=batch.recipe,
+            dedupe_key=f"batch:{batch.id}:{info.key}", batch_id=batch.id,
+            seq=first_seq + len(jobs), source_bucket=info.bucket, source_key=info.key,
+            source_etag=info.etag, output_bucket=batch.output_bucket,
+            output_key=result_key(batch.output_prefix, relative.lstrip("/"), fmt),
+            max_attempts=max_attempts,
+        ))
+    return jobs
+
+
+class Lister:
+    """Claims unlisted batches and turns their folders into jobs."""
+
+    def __init__(self, ledger: Ledger, storage: ObjectStore, pipeline: Pipeline, *, owner: str,
+                 lease_seconds: float, poll_interval: float, max_attempts: int,
+                 page_size: int = 1000) -> None:
+        self.ledger = ledger
+        self.storage = storage
+        self.pipeline = pipeline
+        self.owner = owner
+        self.lease = lease_seconds
+        self.poll = poll_interval
+        self.max_attempts = max_attempts
+        self.page_size = page_size
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """List batches until `stop()`."""
+        while not self._stopping.is_set():
+            try:
+                batch = await self.ledger.claim_listing(self.owner, self.lease)
+            except Exception:
+                log.exception("listing_claim_failed")
+                batch = None
+            if batch is None:
+                await self._wait(self.poll, hint=True)
+                continue
+            await self.list_batch(batch)
+
+    async def list_batch(self, batch: Batch) -> None:
+        """List one batch from its cursor to the end, then close it if nothing is left to do."""
+        with structlog.contextvars.bound_contextvars(batch_id=batch.id, bucket=batch.bucket,
+                                                     prefix=batch.prefix):
+            cursor = batch.listing_cursor
+            seq = (await self.ledger.batch_progress(batch.id)).total
+            try:
+                async for page in self.storage.list(batch.bucket, batch.prefix,
+                                                    page_size=self.page_size, start_after=cursor):
+                    if self._stopping.is_set():
+                        return  # the lease lapses; whoever lists next resumes at the cursor
+                    jobs = jobs_for_page(batch, page, first_seq=seq,
+                                         max_attempts=self.max_attempts)
+                    seq += len(jobs)
+                    cursor = page[-1].key if page else cursor
+                    await self.ledger.add_batch_jobs(batch.id, self.owner, jobs, cursor, False)
+            except TransientError as exc:
+                log.warning("listing_interrupted", error=str(exc))
+                await self._wait(min(self.lease, 5.0), hint=False)
+                return  # lease expires; listing resumes from the cursor
+            except PermanentError as exc:
+                log.error("listing_failed", error=str(exc))
+                await self.ledger.add_batch_jobs(batch.id, self.owner, [], cursor, True)
+                await self._fail_batch(batch, str(exc))
+                return
+            await self.ledger.add_batch_jobs(batch.id, self.owner, [], cursor, True)
+            log.info("listing_done", jobs=seq)
+            await self.pipeline.maybe_finish_batch(batch.id)
+
+    async def _fail_batch(self, batch: Batch, reason: str) -> None:
+        summary = await self.pipeline.batch_summary(
+            batch, error=f"could not list the folder: {reason}")
+        deliveries = []
+        if batch.callback_url:
+            deliveries.append(NewDelivery(kind="callback", url=batch.callback_url,
+                                          batch_id=batch.id,
+                                          body=json.dumps(summary, separators=(",", ":")).encode()))
+        await self.ledger.finish_batch(batch.id, summary, deliveries)
+
+    async def _wait(self, timeout: float, *, hint: bool) -> None:
+        waiters = [asyncio.ensure_future(self._stopping.wait())]
+        if hint:
+            waiters.append(asyncio.ensure_future(self.ledger.wait_for_work(timeout)))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def stop(self) -> None:
+        """Stop after the current page."""
+        self._stopping.set()

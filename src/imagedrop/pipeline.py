@@ -1,0 +1,249 @@
+"""One job, start to finish: fetch → check → edit → write → record the outcome and its callbacks.
+
+The pipeline never decides retries itself: errors go through `lifecycle.after_error`, and the
+outcome is written to the ledger together with the deliveries it causes, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import posixpath
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+
+from imagedrop import imaging, lifecycle
+from imagedrop.config import ImagingSettings, WorkerSettings
+from imagedrop.editor import Editor
+from imagedrop.errors import ImageRejected, PermanentError
+from imagedrop.ledger import Batch, Job, JobKind, JobState, Ledger, NewDelivery
+from imagedrop.providers import EditSpec
+from imagedrop.storage import ObjectStore
+from imagedrop.web.models import (
+    MAX_SUMMARY_ERRORS,
+    B64Completed,
+    BatchSummary,
+    CosCompleted,
+    ImageFailed,
+)
+
+log = structlog.get_logger(__name__)
+
+#: Metadata imagedrop writes next to OUTPUT_MARKER, so a rerun can recognise its own output.
+JOB_META = "imagedrop-job"
+SOURCE_META = "imagedrop-source"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one run of a job came to (for logs and tests)."""
+
+    state: str  # completed | failed | retry | lost (lease lost to another worker)
+    reason: str | None = None
+
+
+def spec_from_recipe(recipe: dict[str, Any]) -> EditSpec:
+    """The EditSpec stored in a job's recipe."""
+    fields = ("prompt", "model", "quality", "size", "output_format")
+    return EditSpec(**{k: recipe[k] for k in fields if k in recipe})
+
+
+def result_key(prefix: str, name: str, output_format: str) -> str:
+    """Where an edited image goes: `prefix` + name with the result format's extension."""
+    stem, _ = posixpath.splitext(name)
+    ext = "jpg" if output_format == "jpeg" else output_format
+    return f"{prefix}{stem}.{ext}"
+
+
+class Pipeline:
+    """Runs claimed jobs; shared by every worker task in a process."""
+
+    def __init__(
+        self, *, ledger: Ledger, storage: ObjectStore, editor: Editor,
+        imaging_settings: ImagingSettings, worker_settings: WorkerSettings,
+        presign_expires: int, executor: Executor | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self.storage = storage
+        self.editor = editor
+        self.limits = imaging_settings
+        self.retry = worker_settings
+        self.presign_expires = presign_expires
+        self.executor = executor
+        self.clock = clock
+
+    async def run(self, job: Job, owner: str) -> Outcome:
+        """Run one claimed job and record what happened. Never raises (but CancelledError)."""
+        started = self.clock()
+        with structlog.contextvars.bound_contextvars(
+            job_id=job.id, kind=str(job.kind), bucket=job.source_bucket, key=job.source_key,
+            batch_id=job.batch_id, attempt=job.attempts,
+        ):
+            try:
+                result = await self._execute(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure is recorded; the service keeps serving
+                outcome = await self._after_error(job, owner, exc)
+            else:
+                outcome = await self._complete(job, owner, result)
+            log.info(
+                "job_" + outcome.state, reason=outcome.reason,
+                seconds=round(self.clock() - started, 3),
+            )
+            if job.batch_id and outcome.state in ("completed", "failed"):
+                await self.maybe_finish_batch(job.batch_id)
+            return outcome
+
+    # -- the work -------------------------------------------------------------------------
+    async def _execute(self, job: Job) -> dict[str, Any]:
+        spec = spec_from_recipe(job.recipe)
+        if job.kind in (JobKind.BATCH, JobKind.DROP, JobKind.COS) and job.output_key:
+            reused = await self._existing_output(job)
+            if reused is not None:
+                return reused
+        source = await self._load_source(job)
+        prepared = await self._in_executor(
+            imaging.prepare_for_provider, source,
+            max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels,
+        )
+        edited, fallback = await self.editor.edit(prepared.data, prepared.mime, job.filename, spec)
+        result: dict[str, Any] = {
+            "provider": edited.provider, "model": edited.model, "mime_type": edited.mime_type,
+            "fallback_local": fallback, "size": len(edited.data),
+        }
+        if job.kind is JobKind.B64:
+            # The image travels in the callback body; nothing to store.
+            result["image_base64"] = base64.b64encode(edited.data).decode("ascii")
+            return result
+        assert job.output_bucket and job.output_key
+        await self.storage.put(
+            job.output_bucket, job.output_key, edited.data, content_type=edited.mime_type,
+            metadata=self._output_metadata(job, fallback),
+        )
+        result.update(bucket=job.output_bucket, key=job.output_key)
+        return result
+
+    async def _load_source(self, job: Job) -> bytes:
+        if job.input_data is not None:
+            return job.input_data
+        assert job.source_bucket and job.source_key
+        obj = await self.storage.get(job.source_bucket, job.source_key)
+        if obj.info.is_output:
+            raise ImageRejected("object was written by imagedrop; outputs are never inputs")
+        return obj.data
+
+    async def _existing_output(self, job: Job) -> dict[str, Any] | None:
+        """The result a previous attempt of this job already wrote (crash after the write)."""
+        assert job.output_bucket and job.output_key
+        info = await self.storage.head(job.output_bucket, job.output_key)
+        if info is None or info.metadata.get(JOB_META) != job.id:
+            return None
+        log.info("job_output_reused")
+        return {
+            "provider": info.metadata.get("imagedrop-provider", "unknown"),
+            "model": job.recipe.get("model"), "mime_type": info.content_type,
+            "fallback_local": info.metadata.get("imagedrop-fallback") == "1",
+            "size": info.size, "bucket": job.output_bucket, "key": job.output_key, "reused": True,
+        }
+
+    def _output_metadata(self, job: Job, fallback: bool) -> dict[str, str]:
+        meta = {JOB_META: job.id, "imagedrop-fallback": "1" if fallback else "0",
+                "imagedrop-provider": "local" if fallback else self.editor.primary.name}
+        if job.source_key:
+            # S3 user metadata must be ASCII; keys may not be.
+            meta[SOURCE_META] = quote(f"{job.source_bucket}/{job.source_key}", safe="/")
+            meta["imagedrop-source-etag"] = job.source_etag or ""
+        return meta
+
+    async def _in_executor(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    # -- recording outcomes ---------------------------------------------------------------
+    async def _complete(self, job: Job, owner: str, result: dict[str, Any]) -> Outcome:
+        deliveries = []
+        if job.callback_url:
+            body = await self._completed_callback(job, result)
+            deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
+                                          job_id=job.id))
+        result.pop("image_base64", None)  # lives in the callback body only
+        ok = await self.ledger.complete_job(job.id, owner, result, deliveries)
+        return Outcome("completed" if ok else "lost")
+
+    async def _completed_callback(self, job: Job, result: dict[str, Any]) -> bytes:
+        if job.kind is JobKind.B64:
+            return B64Completed(job_id=job.id, filename=job.filename,
+                                result_image_base64=result["image_base64"],
+                                result_mime_type=result["mime_type"]).to_body()
+        url = await self.storage.presign_get(result["bucket"], result["key"],
+                                             self.presign_expires)
+        return CosCompleted(job_id=job.id, filename=job.filename, object_key=result["key"],
+                            result_url=url, expires_in=self.presign_expires).to_body()
+
+    async def _after_error(self, job: Job, owner: str, exc: Exception) -> Outcome:
+        decision = lifecycle.after_error(
+            exc, attempts=job.attempts, max_attempts=job.max_attempts,
+            base=self.retry.retry_base, cap=self.retry.retry_cap,
+        )
+        if isinstance(decision, lifecycle.Retry):
+            ok = await self.ledger.retry_job(job.id, owner, decision.reason,
+                                             self.clock() + decision.delay)
+            return Outcome("retry" if ok else "lost", decision.reason)
+        if not isinstance(exc, PermanentError | ImageRejected):
+            log.error("job_unexpected_error", exc_info=exc)
+        deliveries = []
+        if job.callback_url:
+            body = ImageFailed(job_id=job.id, filename=job.filename,
+                               error=decision.reason).to_body()
+            deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
+                                          job_id=job.id))
+        ok = await self.ledger.fail_job(job.id, owner, decision.reason, deliveries)
+        return Outcome("failed" if ok else "lost", decision.reason)
+
+    # -- batches --------------------------------------------------------------------------
+    async def maybe_finish_batch(self, batch_id: str) -> bool:
+        """Close the batch and send its one summary when every job is final."""
+        progress = await self.ledger.batch_progress(batch_id)
+        if not progress.all_final or progress.finished:
+            return False
+        batch = await self.ledger.get_batch(batch_id)
+        if batch is None:
+            return False
+        summary = await self.batch_summary(batch)
+        deliveries = []
+        if batch.callback_url:
+            deliveries.append(NewDelivery(
+                kind="callback", url=batch.callback_url, batch_id=batch.id,
+                body=json.dumps(summary, separators=(",", ":")).encode()))
+        closed = await self.ledger.finish_batch(batch_id, summary, deliveries)
+        if closed:
+            log.info("batch_finished", batch_id=batch_id, status=summary["status"],
+                     total=summary["total_files"], failed=summary["failed"])
+        return closed
+
+    async def batch_summary(self, batch: Batch, *, error: str | None = None) -> dict[str, Any]:
+        """The WXO batch summary (SPEC §4.1) plus the batch id."""
+        progress = await self.ledger.batch_progress(batch.id)
+        errors = [f"{job.source_key or job.filename}: {job.error}"
+                  for job in await self.ledger.list_jobs(
+                      batch_id=batch.id, state=JobState.FAILED, limit=MAX_SUMMARY_ERRORS)]
+        if error is None and progress.total == 0:
+            error = f"no images found in bucket {batch.bucket!r} under {batch.prefix!r}"
+        summary = BatchSummary(
+            job_id=batch.id, batch_id=batch.id, total_files=progress.total,
+            processed=progress.completed - progress.fallback_local, failed=progress.failed,
+            fallback_local=progress.fallback_local,
+            duration_seconds=round(max(0.0, self.clock() - batch.created_at), 3),
+            output_bucket=batch.output_bucket, output_prefix=batch.output_prefix,
+            errors=errors, error=error,
+        )
+        return json.loads(summary.to_body())

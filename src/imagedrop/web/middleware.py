@@ -1,0 +1,79 @@
+"""Request middlewares: API-key access control and JSON errors for every failure."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Iterable
+
+import structlog
+from aiohttp import web
+
+from imagedrop.errors import InputError
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Routes anyone may call: liveness probes, and signed download links (they carry their own proof).
+OPEN_PATHS = ("/health", "/files/")
+
+
+def json_error(status: int, message: str, *, field: str | None = None,
+               headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON error body that says what was wrong."""
+    body: dict[str, object] = {"error": message}
+    if field:
+        body["field"] = field
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json",
+                        headers=headers)
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The API key a request carries: `Authorization: Bearer K` or `X-API-Key: K`."""
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("X-API-Key") or None
+
+
+def auth_middleware(api_keys: Iterable[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Require one of `api_keys` on every route but the open ones (no keys: no check)."""
+    keys = [k.encode() for k in api_keys]
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not keys or request.path == "/health" or request.path.startswith(OPEN_PATHS[1]):
+            return await handler(request)
+        given = (presented_key(request) or "").encode()
+        # Compare against every key so the time taken does not reveal which one matched.
+        if not any([hmac.compare_digest(given, key) for key in keys]):
+            return json_error(401, "missing or invalid API key: send 'Authorization: Bearer "
+                                   "<key>' or 'X-API-Key: <key>'",
+                              headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return middleware
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into a JSON answer; the service keeps serving."""
+    try:
+        return await handler(request)
+    except InputError as exc:
+        return json_error(exc.status, str(exc), field=getattr(exc, "field", None))
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.client_max_size
+        return json_error(413, f"request body too large: at most {limit} bytes accepted "
+                               "(IMAGEDROP_MAX_BODY_BYTES)")
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return json_error(exc.status, exc.reason if not exc.text or exc.text.startswith(
+            str(exc.status)) else exc.text, headers={k: v for k, v in exc.headers.items()
+                                                     if k.lower() == "allow"})
+    except Exception:
+        log.exception("request_failed", path=request.path, method=request.method)
+        return json_error(500, "internal error; the request was not accepted")

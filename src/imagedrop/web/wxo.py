@@ -1,0 +1,148 @@
+"""The three WXO-compatible endpoints (SPEC §4.1): validate now, record durably, answer 202.
+
+Everything a caller can get wrong is refused here with a 4xx that says what, not in a failed
+callback minutes later. The job is committed to the ledger before the 202 is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any, TypeVar
+
+import pydantic
+from aiohttp import web
+
+from imagedrop import imaging
+from imagedrop.delivery import policy
+from imagedrop.errors import CallbackRefused, DeliveryTransient, InputError
+from imagedrop.ledger import JobKind, NewBatch, NewJob
+from imagedrop.pipeline import result_key
+from imagedrop.providers import spec_from_settings
+from imagedrop.web import keys
+from imagedrop.web.models import (
+    BatchRequest,
+    ImageRequest,
+    safe_filename,
+    validation_error_message,
+)
+
+routes = web.RouteTableDef()
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+async def callback_url(request: web.Request) -> str:
+    """The `callbackUrl` header (any case), checked against the callback policy."""
+    url = request.headers.get("callbackUrl", "").strip()
+    if not url:
+        raise CallbackRefused("the callbackUrl header is required: the result is POSTed there")
+    settings = request.app[keys.SETTINGS].callbacks
+    policy.check_syntax(url)
+    target, rewritten = policy.apply_rewrites(url, settings.rewrites)
+    try:
+        await policy.check_destination(target, allow_private=settings.allow_private,
+                                       rewritten=rewritten)
+    except DeliveryTransient:
+        pass  # the name does not resolve now; delivery checks again and retries
+    return url
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The JSON body validated against `model`; 4xx with a clear message otherwise."""
+    if request.content_type not in ("application/json", "", "text/plain"):
+        raise _Invalid(f"send JSON (Content-Type: application/json), not "
+                       f"{request.content_type}", None, status=415)
+    raw = await request.read()  # aiohttp enforces client_max_size here (413)
+    try:
+        data = json.loads(raw or b"null")
+    except ValueError as exc:
+        raise InputError(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        err = validation_error_message(exc)
+        raise _Invalid(err.error, err.field) from exc
+
+
+class _Invalid(InputError):
+    """A request the models refused: 422 by default, with the first bad field named."""
+
+    def __init__(self, message: str, field: str | None, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
+    settings = request.app[keys.SETTINGS]
+    cb = await callback_url(request)
+    body = await parse_body(request, ImageRequest)
+    limits = settings.imaging
+    loop = asyncio.get_running_loop()
+    image = await loop.run_in_executor(
+        request.app[keys.EXECUTOR],
+        lambda: imaging.decode_base64_image(body.image_base64, max_bytes=limits.max_bytes))
+    facts = await loop.run_in_executor(
+        request.app[keys.EXECUTOR],
+        lambda: imaging.inspect_image(image, max_bytes=limits.max_bytes,
+                                      max_pixels=limits.max_pixels))
+    filename = safe_filename(body.filename, imaging.extension_for_mime(facts.mime))
+    spec = spec_from_settings(settings.provider, body.prompt)
+    job_id = str(uuid.uuid4())
+    output_bucket = output_key = None
+    if kind is JobKind.COS:
+        output_bucket = settings.storage.resolved_output_bucket
+        output_key = result_key(f"{settings.storage.output_prefix}{job_id}/", filename,
+                                spec.output_format)
+    await request.app[keys.LEDGER].create_jobs([NewJob(
+        id=job_id, kind=kind, filename=filename, recipe=_recipe(spec), input_data=image,
+        output_bucket=output_bucket, output_key=output_key, callback_url=cb,
+        max_attempts=settings.worker.max_attempts,
+    )])
+    return _accepted(job_id)
+
+
+@routes.post("/process-image-async-b64")
+async def process_image_b64(request: web.Request) -> web.Response:
+    """Edit one image; the result comes back base64-encoded in the callback."""
+    return await _image_job(request, JobKind.B64)
+
+
+@routes.post("/process-image-async")
+async def process_image_cos(request: web.Request) -> web.Response:
+    """Edit one image; the result is stored and a presigned URL comes back in the callback."""
+    return await _image_job(request, JobKind.COS)
+
+
+@routes.post("/batch-process-images")
+async def batch_process_images(request: web.Request) -> web.Response:
+    """Edit every image in a folder; one summary comes back in the callback."""
+    settings = request.app[keys.SETTINGS]
+    cb = await callback_url(request)
+    body = await parse_body(request, BatchRequest)
+    st = settings.storage
+    spec = spec_from_settings(settings.provider, body.prompt, model=body.model,
+                              quality=body.quality, size=body.size,
+                              output_format=body.output_format)
+    batch_id = str(uuid.uuid4())
+    output_prefix = body.output_prefix if body.output_prefix is not None else (
+        f"{st.output_prefix}{batch_id}/")
+    batch = await request.app[keys.LEDGER].create_batch(NewBatch(
+        id=batch_id, kind="wxo", bucket=body.bucket or st.resolved_input_bucket,
+        prefix=body.prefix if body.prefix is not None else st.input_prefix,
+        output_bucket=body.output_bucket or st.resolved_output_bucket,
+        output_prefix=output_prefix, recipe=_recipe(spec), callback_url=cb,
+    ))
+    return _accepted(batch.id)
+
+
+def _recipe(spec: Any) -> dict[str, Any]:
+    return {"prompt": spec.prompt, "model": spec.model, "quality": spec.quality,
+            "size": spec.size, "output_format": spec.output_format}
+
+
+def _accepted(job_id: str) -> web.Response:
+    return web.json_response({"accepted": True, "job_id": job_id}, status=202)

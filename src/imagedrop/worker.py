@@ -1,0 +1,111 @@
+"""The job worker: claims due jobs with a lease, runs them with bounded concurrency, renews leases.
+
+Shutdown stops claiming, gives in-flight jobs `shutdown_grace` seconds, then cancels the rest
+and hands their leases back so another process (or the next start) takes them up at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from imagedrop.config import WorkerSettings
+from imagedrop.ledger import Job, Ledger
+from imagedrop.pipeline import Pipeline
+
+log = structlog.get_logger(__name__)
+
+
+class Worker:
+    """Bounded-concurrency job runner for one process."""
+
+    def __init__(
+        self, ledger: Ledger, pipeline: Pipeline, settings: WorkerSettings, *, owner: str
+    ) -> None:
+        self.ledger = ledger
+        self.pipeline = pipeline
+        self.settings = settings
+        self.owner = owner
+        self._inflight: dict[str, asyncio.Task[object]] = {}
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+
+    @property
+    def inflight(self) -> int:
+        """How many jobs this worker is running now."""
+        return len(self._inflight)
+
+    async def run(self) -> None:
+        """Claim and run jobs until `stop()`."""
+        heartbeat = asyncio.create_task(self._heartbeat(), name="imagedrop-heartbeat")
+        try:
+            while not self._stopping.is_set():
+                free = self.settings.concurrency - len(self._inflight)
+                if free > 0:
+                    try:
+                        jobs = await self.ledger.claim_jobs(
+                            self.owner, free, self.settings.lease_seconds)
+                    except Exception:  # a ledger hiccup must not kill the worker
+                        log.exception("claim_failed")
+                        jobs = []
+                    for job in jobs:
+                        self._start(job)
+                    if len(jobs) == free:
+                        continue  # there may be more: fill the free slots first
+                await self._idle(full=free <= 0)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    def _start(self, job: Job) -> None:
+        task = asyncio.create_task(self.pipeline.run(job, self.owner), name=f"job-{job.id}")
+        self._inflight[job.id] = task
+
+        def done(_: asyncio.Task[object], job_id: str = job.id) -> None:
+            self._inflight.pop(job_id, None)
+            self._slot_freed.set()
+
+        task.add_done_callback(done)
+
+    async def _idle(self, *, full: bool) -> None:
+        """Wait for a free slot (when full) or for new work, a stop, or the poll interval."""
+        self._slot_freed.clear()
+        waiters = [asyncio.ensure_future(self._stopping.wait()),
+                   asyncio.ensure_future(self._slot_freed.wait())]
+        if not full:
+            waiters.append(asyncio.ensure_future(
+                self.ledger.wait_for_work(self.settings.poll_interval)))
+        try:
+            await asyncio.wait(waiters, timeout=self.settings.poll_interval,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _heartbeat(self) -> None:
+        interval = max(0.05, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            if self._inflight:
+                try:
+                    await self.ledger.renew_leases(
+                        self.owner, list(self._inflight), self.settings.lease_seconds)
+                except Exception:
+                    log.exception("lease_renewal_failed")
+
+    async def stop(self) -> None:
+        """Stop claiming; let in-flight jobs finish within the grace period; release the rest."""
+        self._stopping.set()
+        tasks = list(self._inflight.values())
+        if tasks:
+            log.info("worker_draining", inflight=len(tasks), grace=self.settings.shutdown_grace)
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        released = await self.ledger.release_jobs(self.owner)
+        if released:
+            log.info("worker_released_jobs", count=released)
