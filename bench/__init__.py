@@ -1,0 +1,1 @@
+"""Benchmarks: real processes over loopback, figures written into docs/benchmarks.md."""

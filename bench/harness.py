@@ -1,0 +1,158 @@
+"""Processes and helpers the benchmarks share: a fake provider, imagedrop serve, a receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sample_png(i: int, size: int = 256) -> bytes:
+    """A small distinct PNG (provider-bound benchmarks do not need big pixels)."""
+    img = Image.new("RGB", (size, size), ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+            try:
+                async with http.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@asynccontextmanager
+async def fake_provider(latency: float) -> AsyncIterator[str]:
+    """The fake OpenAI server in its own process; yields its base URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0",
+             "--latency", str(latency), "--port-file", str(port_file)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while not (port_file.exists() and port_file.read_text().strip()):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("fake OpenAI server did not start")
+                await asyncio.sleep(0.05)
+            yield f"http://127.0.0.1:{port_file.read_text().strip()}/v1"
+        finally:
+            _stop(proc)
+
+
+@asynccontextmanager
+async def imagedrop(env: dict[str, str], data_dir: Path) -> AsyncIterator[str]:
+    """`imagedrop serve` in its own process; yields its URL."""
+    port = free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("COS_", "OPENAI_",
+                                                                    "IMAGEDROP_"))}
+    full.update({"IMAGEDROP_DATA_DIR": str(data_dir), "IMAGEDROP_ALLOW_PRIVATE_CALLBACKS": "1",
+                 "IMAGEDROP_LOG_LEVEL": "WARNING", "IMAGEDROP_POLL_INTERVAL": "0.2"})
+    full.update(env)
+    log = open(data_dir.parent / f"serve-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagedrop", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=full, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_http(url + "/health", proc)
+        yield url
+    finally:
+        _stop(proc)
+        log.close()
+
+
+class Receiver:
+    """Records when each callback arrives, by job_id."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.bodies: dict[str, dict] = {}
+        self._changed = asyncio.Event()
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        self.arrivals.setdefault(body["job_id"], time.perf_counter())
+        self.bodies[body["job_id"]] = body
+        self._changed.set()
+        return web.Response(status=200)
+
+    async def wait_for(self, job_ids: set[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not job_ids <= self.arrivals.keys():
+            self._changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                missing = len(job_ids - self.arrivals.keys())
+                raise TimeoutError(f"{missing} callbacks missing")
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Receiver]:
+        app = web.Application()
+        app.router.add_post("/cb", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}/cb"
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]

@@ -1,0 +1,37 @@
+"""Writes benchmark figures into docs/benchmarks.md between markers, keeping the prose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.harness import ROOT
+
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def _replace(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        return head + block + rest.split(end, 1)[1]
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
+def write_core_section(r: dict) -> None:
+    s, b, h = r["singles_40"], r["batch_100"], r["health_64"]
+
+    def ok(flag: bool) -> str:
+        return "✅" if flag else "❌"
+
+    body = f"""Measured {r['when']} on {r['machine']}; fake provider latency {r['provider_latency_s']} s.
+
+| scenario | figure | target | result |
+|---|---|---|---|
+| 40 concurrent single-image jobs (concurrency {s['concurrency']}) | 202 p95 {s['accepted_p95_ms']:.1f} ms (p50 {s['accepted_p50_ms']:.1f}, max {s['accepted_max_ms']:.1f}) | ≤ 50 ms | {ok(s['accepted_p95_ms'] <= 50)} |
+| same | makespan {s['makespan_s']:.2f} s vs ideal {s['ideal_s']:.0f} s ({s['ratio']:.2f}×), {s['failed']} failed | — | |
+| 100-image batch (concurrency {b['concurrency']}) | makespan {b['makespan_s']:.2f} s vs ideal {b['ideal_s']:.0f} s ({b['ratio']:.2f}×), {b['processed']} processed | ≤ 1.15× | {ok(b['ratio'] <= 1.15)} |
+| /health with {h['inflight']} edits in flight ({h['jobs']} jobs, {h['samples']} probes) | p99 {h['health_p99_ms']:.1f} ms (p50 {h['health_p50_ms']:.1f}, max {h['health_max_ms']:.1f}) | ≤ 20 ms | {ok(h['health_p99_ms'] <= 20)} |
+"""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    DOC.write_text(_replace(text, "core", body))
