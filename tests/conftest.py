@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fakes.s3",
     "tests.fakes.openai_server",
     "tests.fakes.receiver",
+    "tests.e2e.procs",
 ]
 
 _LEAKY_PREFIXES = ("COS_", "OPENAI_", "IMAGEDROP_", "AWS_", "HTTP_PROXY", "HTTPS_PROXY")

@@ -256,6 +256,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if "kind" not in provider:
         provider["kind"] = "openai" if provider.get("openai_api_key") else "local"
 
+    problems.extend(_cross_checks(tree))
     top = tree.pop("")
     top["secrets"] = {k: v for k, v in env.items() if v.startswith("whsec_")}
     raw_tree = {k: v for k, v in tree.items()} | top
@@ -269,38 +270,37 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             name = reverse.get(key, ".".join(loc))
             problems.append(f"{name}: {err['msg']}")
         settings = None
-    if settings is not None:
-        problems.extend(_cross_checks(settings))
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     assert settings is not None
     return settings
 
 
-def _cross_checks(s: Settings) -> list[str]:
-    """Rules that span several variables."""
+def _cross_checks(tree: dict[str, dict[str, object]]) -> list[str]:
+    """Rules that span several variables, checked on the raw values so that they are reported
+    together with any per-variable problem."""
     problems: list[str] = []
-    st = s.storage
-    if st.is_cos:
-        hmac = bool(st.cos_access_key_id) + bool(st.cos_secret_access_key)
+    st, provider = tree["storage"], tree["provider"]
+    if st.get("cos_endpoint"):
+        hmac = bool(st.get("cos_access_key_id")) + bool(st.get("cos_secret_access_key"))
         if hmac == 1:
             problems.append(
                 "COS_ACCESS_KEY_ID/COS_SECRET_ACCESS_KEY: set both HMAC keys, or neither"
             )
-        if not hmac and not st.cos_api_key:
+        if not hmac and not st.get("cos_api_key"):
             problems.append(
                 "COS_ENDPOINT is set but no credentials: set COS_ACCESS_KEY_ID and "
                 "COS_SECRET_ACCESS_KEY (HMAC) or COS_API_KEY (IAM)"
             )
-        if not (st.cos_bucket or (st.input_bucket and st.output_bucket)):
+        if not (st.get("cos_bucket") or (st.get("input_bucket") and st.get("output_bucket"))):
             problems.append("COS_BUCKET: required with COS_ENDPOINT (or both COS_INPUT_BUCKET "
                             "and COS_OUTPUT_BUCKET)")
-    if s.provider.kind == "openai" and not s.provider.openai_api_key:
+    if provider.get("kind") == "openai" and not provider.get("openai_api_key"):
         problems.append("OPENAI_API_KEY: required when IMAGEDROP_PROVIDER=openai")
-    url = s.ledger.database_url
+    url = str(tree["ledger"].get("database_url", ""))
     if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
         problems.append("IMAGEDROP_DATABASE_URL: must start with sqlite:/// or postgresql://")
-    for name, value in (("IMAGEDROP_PUBLIC_URL", s.server.public_url),):
-        if value and not value.startswith(("http://", "https://")):
-            problems.append(f"{name}: must be an http(s) URL")
+    public_url = tree["server"].get("public_url")
+    if public_url and not str(public_url).startswith(("http://", "https://")):
+        problems.append("IMAGEDROP_PUBLIC_URL: must be an http(s) URL")
     return problems

@@ -73,11 +73,11 @@ class Service:
             await asyncio.sleep(0.05)
 
     @property
-    def ledger(self):  # noqa: ANN201
+    def ledger(self):
         return self.app[keys.LEDGER]
 
     @property
-    def storage(self):  # noqa: ANN201
+    def storage(self):
         return self.app[keys.STORAGE]
 
 

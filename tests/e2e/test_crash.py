@@ -3,76 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import pytest
 import requests  # a plain sync client: this test drives processes, not a loop
 
-from tests.e2e.conftest import FAST, free_port
+from tests.e2e.procs import serve_env
 from tests.fixtures import images
 
 N_IMAGES = 24
 CONCURRENCY = 4
-
-
-class ServeProcess:
-    """`imagedrop serve` in a subprocess; always stopped by the test."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "imagedrop", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self._wait_healthy()
-
-    def _wait_healthy(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"imagedrop serve exited with {self.proc.returncode}")
-            try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("imagedrop serve did not become healthy")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-
-
-@pytest.fixture(name="serve")
-def _serve(tmp_path):
-    started: list[ServeProcess] = []
-
-    def start(env: dict[str, str]) -> ServeProcess:
-        proc = ServeProcess(env, tmp_path / "serve.log")
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
 
 
 def test_sigkill_mid_batch_then_restart(tmp_path, serve, fake_openai, receiver):
@@ -83,14 +21,11 @@ def test_sigkill_mid_batch_then_restart(tmp_path, serve, fake_openai, receiver):
     for i in range(N_IMAGES):
         (photos / f"p{i:02d}.png").write_bytes(images.png(40 + i, 40))
     fake_openai.latency = 0.4
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COS_", "OPENAI_"))}
-    env.update(FAST)
-    env.update({
-        "IMAGEDROP_DATA_DIR": str(data), "OPENAI_API_KEY": fake_openai.api_key,
-        "OPENAI_BASE_URL": fake_openai.base_url, "IMAGEDROP_CONCURRENCY": str(CONCURRENCY),
-        "IMAGEDROP_LEASE_SECONDS": "2", "COS_INPUT_PREFIX": "photos/",
-        "COS_OUTPUT_PREFIX": "edited/",
-    })
+    env = serve_env(
+        IMAGEDROP_DATA_DIR=str(data), OPENAI_API_KEY=fake_openai.api_key,
+        OPENAI_BASE_URL=fake_openai.base_url, IMAGEDROP_CONCURRENCY=str(CONCURRENCY),
+        IMAGEDROP_LEASE_SECONDS="2", COS_INPUT_PREFIX="photos/", COS_OUTPUT_PREFIX="edited/",
+    )
     first = serve(env)
     resp = requests.post(first.url + "/batch-process-images", json={"prompt": "crash me"},
                          headers={"callbackUrl": receiver.url("/summary")}, timeout=10)

@@ -62,9 +62,10 @@ class TestBase64Endpoint:
     async def test_billing_limit_falls_back_to_local(self, start_service, receiver, fake_openai):
         """billing_hard_limit_reached → the local provider edits; the job completes."""
         svc = await start_service(openai_env(fake_openai))
-        _, body = await svc.post("/process-image-async-b64",
-                                 {"prompt": "[billing] brighten", "image_base64": b64(images.png())},
-                                 callback=receiver.url("/cb"))
+        _, body = await svc.post(
+            "/process-image-async-b64",
+            {"prompt": "[billing] brighten", "image_base64": b64(images.png())},
+            callback=receiver.url("/cb"))
         cb = await callback_body(receiver, "/cb")
         assert cb["status"] == "completed"
         job = await svc.wait_job(body["job_id"])
