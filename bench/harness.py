@@ -70,7 +70,7 @@ async def fake_provider(latency: float) -> AsyncIterator[str]:
         port_file = Path(tmp) / "port"
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0",
-             "--latency", str(latency), "--port-file", str(port_file)],
+             "--latency", str(latency), "--port-file", str(port_file), "--echo"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30
@@ -92,7 +92,8 @@ async def imagedrop(env: dict[str, str], data_dir: Path) -> AsyncIterator[str]:
     full.update({"IMAGEDROP_DATA_DIR": str(data_dir), "IMAGEDROP_ALLOW_PRIVATE_CALLBACKS": "1",
                  "IMAGEDROP_LOG_LEVEL": "WARNING", "IMAGEDROP_POLL_INTERVAL": "0.2"})
     full.update(env)
-    log = open(data_dir.parent / f"serve-{port}.log", "wb")  # noqa: SIM115
+    log_dir = Path(os.environ.get("BENCH_LOG_DIR") or data_dir.parent)  # keep logs if asked
+    log = open(log_dir / f"serve-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "imagedrop", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=full, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

@@ -92,6 +92,7 @@ class FakeOpenAIState:
     latency: float = 0.0
     slow_seconds: float = 5.0
     api_key: str | None = API_KEY  # None accepts any bearer token
+    echo: bool = False  # answer with the input bytes: no CPU spent here (benchmarks)
     calls: list[Call] = field(default_factory=list)
     _queue: deque[object] = field(default_factory=deque)
     _seen: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -224,8 +225,11 @@ async def _answer(state: FakeOpenAIState, call: Call, image: bytes) -> web.Respo
         return _error(400, _err(f"Invalid value: '{fmt}'.", "invalid_value",
                                 param="output_format"))
     try:
-        data, size = await asyncio.get_running_loop().run_in_executor(
-            None, _render, image, fmt, call.size)
+        if state.echo:
+            data, size = image, call.size or "auto"
+        else:
+            data, size = await asyncio.get_running_loop().run_in_executor(
+                None, _render, image, fmt, call.size)
     except Exception:
         return _error(400, _err("Invalid image file or mode for image 1, please check your "
                                 "image file.", "invalid_image_file", param="image"))
@@ -330,7 +334,7 @@ def _fake_openai() -> Iterator[FakeOpenAI]:
 
 async def _main(args: argparse.Namespace) -> None:
     state = FakeOpenAIState(latency=args.latency, slow_seconds=args.slow_seconds,
-                            api_key=args.api_key or None)
+                            api_key=args.api_key or None, echo=args.echo)
     runner, port = await _serve(state, args.host, args.port)
     if args.port_file:  # written once listening, atomically, so a poller never reads half
         tmp = Path(f"{args.port_file}.tmp")
@@ -354,6 +358,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per edit")
     parser.add_argument("--slow-seconds", type=float, default=5.0, help="extra for [slow]")
     parser.add_argument("--api-key", default="", help="required bearer token (default: any)")
+    parser.add_argument("--echo", action="store_true",
+                        help="return the input image as the result (no rendering CPU)")
     asyncio.run(_main(parser.parse_args(argv)))
 
 

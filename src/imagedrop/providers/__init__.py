@@ -63,8 +63,9 @@ def open_provider(settings: ProviderSettings) -> ImageProvider:
     """The configured provider (OpenAI when chosen, else local)."""
     if settings.kind == "openai":
         from imagedrop.providers.openai import OpenAIProvider
+        from imagedrop.providers.threaded import LoopThreadProvider
 
-        return OpenAIProvider(settings)
+        return LoopThreadProvider(lambda: OpenAIProvider(settings), name="openai")
     from imagedrop.providers.local import LocalProvider
 
     return LocalProvider()

@@ -1,0 +1,58 @@
+"""The provider loop thread: same results and errors as the provider it wraps, off our loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from imagedrop.errors import BillingLimitReached, ProviderTransient
+from imagedrop.providers import EditSpec
+from imagedrop.providers.openai import OpenAIProvider
+from imagedrop.providers.threaded import LoopThreadProvider
+from tests.fixtures import images
+
+
+def _spec(prompt: str) -> EditSpec:
+    return EditSpec(prompt=prompt, model="gpt-image-2")
+
+
+@pytest.fixture(name="threaded")
+async def _threaded(fake_openai):
+    provider = LoopThreadProvider(lambda: OpenAIProvider(fake_openai.provider_settings()),
+                                  name="openai")
+    yield provider
+    await provider.close()
+
+
+class TestLoopThreadProvider:
+    """Edits run on the private loop; results, errors and cancellation cross back intact."""
+
+    async def test_edit_runs_on_another_thread(self, threaded, fake_openai):
+        result = await threaded.edit(images.png(), "image/png", "a.png", _spec("x"))
+        assert result.provider == "openai" and result.mime_type == "image/png"
+        assert threaded._thread.is_alive() and threaded._thread is not threading.current_thread()
+        assert len(fake_openai.calls) == 1
+
+    async def test_errors_keep_their_type(self, threaded):
+        with pytest.raises(BillingLimitReached):
+            await threaded.edit(images.png(), "image/png", "a.png", _spec("[billing]"))
+        with pytest.raises(ProviderTransient) as err:
+            await threaded.edit(images.png(), "image/png", "a.png", _spec("[ratelimit]"))
+        assert err.value.retry_after == pytest.approx(1.0)
+
+    async def test_cancel_reaches_the_call(self, threaded, fake_openai):
+        fake_openai.latency = 30
+        task = asyncio.create_task(threaded.edit(images.png(), "image/png", "a.png", _spec("s")))
+        await fake_openai.wait_for_calls(1, timeout=10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def test_close_stops_the_thread(self, fake_openai):
+        provider = LoopThreadProvider(
+            lambda: OpenAIProvider(fake_openai.provider_settings()), name="openai")
+        await provider.edit(images.png(), "image/png", "a.png", _spec("x"))
+        await provider.close()
+        assert not provider._thread.is_alive()
