@@ -93,7 +93,7 @@ async def imagedrop(env: dict[str, str], data_dir: Path) -> AsyncIterator[str]:
                  "IMAGEDROP_LOG_LEVEL": "WARNING", "IMAGEDROP_POLL_INTERVAL": "0.2"})
     full.update(env)
     log_dir = Path(os.environ.get("BENCH_LOG_DIR") or data_dir.parent)  # keep logs if asked
-    log = open(log_dir / f"serve-{port}.log", "wb")  # noqa: SIM115
+    log = open(log_dir / f"serve-{port}.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "imagedrop", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=full, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

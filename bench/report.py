@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from bench.harness import ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"

@@ -88,6 +88,12 @@ class Pipeline:
             batch_id=job.batch_id, attempt=job.attempts,
         ):
             try:
+                if job.attempts > job.max_attempts:
+                    # Claimed again and again without an outcome: the process died while
+                    # working on it each time (e.g. killed for memory). Stop the loop.
+                    raise PermanentError(
+                        f"gave up after {job.attempts - 1} attempts that never finished "
+                        "(the process stopped while working on this image each time)")
                 result = await self._execute(job)
             except asyncio.CancelledError:
                 raise
