@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from imagedrop.ledger import (
 )
 from imagedrop.ledger.migrations import MIGRATIONS, split_statements
 from imagedrop.ledger.sqlite import SqliteLedger
-from tests.contracts.ledger_backends import BACKENDS, FakeClock, LedgerBackend
+from tests.contracts.ledger_backends import FakeClock, LedgerBackend
 
 LEASE = 30.0
 
@@ -44,38 +43,6 @@ def new_delivery(**kw: object) -> NewDelivery:
 def attempt(delivery_id: str, n: int, at: float, status: int | None = 500) -> DeliveryAttempt:
     return DeliveryAttempt(delivery_id=delivery_id, attempt=n, at=at, status=status,
                            error=None if status == 200 else f"HTTP {status}", duration_ms=12.5)
-
-
-@pytest.fixture(name="clock")
-def clock_fixture() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(name="backend", params=sorted(BACKENDS))
-async def backend_fixture(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> AsyncIterator[LedgerBackend]:
-    backend = BACKENDS[request.param](tmp_path, clock)
-    await backend.start()
-    yield backend
-    await backend.drop()
-
-
-@pytest.fixture(name="ledger")
-async def ledger_fixture(backend: LedgerBackend) -> AsyncIterator[Ledger]:
-    ledger = backend.make()
-    await ledger.open()
-    yield ledger
-    await ledger.close()
-
-
-@pytest.fixture(name="second")
-async def second_fixture(backend: LedgerBackend, ledger: Ledger) -> AsyncIterator[Ledger]:
-    """Another connection to the same storage, as a second process would have."""
-    other = backend.make()
-    await other.open()
-    yield other
-    await other.close()
 
 
 async def running(ledger: Ledger, owner: str = "w1", **kw: object) -> str:

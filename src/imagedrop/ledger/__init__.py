@@ -64,6 +64,7 @@ class NewJob:
     callback_url: str | None = None
     max_attempts: int = 5
     run_after: float = 0.0
+    version_key: str | None = None  # object version + recipe: finds an earlier identical edit
 
 
 @dataclass(slots=True)
@@ -96,6 +97,8 @@ class Job:
     result: dict[str, Any] | None
     error: str | None
     last_error: str | None
+    version_key: str | None = None
+    generation: int = 0  # bumped by a forced replay, so an earlier output is not reused
 
 
 @dataclass(slots=True)
@@ -112,6 +115,7 @@ class NewBatch:
     callback_url: str | None = None
     listing_done: bool = False  # True when jobs are added directly (drop batches)
     extra: dict[str, Any] = field(default_factory=dict)
+    group_key: str | None = None  # drop batches: folder + manifest revision they collect for
 
 
 @dataclass(slots=True)
@@ -134,6 +138,8 @@ class Batch:
     finished_at: float | None
     summary: dict[str, Any] | None
     extra: dict[str, Any]
+    group_key: str | None = None
+    settle_until: float | None = None  # drop batches close when no image came for a while
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +208,16 @@ class DeliveryAttempt:
     status: int | None  # HTTP status, None when no answer
     error: str | None  # never contains the URL's query string or credentials
     duration_ms: float
+
+
+@dataclass(slots=True)
+class DropItem:
+    """A dropped object's job, and the drop batch of its folder it joins (None: no batch)."""
+
+    job: NewJob
+    batch: NewBatch | None = None  # template; its group_key finds the batch still settling
+    settle_seconds: float = 5.0  # the batch closes when no image came for this long ...
+    max_settle_seconds: float = 300.0  # ... or this long after it opened
 
 
 @runtime_checkable
@@ -282,6 +298,45 @@ class Ledger(Protocol):
     ) -> bool:
         """Close a batch whose jobs are all final, once: True only for the call that closed it."""
 
+    # -- dropped files (notifications, sweep) and replays ----------------------------------
+    async def record_drops(self, items: list[DropItem]) -> list[tuple[Job, bool]]:
+        """Record dropped objects' jobs idempotently (by dedupe_key), in one transaction.
+
+        A new job joins the batch of its group that is still settling (created from the
+        template if none is) and pushes that batch's settle deadline to now + settle_seconds,
+        never past max_settle_seconds after it opened. A duplicate joins nothing.
+        """
+
+    async def close_settled_batches(self) -> list[str]:
+        """Mark drop batches whose settle deadline passed as complete; returns their ids."""
+
+    async def find_completed_version(self, version_key: str) -> Job | None:
+        """The latest completed job that edited this object version with this recipe."""
+
+    async def requeue_jobs(
+        self, *, job_ids: list[str] | None = None, batch_id: str | None = None,
+        bucket: str | None = None, prefix: str | None = None, include_completed: bool = False,
+    ) -> list[Job]:
+        """Queue final jobs again (failed ones; completed ones too when include_completed,
+        bumping their generation so the edit is redone). Their finished batches reopen, so
+        each sends a fresh summary. At least one filter is required. Returns the jobs."""
+
+    async def requeue_deliveries(
+        self, *, delivery_ids: list[str] | None = None, job_id: str | None = None,
+        batch_id: str | None = None,
+    ) -> list[Delivery]:
+        """Make failed or disabled deliveries pending again: due now, a fresh retry schedule
+        (attempt history kept). At least one filter is required. Returns the deliveries."""
+
+    async def disable_endpoint(self, url: str, reason: str) -> None:
+        """Stop delivering to a subscriber URL (it answered 410 Gone)."""
+
+    async def enable_endpoint(self, url: str) -> bool:
+        """Deliver to a disabled subscriber URL again; False if it was not disabled."""
+
+    async def disabled_endpoints(self, urls: list[str]) -> dict[str, str]:
+        """The given URLs that are disabled, with the reason."""
+
     # -- deliveries -----------------------------------------------------------------------
     async def claim_deliveries(
         self, owner: str, limit: int, lease_seconds: float
@@ -334,6 +389,7 @@ def open_ledger(database_url: str) -> Ledger:
 
 
 __all__ = [
-    "Batch", "BatchProgress", "Delivery", "DeliveryAttempt", "DeliveryState", "Job", "JobKind",
+    "Batch", "BatchProgress", "Delivery", "DeliveryAttempt", "DeliveryState", "DropItem", "Job",
+    "JobKind",
     "JobState", "Ledger", "NewBatch", "NewDelivery", "NewJob", "open_ledger",
 ]

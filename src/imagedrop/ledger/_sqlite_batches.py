@@ -39,9 +39,11 @@ def create_batch(conn: sqlite3.Connection, now: float, new: NewBatch) -> Batch:
     batch_id = new.id or str(uuid.uuid4())
     conn.execute(
         "INSERT INTO batches (id, kind, bucket, prefix, output_bucket, output_prefix, recipe,"
-        " callback_url, listing_done, created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " callback_url, listing_done, created_at, extra, group_key)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (batch_id, new.kind, new.bucket, new.prefix, new.output_bucket, new.output_prefix,
-         dumps(new.recipe), new.callback_url, int(new.listing_done), now, dumps(new.extra)),
+         dumps(new.recipe), new.callback_url, int(new.listing_done), now, dumps(new.extra),
+         new.group_key),
     )
     batch = get_batch(conn, now, batch_id)
     assert batch is not None  # just inserted in this transaction
@@ -59,6 +61,7 @@ def claim_listing(
     """Lease the oldest batch still being listed whose lister is absent or lapsed."""
     row = conn.execute(
         "SELECT id FROM batches WHERE listing_done = 0 AND finished_at IS NULL"
+        " AND settle_until IS NULL"  # drop batches are filled by notifications, not listed
         " AND (lease_owner IS NULL OR lease_expires < ?) ORDER BY created_at LIMIT 1",
         (now,),
     ).fetchone()

@@ -48,6 +48,7 @@ def _floats(values: dict[str, Any], names: tuple[str, ...]) -> None:
 
 _JOB_TIMES = ("run_after", "lease_expires", "created_at", "started_at", "finished_at")
 _DELIVERY_TIMES = ("next_attempt_at", "lease_expires", "created_at", "finished_at")
+_BATCH_TIMES = ("lease_expires", "created_at", "finished_at", "settle_until")
 
 
 def job_from_row(row: sqlite3.Row) -> Job:
@@ -66,14 +67,15 @@ def new_job_row(job: NewJob, job_id: str, now: float) -> tuple[Any, ...]:
         job_id, str(job.kind), job.filename, dumps(job.recipe), job.dedupe_key, job.batch_id,
         job.seq, job.source_bucket, job.source_key, job.source_etag, job.input_data,
         job.output_bucket, job.output_key, job.callback_url, job.max_attempts, job.run_after, now,
+        job.version_key,
     )
 
 
 INSERT_JOB = (
     "INSERT INTO jobs (id, kind, state, filename, recipe, dedupe_key, batch_id, seq,"
     " source_bucket, source_key, source_etag, input_data, output_bucket, output_key,"
-    " callback_url, max_attempts, run_after, created_at)"
-    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " callback_url, max_attempts, run_after, created_at, version_key)"
+    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     # Any uniqueness conflict (dedupe_key, or a caller-chosen id) means "already recorded".
     " ON CONFLICT DO NOTHING"
 )
@@ -89,7 +91,7 @@ def job_from_new(job: NewJob, job_id: str, now: float) -> Job:
         output_key=job.output_key, callback_url=job.callback_url, attempts=0,
         max_attempts=job.max_attempts, run_after=job.run_after, lease_owner=None,
         lease_expires=None, created_at=now, started_at=None, finished_at=None, result=None,
-        error=None, last_error=None,
+        error=None, last_error=None, version_key=job.version_key, generation=0,
     )
 
 
@@ -99,6 +101,7 @@ def batch_from_row(row: sqlite3.Row) -> Batch:
     values["recipe"] = json.loads(values["recipe"])
     values["summary"] = _loads(values["summary"])
     values["extra"] = json.loads(values["extra"])
+    _floats(values, _BATCH_TIMES)
     return Batch(**values)
 
 

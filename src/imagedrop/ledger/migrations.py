@@ -29,10 +29,14 @@ CREATE TABLE batches (
     created_at      REAL NOT NULL,
     finished_at     REAL,
     summary         TEXT,                      -- JSON
-    extra           TEXT NOT NULL DEFAULT '{}' -- JSON
+    extra           TEXT NOT NULL DEFAULT '{}', -- JSON
+    group_key       TEXT,                      -- drop batches: what they collect for
+    settle_until    REAL                       -- drop batches: close after this
 );
 CREATE INDEX batches_listing ON batches (created_at)
-    WHERE listing_done = 0 AND finished_at IS NULL;
+    WHERE listing_done = 0 AND finished_at IS NULL AND settle_until IS NULL;
+CREATE INDEX batches_settling ON batches (group_key)
+    WHERE listing_done = 0 AND settle_until IS NOT NULL;
 
 CREATE TABLE jobs (
     id              TEXT PRIMARY KEY,
@@ -61,8 +65,12 @@ CREATE TABLE jobs (
     result          TEXT,                      -- JSON
     error           TEXT,
     last_error      TEXT,
-    fallback_local  INTEGER NOT NULL DEFAULT 0
+    fallback_local  INTEGER NOT NULL DEFAULT 0,
+    version_key     TEXT,                      -- object version + recipe
+    generation      INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX jobs_version ON jobs (version_key, finished_at) WHERE state = 'completed';
+CREATE INDEX jobs_source ON jobs (source_bucket, source_key);
 CREATE INDEX jobs_claim ON jobs ((batch_id IS NOT NULL), seq, created_at)
     WHERE state IN ('queued', 'running');
 CREATE INDEX jobs_batch ON jobs (batch_id, state);
@@ -102,6 +110,12 @@ CREATE TABLE delivery_attempts (
     duration_ms     REAL NOT NULL
 );
 CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, attempt);
+
+CREATE TABLE endpoints (
+    url             TEXT PRIMARY KEY,
+    disabled_at     REAL NOT NULL,
+    reason          TEXT NOT NULL
+);
 """
 
 MIGRATIONS: list[str] = [_V1]

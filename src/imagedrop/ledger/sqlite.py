@@ -20,6 +20,7 @@ from imagedrop.ledger import (
     Delivery,
     DeliveryAttempt,
     DeliveryState,
+    DropItem,
     Job,
     JobState,
     NewBatch,
@@ -27,6 +28,7 @@ from imagedrop.ledger import (
     NewJob,
 )
 from imagedrop.ledger import _sqlite_batches as batch_tx
+from imagedrop.ledger import _sqlite_drops as drop_tx
 from imagedrop.ledger import _sqlite_jobs as job_tx
 from imagedrop.ledger._sqlite_thread import SqliteThread
 
@@ -190,6 +192,51 @@ class SqliteLedger:
         if done and deliveries:
             self._notify()
         return done
+
+    # -- dropped files and replays ------------------------------------------------------------
+
+    async def record_drops(self, items: list[DropItem]) -> list[tuple[Job, bool]]:
+        if not items:
+            return []
+        out = await self._write(drop_tx.record_drops, items)
+        if any(new for _, new in out):
+            self._notify()
+        return out
+
+    async def close_settled_batches(self) -> list[str]:
+        return await self._write(drop_tx.close_settled_batches)
+
+    async def find_completed_version(self, version_key: str) -> Job | None:
+        return await self._read(drop_tx.find_completed_version, version_key)
+
+    async def requeue_jobs(
+        self, *, job_ids: list[str] | None = None, batch_id: str | None = None,
+        bucket: str | None = None, prefix: str | None = None, include_completed: bool = False,
+    ) -> list[Job]:
+        jobs = await self._write(drop_tx.requeue_jobs, job_ids, batch_id, bucket, prefix,
+                                 include_completed)
+        if jobs:
+            self._notify()
+        return jobs
+
+    async def requeue_deliveries(
+        self, *, delivery_ids: list[str] | None = None, job_id: str | None = None,
+        batch_id: str | None = None,
+    ) -> list[Delivery]:
+        deliveries = await self._write(drop_tx.requeue_deliveries, delivery_ids, job_id,
+                                       batch_id)
+        if deliveries:
+            self._notify()
+        return deliveries
+
+    async def disable_endpoint(self, url: str, reason: str) -> None:
+        await self._write(drop_tx.disable_endpoint, url, reason)
+
+    async def enable_endpoint(self, url: str) -> bool:
+        return await self._write(drop_tx.enable_endpoint, url)
+
+    async def disabled_endpoints(self, urls: list[str]) -> dict[str, str]:
+        return await self._read(drop_tx.disabled_endpoints, urls) if urls else {}
 
     # -- deliveries -------------------------------------------------------------------------
 
