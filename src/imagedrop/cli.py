@@ -31,12 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("image", type=Path, help="the image file")
     edit.add_argument("--prompt", required=True, help="what to do to the image")
     edit.add_argument("-o", "--output", type=Path, help="where to write (default: NAME.edited.EXT)")
+    manifest = sub.add_parser("manifest", help="work with folder manifests (imagedrop.yaml)")
+    manifest_sub = manifest.add_subparsers(dest="manifest_command", required=True)
+    check = manifest_sub.add_parser("check", help="validate a manifest file; exit 1 on problems")
+    check.add_argument("file", type=Path, help="imagedrop.yaml, .yml or .json")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
+    if args.command == "manifest":  # a pure file check: needs no settings
+        return manifest_check(args.file)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -127,4 +133,24 @@ async def edit_file(settings: Settings, image: Path, prompt: str, output: Path |
     log.info("edited", input=str(image), output=str(output), provider=result.provider,
              model=result.model, fallback_local=fallback, bytes=len(result.data))
     print(output)
+    return 0
+
+
+def manifest_check(file: Path) -> int:
+    """Print `ok: <summary>` and return 0, or print `FILE: field: reason` per problem and
+    return 1."""
+    from imagedrop.manifests import ManifestError, parse_manifest
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        print(f"{file}: (file): cannot read: {exc.strerror or exc}")
+        return 1
+    fmt = "json" if file.suffix.lower() == ".json" else "yaml"
+    try:
+        manifest = parse_manifest(data, fmt=fmt, source=str(file))
+    except ManifestError as exc:
+        print(exc)
+        return 1
+    print(f"ok: {manifest.summary()}")
     return 0

@@ -36,9 +36,11 @@ class Editor:
         return self._clock() < self._paused_until
 
     async def edit(
-        self, image: bytes, mime: str, filename: str, spec: EditSpec
+        self, image: bytes, mime: str, filename: str, spec: EditSpec, *,
+        fallback_allowed: bool = True,
     ) -> tuple[EditResult, bool]:
-        """The edited image and whether the local fallback made it."""
+        """The edited image and whether the local fallback made it. With `fallback_allowed`
+        False (a manifest's `fallback: fail`), a billing stop fails the edit instead."""
         if self.primary is self.fallback:
             return await self.primary.edit(image, mime, filename, spec), False
         if not self.billing_paused:
@@ -47,4 +49,10 @@ class Editor:
             except BillingLimitReached:
                 self._paused_until = self._clock() + self._pause
                 log.warning("billing_limit_reached", fallback="local", pause_seconds=self._pause)
+                if not fallback_allowed:
+                    raise
+        elif not fallback_allowed:
+            raise BillingLimitReached("billing_hard_limit_reached: the provider is paused after "
+                                      "a billing stop and this folder's manifest says "
+                                      "fallback: fail")
         return await self.fallback.edit(image, mime, filename, spec), True

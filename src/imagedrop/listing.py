@@ -7,13 +7,12 @@ that dies is replaced by one that continues where it stopped; a folder is never 
 from __future__ import annotations
 
 import asyncio
-import json
 import posixpath
 
 import structlog
 
 from imagedrop.errors import PermanentError, TransientError
-from imagedrop.ledger import Batch, JobKind, Ledger, NewDelivery, NewJob
+from imagedrop.ledger import Batch, JobKind, Ledger, NewJob
 from imagedrop.pipeline import Pipeline, result_key
 from imagedrop.storage import ObjectInfo, ObjectStore
 
@@ -109,21 +108,12 @@ class Lister:
             except PermanentError as exc:
                 log.error("listing_failed", error=str(exc))
                 await self.ledger.add_batch_jobs(batch.id, self.owner, [], cursor, True)
-                await self._fail_batch(batch, str(exc))
+                await self.pipeline.batches.maybe_finish(
+                    batch.id, error=f"could not list the folder: {exc}")
                 return
             await self.ledger.add_batch_jobs(batch.id, self.owner, [], cursor, True)
             log.info("listing_done", jobs=seq)
-            await self.pipeline.maybe_finish_batch(batch.id)
-
-    async def _fail_batch(self, batch: Batch, reason: str) -> None:
-        summary = await self.pipeline.batch_summary(
-            batch, error=f"could not list the folder: {reason}")
-        deliveries = []
-        if batch.callback_url:
-            deliveries.append(NewDelivery(kind="callback", url=batch.callback_url,
-                                          batch_id=batch.id,
-                                          body=json.dumps(summary, separators=(",", ":")).encode()))
-        await self.ledger.finish_batch(batch.id, summary, deliveries)
+            await self.pipeline.batches.maybe_finish(batch.id)
 
     async def _wait(self, timeout: float, *, hint: bool) -> None:
         waiters = [asyncio.ensure_future(self._stopping.wait())]

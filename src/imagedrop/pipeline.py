@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import posixpath
 import time
 from collections.abc import Callable
@@ -19,17 +18,16 @@ from urllib.parse import quote
 
 import structlog
 
-from imagedrop import imaging, lifecycle
+from imagedrop import imaging, lifecycle, subscribers
+from imagedrop.batches import BatchCloser
 from imagedrop.config import ImagingSettings, WorkerSettings
 from imagedrop.editor import Editor
-from imagedrop.errors import ImageRejected, PermanentError
-from imagedrop.ledger import Batch, Job, JobKind, JobState, Ledger, NewDelivery
+from imagedrop.errors import ImageRejected, InputError, NotFound, PermanentError
+from imagedrop.ledger import Job, JobKind, Ledger, NewDelivery
 from imagedrop.providers import EditSpec
 from imagedrop.storage import ObjectStore
 from imagedrop.web.models import (
-    MAX_SUMMARY_ERRORS,
     B64Completed,
-    BatchSummary,
     CosCompleted,
     ImageFailed,
 )
@@ -79,6 +77,7 @@ class Pipeline:
         self.presign_expires = presign_expires
         self.executor = executor
         self.clock = clock
+        self.batches = BatchCloser(ledger, clock=clock)
 
     async def run(self, job: Job, owner: str) -> Outcome:
         """Run one claimed job and record what happened. Never raises (but CancelledError)."""
@@ -106,14 +105,16 @@ class Pipeline:
                 seconds=round(self.clock() - started, 3),
             )
             if job.batch_id and outcome.state in ("completed", "failed"):
-                await self.maybe_finish_batch(job.batch_id)
+                await self.batches.maybe_finish(job.batch_id)
             return outcome
 
     # -- the work -------------------------------------------------------------------------
     async def _execute(self, job: Job) -> dict[str, Any]:
+        if job.recipe.get("manifest_error"):
+            raise ManifestRejected(job.recipe["manifest_error"])
         spec = spec_from_recipe(job.recipe)
         if job.kind in (JobKind.BATCH, JobKind.DROP, JobKind.COS) and job.output_key:
-            reused = await self._existing_output(job)
+            reused = await self._existing_output(job) or await self._earlier_edit(job)
             if reused is not None:
                 return reused
         source = await self._load_source(job)
@@ -121,7 +122,9 @@ class Pipeline:
             imaging.prepare_for_provider, source,
             max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels,
         )
-        edited, fallback = await self.editor.edit(prepared.data, prepared.mime, job.filename, spec)
+        edited, fallback = await self.editor.edit(
+            prepared.data, prepared.mime, job.filename, spec,
+            fallback_allowed=job.recipe.get("fallback", "local") == "local")
         result: dict[str, Any] = {
             "provider": edited.provider, "model": edited.model, "mime_type": edited.mime_type,
             "fallback_local": fallback, "size": len(edited.data),
@@ -144,14 +147,14 @@ class Pipeline:
         assert job.source_bucket and job.source_key
         obj = await self.storage.get(job.source_bucket, job.source_key)
         if obj.info.is_output:
-            raise ImageRejected("object was written by imagedrop; outputs are never inputs")
+            raise OutputNotInput("object was written by imagedrop; outputs are never inputs")
         return obj.data
 
     async def _existing_output(self, job: Job) -> dict[str, Any] | None:
         """The result a previous attempt of this job already wrote (crash after the write)."""
         assert job.output_bucket and job.output_key
         info = await self.storage.head(job.output_bucket, job.output_key)
-        if info is None or info.metadata.get(JOB_META) != job.id:
+        if info is None or info.metadata.get(JOB_META) != job_marker(job):
             return None
         log.info("job_output_reused")
         return {
@@ -161,8 +164,35 @@ class Pipeline:
             "size": info.size, "bucket": job.output_bucket, "key": job.output_key, "reused": True,
         }
 
+    async def _earlier_edit(self, job: Job) -> dict[str, Any] | None:
+        """The same object version edited with the same recipe by another job: reuse it
+        (copying it when this job's result goes elsewhere) instead of paying again."""
+        if not job.version_key or job.generation:
+            return None  # a forced replay edits again
+        earlier = await self.ledger.find_completed_version(job.version_key)
+        if earlier is None or earlier.id == job.id or not earlier.result:
+            return None
+        src_bucket, src_key = earlier.result.get("bucket"), earlier.result.get("key")
+        if not src_bucket or not src_key:
+            return None
+        assert job.output_bucket and job.output_key
+        if (src_bucket, src_key) != (job.output_bucket, job.output_key):
+            try:
+                obj = await self.storage.get(src_bucket, src_key)
+            except NotFound:
+                return None  # the earlier result is gone: edit again
+            await self.storage.put(job.output_bucket, job.output_key, obj.data,
+                                   content_type=obj.info.content_type or "image/png",
+                                   metadata=self._output_metadata(
+                                       job, bool(earlier.result.get("fallback_local"))))
+        elif await self.storage.head(src_bucket, src_key) is None:
+            return None
+        log.info("job_reused_earlier_edit", earlier_job=earlier.id)
+        return {**earlier.result, "bucket": job.output_bucket, "key": job.output_key,
+                "reused": True, "reused_from": earlier.id}
+
     def _output_metadata(self, job: Job, fallback: bool) -> dict[str, str]:
-        meta = {JOB_META: job.id, "imagedrop-fallback": "1" if fallback else "0",
+        meta = {JOB_META: job_marker(job), "imagedrop-fallback": "1" if fallback else "0",
                 "imagedrop-provider": "local" if fallback else self.editor.primary.name}
         if job.source_key:
             # S3 user metadata must be ASCII; keys may not be.
@@ -182,6 +212,11 @@ class Pipeline:
             deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
                                           job_id=job.id))
         result.pop("image_base64", None)  # lives in the callback body only
+        if job.recipe.get("subscribers"):
+            url = await self._result_url(result)
+            deliveries += await self._subscriber_deliveries(
+                job, subscribers.IMAGE_COMPLETED,
+                subscribers.image_data(job, result=result, result_url=url))
         ok = await self.ledger.complete_job(job.id, owner, result, deliveries)
         return Outcome("completed" if ok else "lost")
 
@@ -204,7 +239,7 @@ class Pipeline:
             ok = await self.ledger.retry_job(job.id, owner, decision.reason,
                                              self.clock() + decision.delay)
             return Outcome("retry" if ok else "lost", decision.reason)
-        if not isinstance(exc, PermanentError | ImageRejected):
+        if not isinstance(exc, PermanentError | InputError):
             log.error("job_unexpected_error", exc_info=exc)
         deliveries = []
         if job.callback_url:
@@ -212,44 +247,38 @@ class Pipeline:
                                error=decision.reason).to_body()
             deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
                                           job_id=job.id))
+        if job.recipe.get("subscribers") and not isinstance(exc, OutputNotInput):
+            deliveries += await self._subscriber_deliveries(
+                job, subscribers.IMAGE_FAILED, subscribers.image_data(job, error=decision.reason))
         ok = await self.ledger.fail_job(job.id, owner, decision.reason, deliveries)
         return Outcome("failed" if ok else "lost", decision.reason)
 
-    # -- batches --------------------------------------------------------------------------
-    async def maybe_finish_batch(self, batch_id: str) -> bool:
-        """Close the batch and send its one summary when every job is final."""
-        progress = await self.ledger.batch_progress(batch_id)
-        if not progress.all_final or progress.finished:
-            return False
-        batch = await self.ledger.get_batch(batch_id)
-        if batch is None:
-            return False
-        summary = await self.batch_summary(batch)
-        deliveries = []
-        if batch.callback_url:
-            deliveries.append(NewDelivery(
-                kind="callback", url=batch.callback_url, batch_id=batch.id,
-                body=json.dumps(summary, separators=(",", ":")).encode()))
-        closed = await self.ledger.finish_batch(batch_id, summary, deliveries)
-        if closed:
-            log.info("batch_finished", batch_id=batch_id, status=summary["status"],
-                     total=summary["total_files"], failed=summary["failed"])
-        return closed
+    async def _result_url(self, result: dict[str, Any]) -> str | None:
+        """A download URL for subscribers, when the store can make one."""
+        if not result.get("bucket") or not result.get("key"):
+            return None
+        try:
+            return await self.storage.presign_get(result["bucket"], result["key"],
+                                                  self.presign_expires)
+        except PermanentError:
+            return None  # e.g. COS with an IAM key only: no presigned URLs
 
-    async def batch_summary(self, batch: Batch, *, error: str | None = None) -> dict[str, Any]:
-        """The WXO batch summary (SPEC §4.1) plus the batch id."""
-        progress = await self.ledger.batch_progress(batch.id)
-        errors = [f"{job.source_key or job.filename}: {job.error}"
-                  for job in await self.ledger.list_jobs(
-                      batch_id=batch.id, state=JobState.FAILED, limit=MAX_SUMMARY_ERRORS)]
-        if error is None and progress.total == 0:
-            error = f"no images found in bucket {batch.bucket!r} under {batch.prefix!r}"
-        summary = BatchSummary(
-            job_id=batch.id, batch_id=batch.id, total_files=progress.total,
-            processed=progress.completed - progress.fallback_local, failed=progress.failed,
-            fallback_local=progress.fallback_local,
-            duration_seconds=round(max(0.0, self.clock() - batch.created_at), 3),
-            output_bucket=batch.output_bucket, output_prefix=batch.output_prefix,
-            errors=errors, error=error,
-        )
-        return json.loads(summary.to_body())
+    async def _subscriber_deliveries(self, job: Job, event_type: str, data: dict[str, Any]
+                                     ) -> list[NewDelivery]:
+        subs = job.recipe["subscribers"]
+        disabled = await self.ledger.disabled_endpoints([s["url"] for s in subs])
+        return subscribers.deliveries_for(event_type, data, subs, now=self.clock(),
+                                          disabled=disabled, job_id=job.id)
+
+
+def job_marker(job: Job) -> str:
+    """What an output's JOB_META says: the job, and its generation once a replay forced it."""
+    return job.id if not job.generation else f"{job.id}#{job.generation}"
+
+
+class OutputNotInput(ImageRejected):
+    """Raised when a job's source turns out to be an output imagedrop wrote."""
+
+
+class ManifestRejected(InputError):
+    """Raised when the manifest governing a dropped image is invalid."""

@@ -1,0 +1,79 @@
+"""Output naming templates such as `{folder}{stem}.{ext}`: checked once, rendered per image.
+
+Performs no I/O and reads no clock: the caller passes the date it wants in `{date}`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import string
+from datetime import UTC, datetime
+
+#: What each placeholder becomes, for `imagedrop manifest check` and the docs.
+PLACEHOLDERS: dict[str, str] = {
+    "stem": "the input's file name without its extension (burger)",
+    "ext": "the result format's extension (png, jpg or webp)",
+    "name": "the input's full file name (burger.jpg)",
+    "folder": "the input's folder relative to the manifest's folder, '' or ending in '/'",
+    "date": "the input version's date, YYYY-MM-DD (UTC)",
+    "etag8": "the first 8 characters of the input version's ETag",
+}
+DEFAULT_TEMPLATE = "{folder}{stem}.{ext}"
+
+
+def extension_for(output_format: str) -> str:
+    """File extension for a result format (the same rule as `pipeline.result_key`)."""
+    return "jpg" if output_format == "jpeg" else output_format
+
+
+def template_problems(template: str) -> list[str]:
+    """Every reason `template` cannot be used (empty list when it is fine)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # a lone '{' or '}'
+        return [f"not a valid template ({exc}); write a literal brace as '{{{{' or '}}}}'"]
+    problems: list[str] = []
+    used: set[str] = set()
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in PLACEHOLDERS:
+            known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            problems.append(f"unknown placeholder {{{field}}}; known: {known}")
+        elif spec or conversion:
+            problems.append(f"placeholder {{{field}}} takes no format or conversion")
+        used.add(field)
+    if not used & {"stem", "name"}:
+        problems.append("must contain {stem} or {name}, or every result overwrites the same object")
+    if template.startswith("/"):
+        problems.append("must not start with '/': results go under output.prefix")
+    if any(part in ("..", ".") for part in template.split("/")):
+        problems.append("must not contain '.' or '..' path segments")
+    return problems
+
+
+def render(template: str, *, relative_key: str, output_format: str, etag: str,
+           when: float | None) -> str:
+    """The result's name under the output prefix, for the input at `relative_key`.
+
+    `relative_key` is the input key relative to the manifest's folder. `when` (unix seconds,
+    e.g. the input's last-modified time, so the name is stable across retries) is required
+    only when the template uses `{date}`.
+    """
+    folder, name = posixpath.split(relative_key)
+    values = {
+        "stem": posixpath.splitext(name)[0],
+        "ext": extension_for(output_format),
+        "name": name,
+        "folder": f"{folder}/" if folder else "",
+        "etag8": etag.strip('"')[:8],
+        "date": "",
+    }
+    if "{date}" in template:
+        if when is None:
+            raise ValueError("the naming template uses {date}: pass `when`")
+        values["date"] = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d")
+    return template.format(**values)
+
+
+__all__ = ["DEFAULT_TEMPLATE", "PLACEHOLDERS", "extension_for", "render", "template_problems"]
