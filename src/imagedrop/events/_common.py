@@ -113,7 +113,8 @@ def classify(raw_type: str) -> Kind:
     name = raw_type.strip()
     if name.lower() in _COS_TYPES:
         return _COS_TYPES[name.lower()]
-    name = name.removeprefix("com.amazonaws.s3.").removeprefix("s3:")
+    # CloudEvents S3 adapter: "com.amazonaws.s3." + eventName; Ceph: "com.amazonaws." + eventName.
+    name = name.removeprefix("com.amazonaws.s3.").removeprefix("com.amazonaws.").removeprefix("s3:")
     if name.startswith("ObjectCreated:") or name.endswith("Object Created"):
         return "created"
     if name.startswith("ObjectRemoved:") or name.endswith("Object Deleted"):

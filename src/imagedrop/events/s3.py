@@ -1,9 +1,13 @@
 """S3-family `Records[]` notifications: AWS S3, MinIO and Ceph RGW, plus the S3 test event.
 
-This module performs no I/O. Keys in these records are form-URL-encoded ("red flower.jpg"
-arrives as "red+flower.jpg"; AWS userguide notification-content-structure), MinIO escapes
-them with Go's url.QueryEscape (minio/minio internal/event/target/webhook.go unescapes
-`S3.Object.Key` that way), and moto uses quote_plus: `unquote_plus` undoes all three.
+This module performs no I/O. Key encoding differs by `eventSource`:
+- aws:s3 form-URL-encodes keys ("red flower.jpg" arrives as "red+flower.jpg"; AWS userguide
+  notification-content-structure); MinIO escapes them with Go's url.QueryEscape (its webhook
+  target, internal/event/target/webhook.go, QueryUnescapes `S3.Object.Key`); moto uses
+  quote_plus. `unquote_plus` undoes all three.
+- ceph:s3 sends the raw object name: rgw_notify.cc sets `object_key = obj->get_name()` with
+  no encoding (ceph/ceph src/rgw), and suitenumerique/meet PR #1455 reports raw `/` from
+  Ceph RGW. Decoding it would turn a real `+` into a space, so Ceph keys are kept as sent.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from imagedrop.events.model import EventError, ObjectEvent, ParsedNotification
 from imagedrop.storage import normalise_etag
 
 _SOURCES = {"aws:s3": "aws-s3", "minio:s3": "minio", "ceph:s3": "ceph"}
+#: Producers whose record keys are the plain object name (see the module docstring).
+_RAW_KEY_SOURCES = frozenset({"ceph:s3"})
 
 
 def is_records(doc: Mapping[str, Any]) -> bool:
@@ -76,8 +82,9 @@ def parse_record(record: Any, number: int = 1, *, producer: str | None = None) -
     obj = dig(record, "s3.object")
     return ObjectEvent(
         bucket=bucket,
-        key=unquote_plus(raw_key),
-        etag=normalise_etag(opt_str(obj.get("eTag"))),
+        key=raw_key if source in _RAW_KEY_SOURCES else unquote_plus(raw_key),
+        # "eTag" per AWS; some Ceph releases write "etag".
+        etag=normalise_etag(opt_str(obj.get("eTag")) or opt_str(obj.get("etag"))),
         size=parse_size(obj.get("size")),  # Ceph sends a string; deletes send none
         kind=classify(event_name),
         producer=producer or _SOURCES.get(source or "", "s3-compatible"),
