@@ -68,6 +68,12 @@ class StorageSettings(BaseModel):
     def resolved_output_bucket(self) -> str:
         return self.output_bucket or self.default_bucket
 
+    def sweep_interval(self, drops: DropSettings) -> float:
+        """The sweep period: configured, else fast on a local folder, slow on COS."""
+        if drops.sweep_interval is not None:
+            return drops.sweep_interval
+        return 600.0 if self.is_cos else 1.0
+
 
 class ProviderSettings(BaseModel):
     """The image-edit provider."""
@@ -130,6 +136,22 @@ class CallbackSettings(BaseModel):
     concurrency: int = Field(16, gt=0, description="Deliveries in flight.")
 
 
+class DropSettings(BaseModel):
+    """Drop-a-file: notification intake, manifests and the sweep."""
+
+    model_config = _FROZEN
+    intake_token: str | None = Field(
+        None, description="Token every notification must carry (Bearer, ce-token or ?token=).")
+    sweep_interval: float | None = Field(
+        None, ge=0, description="Seconds between sweeps for missed drops; 0 = never; default "
+        "1 s on the local folder, 600 s on COS.")
+    sweep_buckets: tuple[str, ...] = Field(
+        (), description="Buckets the sweep looks in (default: the input bucket).")
+    manifest_ttl: float = Field(30.0, ge=0, description="Seconds a cached manifest is trusted.")
+    max_settle: float = Field(300.0, gt=0, description="Longest a drop batch stays open, s.")
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest notification body.")
+
+
 class Settings(BaseModel):
     """Everything imagedrop is configured with."""
 
@@ -141,6 +163,7 @@ class Settings(BaseModel):
     ledger: LedgerSettings
     worker: WorkerSettings = WorkerSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    drops: DropSettings = DropSettings()
     url_signing_key: str = Field("", description="Key for local download links (auto if empty).")
     log_json: bool | None = Field(None, description="JSON logs; default: when not on a TTY.")
     log_level: str = Field("INFO", description="Log level.")
@@ -200,6 +223,12 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_CALLBACK_TIMEOUT": ("callbacks", "timeout"),
     "IMAGEDROP_CALLBACK_SCHEDULE": ("callbacks", "schedule"),
     "IMAGEDROP_CALLBACK_CONCURRENCY": ("callbacks", "concurrency"),
+    "IMAGEDROP_INTAKE_TOKEN": ("drops", "intake_token"),
+    "IMAGEDROP_SWEEP_INTERVAL": ("drops", "sweep_interval"),
+    "IMAGEDROP_SWEEP_BUCKETS": ("drops", "sweep_buckets"),
+    "IMAGEDROP_MANIFEST_TTL": ("drops", "manifest_ttl"),
+    "IMAGEDROP_MAX_SETTLE": ("drops", "max_settle"),
+    "IMAGEDROP_MAX_EVENT_BYTES": ("drops", "max_body_bytes"),
     "IMAGEDROP_URL_SIGNING_KEY": ("", "url_signing_key"),
     "IMAGEDROP_LOG_JSON": ("", "log_json"),
     "IMAGEDROP_LOG_LEVEL": ("", "log_level"),
@@ -214,7 +243,7 @@ def _split_list(raw: str) -> list[str]:
 
 def _convert(section: str, field: str, raw: str) -> object:
     """Turn the few list-valued variables into lists; pydantic parses the scalars."""
-    if field == "api_keys":
+    if field in ("api_keys", "sweep_buckets"):
         return _split_list(raw)
     if field == "schedule":
         return _split_list(raw)
@@ -237,7 +266,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     tree: dict[str, dict[str, object]] = {
         "server": {}, "storage": {}, "provider": {}, "imaging": {}, "ledger": {},
-        "worker": {}, "callbacks": {}, "": {},
+        "worker": {}, "callbacks": {}, "drops": {}, "": {},
     }
     problems: list[str] = []
     for name, (section, field) in _ENV.items():

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import structlog
 
-from imagedrop.errors import BillingLimitReached
+from imagedrop.errors import BillingLimitReached, ProviderPermanent
 from imagedrop.providers import EditResult, EditSpec, ImageProvider
 
 log = structlog.get_logger(__name__)
@@ -37,10 +37,18 @@ class Editor:
 
     async def edit(
         self, image: bytes, mime: str, filename: str, spec: EditSpec, *,
-        fallback_allowed: bool = True,
+        fallback_allowed: bool = True, provider: str | None = None,
     ) -> tuple[EditResult, bool]:
         """The edited image and whether the local fallback made it. With `fallback_allowed`
-        False (a manifest's `fallback: fail`), a billing stop fails the edit instead."""
+        False (a manifest's `fallback: fail`), a billing stop fails the edit instead.
+        `provider` (a manifest's choice) picks "local" or insists on the configured one."""
+        if provider == "local":
+            return await self.fallback.edit(image, mime, filename, spec), False
+        if provider is not None and provider != self.primary.name:
+            raise ProviderPermanent(
+                f"the manifest asks for provider {provider!r} but this service edits with "
+                f"{self.primary.name!r} (set OPENAI_API_KEY to enable openai)",
+                code="provider_unavailable")
         if self.primary is self.fallback:
             return await self.primary.edit(image, mime, filename, spec), False
         if not self.billing_paused:

@@ -7,12 +7,16 @@ that dies is replaced by one that continues where it stopped; a folder is never 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import posixpath
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
 from imagedrop.errors import PermanentError, TransientError
 from imagedrop.ledger import Batch, JobKind, Ledger, NewJob
+from imagedrop.manifests import MANIFEST_NAMES
 from imagedrop.pipeline import Pipeline, result_key
 from imagedrop.storage import ObjectInfo, ObjectStore
 
@@ -20,34 +24,37 @@ log = structlog.get_logger(__name__)
 
 #: Names we try to edit; the bytes are still sniffed before any edit.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-MANIFEST_NAMES = frozenset({"imagedrop.yaml", "imagedrop.yml", "imagedrop.json"})
 
 
-def is_candidate(info: ObjectInfo, *, output_bucket: str, output_prefix: str) -> bool:
-    """Whether a listed object should become a job (pure)."""
+def is_candidate(info: ObjectInfo, *, outputs: Sequence[tuple[str, str]]) -> bool:
+    """Whether a listed object should become a job (pure). `outputs` are (bucket, prefix)
+    locations imagedrop writes to: nothing there is ever an input."""
     name = posixpath.basename(info.key)
     if not name or info.key.endswith("/") or name in MANIFEST_NAMES or name.startswith("."):
         return False
     if posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
         return False
-    if info.bucket == output_bucket and output_prefix and info.key.startswith(output_prefix):
-        return False  # our own results: never inputs
+    for bucket, prefix in outputs:
+        if info.bucket == bucket and prefix and info.key.startswith(prefix):
+            return False  # our own results (COS listings carry no metadata marker)
     return not info.is_output
 
 
 def jobs_for_page(batch: Batch, page: list[ObjectInfo], *, first_seq: int,
-                  max_attempts: int) -> list[NewJob]:
-    """The jobs one listed page contributes to a batch (pure)."""
+                  max_attempts: int, outputs: Sequence[tuple[str, str]] = ()) -> list[NewJob]:
+    """The jobs one listed page contributes to a WXO folder batch (pure)."""
     jobs = []
     fmt = batch.recipe.get("output_format", "png")
+    recipe_hash = hashlib.sha256(json.dumps(batch.recipe, sort_keys=True).encode()).hexdigest()
+    where = [(batch.output_bucket, batch.output_prefix), *outputs]
     for info in page:
-        if not is_candidate(info, output_bucket=batch.output_bucket,
-                            output_prefix=batch.output_prefix):
+        if not is_candidate(info, outputs=where):
             continue
         relative = info.key[len(batch.prefix):] if info.key.startswith(batch.prefix) else info.key
         jobs.append(NewJob(
             kind=JobKind.BATCH, filename=posixpath.basename(info.key), recipe=batch.recipe,
             dedupe_key=f"batch:{batch.id}:{info.key}", batch_id=batch.id,
+            version_key=f"wxo\x1f{info.bucket}\x1f{info.key}\x1f{info.etag}\x1f{recipe_hash}",
             seq=first_seq + len(jobs), source_bucket=info.bucket, source_key=info.key,
             source_etag=info.etag, output_bucket=batch.output_bucket,
             output_key=result_key(batch.output_prefix, relative.lstrip("/"), fmt),
@@ -56,12 +63,19 @@ def jobs_for_page(batch: Batch, page: list[ObjectInfo], *, first_seq: int,
     return jobs
 
 
+#: Turns a listed page into a batch's jobs: (batch, page, first seq) → jobs.
+PagePlanner = Callable[[Batch, list[ObjectInfo], int], Awaitable[list[NewJob]]]
+
+
 class Lister:
     """Claims unlisted batches and turns their folders into jobs."""
 
     def __init__(self, ledger: Ledger, storage: ObjectStore, pipeline: Pipeline, *, owner: str,
                  lease_seconds: float, poll_interval: float, max_attempts: int,
-                 page_size: int = 1000) -> None:
+                 outputs: Sequence[tuple[str, str]] = (),
+                 planners: dict[str, PagePlanner] | None = None, page_size: int = 1000) -> None:
+        self.outputs = list(outputs)
+        self.planners = dict(planners or {})
         self.ledger = ledger
         self.storage = storage
         self.pipeline = pipeline
@@ -83,7 +97,11 @@ class Lister:
             if batch is None:
                 await self._wait(self.poll, hint=True)
                 continue
-            await self.list_batch(batch)
+            try:
+                await self.list_batch(batch)
+            except Exception:  # the lease lapses and the listing resumes from its cursor
+                log.exception("listing_crashed", batch_id=batch.id)
+                await self._wait(self.poll, hint=False)
 
     async def list_batch(self, batch: Batch) -> None:
         """List one batch from its cursor to the end, then close it if nothing is left to do."""
@@ -96,8 +114,7 @@ class Lister:
                                                     page_size=self.page_size, start_after=cursor):
                     if self._stopping.is_set():
                         return  # the lease lapses; whoever lists next resumes at the cursor
-                    jobs = jobs_for_page(batch, page, first_seq=seq,
-                                         max_attempts=self.max_attempts)
+                    jobs = await self._plan(batch, page, seq)
                     seq += len(jobs)
                     cursor = page[-1].key if page else cursor
                     await self.ledger.add_batch_jobs(batch.id, self.owner, jobs, cursor, False)
@@ -114,6 +131,13 @@ class Lister:
             await self.ledger.add_batch_jobs(batch.id, self.owner, [], cursor, True)
             log.info("listing_done", jobs=seq)
             await self.pipeline.batches.maybe_finish(batch.id)
+
+    async def _plan(self, batch: Batch, page: list[ObjectInfo], seq: int) -> list[NewJob]:
+        planner = self.planners.get(batch.kind)
+        if planner is not None:
+            return await planner(batch, page, seq)
+        return jobs_for_page(batch, page, first_seq=seq, max_attempts=self.max_attempts,
+                             outputs=self.outputs)
 
     async def _wait(self, timeout: float, *, hint: bool) -> None:
         waiters = [asyncio.ensure_future(self._stopping.wait())]

@@ -17,12 +17,13 @@ from typing import Any
 from urllib.parse import quote
 
 import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from imagedrop import imaging, lifecycle, subscribers
 from imagedrop.batches import BatchCloser
 from imagedrop.config import ImagingSettings, WorkerSettings
 from imagedrop.editor import Editor
-from imagedrop.errors import ImageRejected, InputError, NotFound, PermanentError
+from imagedrop.errors import ImageRejected, InputError, NotFound, PermanentError, TransientError
 from imagedrop.ledger import Job, JobKind, Ledger, NewDelivery
 from imagedrop.providers import EditSpec
 from imagedrop.storage import ObjectStore
@@ -54,10 +55,17 @@ def spec_from_recipe(recipe: dict[str, Any]) -> EditSpec:
 
 
 def result_key(prefix: str, name: str, output_format: str) -> str:
-    """Where an edited image goes: `prefix` + name with the result format's extension."""
-    stem, _ = posixpath.splitext(name)
-    ext = "jpg" if output_format == "jpeg" else output_format
-    return f"{prefix}{stem}.{ext}"
+    """Where an edited image goes: `prefix` + name with the result format's extension.
+
+    When the extension changes, the old one stays in the name (`a.jpg` → `a-jpg.png`), so
+    `a.jpg` and `a.png` in one folder never write the same result.
+    """
+    stem, ext = posixpath.splitext(name)
+    source = ext.lower().lstrip(".")
+    target = "jpg" if output_format == "jpeg" else output_format
+    if not source or source == target or {source, target} <= {"jpg", "jpeg"}:
+        return f"{prefix}{stem}.{target}"
+    return f"{prefix}{stem}-{source}.{target}"
 
 
 class Pipeline:
@@ -97,9 +105,9 @@ class Pipeline:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is recorded; the service keeps serving
-                outcome = await self._after_error(job, owner, exc)
+                outcome = await self._record(job, owner, None, exc)
             else:
-                outcome = await self._complete(job, owner, result)
+                outcome = await self._record(job, owner, result, None)
             log.info(
                 "job_" + outcome.state, reason=outcome.reason,
                 seconds=round(self.clock() - started, 3),
@@ -124,14 +132,17 @@ class Pipeline:
         )
         edited, fallback = await self.editor.edit(
             prepared.data, prepared.mime, job.filename, spec,
-            fallback_allowed=job.recipe.get("fallback", "local") == "local")
+            fallback_allowed=job.recipe.get("fallback", "local") == "local",
+            provider=job.recipe.get("provider"))
         result: dict[str, Any] = {
             "provider": edited.provider, "model": edited.model, "mime_type": edited.mime_type,
             "fallback_local": fallback, "size": len(edited.data),
         }
         if job.kind is JobKind.B64:
-            # The image travels in the callback body; nothing to store.
-            result["image_base64"] = base64.b64encode(edited.data).decode("ascii")
+            # The image travels in the callback body; nothing to store. Encoding megabytes
+            # is CPU work: off the loop.
+            result["image_base64"] = await self._in_executor(
+                lambda: base64.b64encode(edited.data).decode("ascii"))
             return result
         assert job.output_bucket and job.output_key
         await self.storage.put(
@@ -205,6 +216,33 @@ class Pipeline:
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
     # -- recording outcomes ---------------------------------------------------------------
+    async def _record(self, job: Job, owner: str, result: dict[str, Any] | None,
+                      error: Exception | None) -> Outcome:
+        """Record the outcome, retrying a busy ledger briefly; never raises."""
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TransientError), stop=stop_after_attempt(4),
+                wait=wait_exponential(multiplier=0.2, max=2), reraise=True,
+            ):
+                with attempt:
+                    return await self._outcome(job, owner, result, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease lapses and the job runs again; its written output is reused then.
+            log.exception("job_outcome_not_recorded")
+        return Outcome("lost", "the outcome could not be recorded; the job will run again")
+
+    async def _outcome(self, job: Job, owner: str, result: dict[str, Any] | None,
+                       error: Exception | None) -> Outcome:
+        if result is not None:
+            try:
+                return await self._complete(job, owner, dict(result))
+            except (InputError, PermanentError) as exc:
+                error = exc  # e.g. no presigned URL possible: the job fails with that reason
+        assert error is not None
+        return await self._after_error(job, owner, error)
+
     async def _complete(self, job: Job, owner: str, result: dict[str, Any]) -> Outcome:
         deliveries = []
         if job.callback_url:
@@ -222,9 +260,9 @@ class Pipeline:
 
     async def _completed_callback(self, job: Job, result: dict[str, Any]) -> bytes:
         if job.kind is JobKind.B64:
-            return B64Completed(job_id=job.id, filename=job.filename,
-                                result_image_base64=result["image_base64"],
-                                result_mime_type=result["mime_type"]).to_body()
+            return await self._in_executor(lambda: B64Completed(
+                job_id=job.id, filename=job.filename, result_image_base64=result["image_base64"],
+                result_mime_type=result["mime_type"]).to_body())
         url = await self.storage.presign_get(result["bucket"], result["key"],
                                              self.presign_expires)
         return CosCompleted(job_id=job.id, filename=job.filename, object_key=result["key"],

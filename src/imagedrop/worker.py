@@ -31,6 +31,8 @@ class Worker:
         self._inflight: dict[str, asyncio.Task[object]] = {}
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._exited = asyncio.Event()
+        self._started = False
 
     @property
     def inflight(self) -> int:
@@ -39,6 +41,7 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run jobs until `stop()`."""
+        self._started = True
         heartbeat = asyncio.create_task(self._heartbeat(), name="imagedrop-heartbeat")
         try:
             while not self._stopping.is_set():
@@ -59,14 +62,19 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            self._exited.set()
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self.pipeline.run(job, self.owner), name=f"job-{job.id}")
         self._inflight[job.id] = task
 
-        def done(_: asyncio.Task[object], job_id: str = job.id) -> None:
+        def done(task: asyncio.Task[object], job_id: str = job.id) -> None:
             self._inflight.pop(job_id, None)
             self._slot_freed.set()
+            if not task.cancelled() and task.exception() is not None:
+                # Pipeline.run records every outcome itself; reaching here is a bug, and the
+                # job's lease will lapse and it will run again. Say so loudly.
+                log.error("job_task_crashed", job_id=job_id, exc_info=task.exception())
 
         task.add_done_callback(done)
 
@@ -99,6 +107,10 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming; let in-flight jobs finish within the grace period; release the rest."""
         self._stopping.set()
+        if self._started:
+            # A claim may be under way: let the loop finish it (its jobs join the in-flight set)
+            # before deciding what to drain, so no job starts after the drain began.
+            await self._exited.wait()
         tasks = list(self._inflight.values())
         if tasks:
             log.info("worker_draining", inflight=len(tasks), grace=self.settings.shutdown_grace)

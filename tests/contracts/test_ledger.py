@@ -393,8 +393,8 @@ class TestDurability:
         await reopened.open()
         try:
             stored = await reopened.get_job(job.id)
-            assert (stored.state, stored.input_data, stored.result) == (JobState.COMPLETED,
-                                                                        b"img", {"k": 1})
+            # (the inline image is dropped on completion; see test_ledger_drops)
+            assert (stored.state, stored.result) == (JobState.COMPLETED, {"k": 1})
             assert await reopened.get_batch(batch.id) == batch
             assert (await reopened.get_delivery("d1")).attempts == 1
             assert len(await reopened.list_attempts("d1")) == 1
@@ -467,7 +467,7 @@ class TestSqliteSpecifics:
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
             assert conn.execute("SELECT version FROM schema_version").fetchall() == [
-                (len(MIGRATIONS),)]
+                (v,) for v in range(1, len(MIGRATIONS) + 1)]  # each applied once, in order
         conn.close()
 
     async def test_refuses_a_newer_schema(self, tmp_path: Path):
@@ -488,3 +488,28 @@ class TestSqliteSpecifics:
                                             "CREATE INDEX i ON a (x);"]
         with pytest.raises(ValueError):
             split_statements("CREATE TABLE b (x")
+
+
+class TestSqliteUpgrade:
+    """A ledger written by an earlier schema opens and keeps its data."""
+
+    async def test_version_1_file_upgrades(self, tmp_path: Path):
+        from imagedrop.ledger import migrations
+
+        path = tmp_path / "old.db"
+        with sqlite3.connect(path, isolation_level=None) as conn:
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                         " applied_at REAL NOT NULL)")
+            for statement in split_statements(migrations.MIGRATIONS[0]):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+            conn.execute("INSERT INTO jobs (id, kind, state, filename, recipe, max_attempts,"
+                         " created_at) VALUES ('old', 'b64', 'queued', 'a.png', '{}', 5, 1)")
+        conn.close()
+        ledger = SqliteLedger(path)
+        await ledger.open()
+        try:
+            job = await ledger.get_job("old")
+            assert job is not None and job.version_key is None and job.generation == 0
+        finally:
+            await ledger.close()

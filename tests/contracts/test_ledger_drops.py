@@ -185,3 +185,39 @@ class TestEndpoints:
         assert await ledger.enable_endpoint("http://h/a")
         assert not await ledger.enable_endpoint("http://h/a")
         assert await ledger.disabled_endpoints(["http://h/a"]) == {}
+
+
+class TestFinishableBatches:
+    """A batch whose closer died after the last outcome is found and closed later."""
+
+    async def test_found_until_finished(self, ledger: Ledger, clock: FakeClock):
+        [(a, _)] = await ledger.record_drops([drop("a.jpg")])
+        assert await ledger.finishable_batches() == []  # still settling
+        clock.advance(6)
+        await ledger.close_settled_batches()
+        assert await ledger.finishable_batches() == []  # a job still queued
+        await finish_all(ledger)
+        assert await ledger.finishable_batches() == [a.batch_id]
+        assert await ledger.finish_batch(a.batch_id, {}, [])
+        assert await ledger.finishable_batches() == []
+
+
+class TestInlineImage:
+    """The inline image is kept until the job completes, and left out of status reads."""
+
+    async def test_dropped_on_completion(self, ledger: Ledger):
+        [(job, _)] = await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a.png",
+                                                      recipe={}, input_data=b"img")])
+        assert (await ledger.get_job(job.id)).input_data == b"img"
+        assert (await ledger.get_job(job.id, with_input=False)).input_data is None
+        [claimed] = await ledger.claim_jobs("w", 1, LEASE)
+        assert claimed.input_data == b"img"
+        await ledger.complete_job(job.id, "w", {}, [])
+        assert (await ledger.get_job(job.id)).input_data is None
+
+    async def test_kept_on_failure_for_replay(self, ledger: Ledger):
+        [(job, _)] = await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a.png",
+                                                      recipe={}, input_data=b"img")])
+        await ledger.claim_jobs("w", 1, LEASE)
+        await ledger.fail_job(job.id, "w", "boom", [])
+        assert (await ledger.get_job(job.id)).input_data == b"img"

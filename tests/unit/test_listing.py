@@ -26,18 +26,18 @@ class TestIsCandidate:
 
     def test_images_taken(self):
         for key in ("in/a.jpg", "in/b.JPEG", "in/c.png", "in/d.webp", "in/sub/e.gif"):
-            assert is_candidate(info(key), output_bucket="b", output_prefix="out/")
+            assert is_candidate(info(key), outputs=[("b", "out/")])
 
     def test_others_skipped(self):
         for key in ("in/", "in/imagedrop.yaml", "in/notes.txt", "in/.hidden.png", "in/noext"):
-            assert not is_candidate(info(key), output_bucket="b", output_prefix="out/")
+            assert not is_candidate(info(key), outputs=[("b", "out/")])
 
     def test_outputs_skipped_by_prefix_and_marker(self):
-        assert not is_candidate(info("out/a.png"), output_bucket="b", output_prefix="out/")
-        assert is_candidate(info("out/a.png", bucket="other"), output_bucket="b",
-                            output_prefix="out/")
-        assert not is_candidate(info("in/a.png", **{OUTPUT_MARKER: "1"}), output_bucket="b",
-                                output_prefix="out/")
+        outputs = [("b", "out/"), ("b", "edited/")]
+        assert not is_candidate(info("out/a.png"), outputs=outputs)
+        assert not is_candidate(info("edited/x/a.png"), outputs=outputs)
+        assert is_candidate(info("out/a.png", bucket="other"), outputs=outputs)
+        assert not is_candidate(info("in/a.png", **{OUTPUT_MARKER: "1"}), outputs=outputs)
 
 
 class TestJobsForPage:
@@ -48,13 +48,19 @@ class TestJobsForPage:
         jobs = jobs_for_page(batch(), page, first_seq=10, max_attempts=3)
         assert [j.source_key for j in jobs] == ["in/a.jpg", "in/sub/b.png"]
         assert [j.seq for j in jobs] == [10, 11]
-        assert [j.output_key for j in jobs] == ["out/B/a.png", "out/B/sub/b.png"]
+        assert [j.output_key for j in jobs] == ["out/B/a-jpg.png", "out/B/sub/b.png"]
         assert all(j.kind is JobKind.BATCH and j.batch_id == "B" for j in jobs)
         assert jobs[0].dedupe_key == "batch:B:in/a.jpg" and jobs[0].max_attempts == 3
 
 
 class TestResultKey:
     def test_extension_follows_format(self):
-        assert result_key("out/", "photo.JPG", "png") == "out/photo.png"
-        assert result_key("", "a/b.png", "jpeg") == "a/b.jpg"
+        assert result_key("out/", "photo.png", "png") == "out/photo.png"
+        assert result_key("out/", "photo.JPEG", "jpeg") == "out/photo.jpg"
         assert result_key("x/", "noext", "webp") == "x/noext.webp"
+
+    def test_a_changed_extension_stays_in_the_name(self):
+        """a.jpg and a.png in one folder never share a result."""
+        assert result_key("out/", "photo.JPG", "png") == "out/photo-jpg.png"
+        assert result_key("", "a/b.png", "jpeg") == "a/b-png.jpg"
+        assert result_key("o/", "a.jpg", "png") != result_key("o/", "a.png", "png")

@@ -238,8 +238,8 @@ class Ledger(Protocol):
     async def create_jobs(self, jobs: list[NewJob]) -> list[tuple[Job, bool]]:
         """Record jobs; for a dedupe_key already recorded, return that job and False."""
 
-    async def get_job(self, job_id: str) -> Job | None:
-        """One job, or None."""
+    async def get_job(self, job_id: str, *, with_input: bool = True) -> Job | None:
+        """One job, or None; `with_input=False` leaves the inline image out (status reads)."""
 
     async def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
         """Lease up to `limit` due queued jobs (or running ones whose lease expired).
@@ -254,7 +254,9 @@ class Ledger(Protocol):
     async def complete_job(
         self, job_id: str, owner: str, result: dict[str, Any], deliveries: list[NewDelivery]
     ) -> bool:
-        """Mark completed and record its deliveries in one transaction; False if not owned."""
+        """Mark completed and record its deliveries in one transaction; False if not owned.
+        The inline image is dropped: it is not needed any more (a failed job keeps it, so a
+        replay can run it again)."""
 
     async def fail_job(
         self, job_id: str, owner: str, error: str, deliveries: list[NewDelivery]
@@ -292,6 +294,10 @@ class Ledger(Protocol):
 
     async def batch_progress(self, batch_id: str) -> BatchProgress:
         """Counts over the batch's jobs."""
+
+    async def finishable_batches(self, limit: int = 100) -> list[str]:
+        """Batches whose listing is done and whose jobs are all final but that are not closed
+        (their closer died between the last outcome and the summary): to be closed now."""
 
     async def finish_batch(
         self, batch_id: str, summary: dict[str, Any], deliveries: list[NewDelivery]

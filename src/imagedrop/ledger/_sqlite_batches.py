@@ -125,6 +125,16 @@ def batch_progress(conn: sqlite3.Connection, now: float, batch_id: str) -> Batch
     )
 
 
+def finishable_batches(conn: sqlite3.Connection, now: float, limit: int) -> list[str]:
+    rows = conn.execute(
+        "SELECT id FROM batches b WHERE listing_done = 1 AND finished_at IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM jobs WHERE batch_id = b.id"
+        " AND state IN ('queued', 'running')) ORDER BY created_at LIMIT ?",
+        (limit,),
+    )
+    return [row[0] for row in rows]
+
+
 def finish_batch(
     conn: sqlite3.Connection, now: float, batch_id: str, summary: dict[str, Any],
     deliveries: list[NewDelivery],

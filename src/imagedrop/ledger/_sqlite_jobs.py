@@ -52,8 +52,10 @@ def create_jobs(conn: sqlite3.Connection, now: float, jobs: list[NewJob]) -> lis
     return out
 
 
-def get_job(conn: sqlite3.Connection, now: float, job_id: str) -> Job | None:
-    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+def get_job(conn: sqlite3.Connection, now: float, job_id: str, with_input: bool = True
+            ) -> Job | None:
+    columns = JOB_COLUMNS if with_input else JOB_COLUMNS_NO_DATA
+    row = conn.execute(f"SELECT {columns} FROM jobs WHERE id = ?", (job_id,)).fetchone()
     return None if row is None else job_from_row(row)
 
 
@@ -97,7 +99,7 @@ def complete_job(
 ) -> bool:
     cursor = conn.execute(
         f"UPDATE jobs SET state = 'completed', result = ?, fallback_local = ?, error = NULL,"
-        f" finished_at = ?, {_NO_LEASE} {_OWNED}",
+        f" finished_at = ?, input_data = NULL, {_NO_LEASE} {_OWNED}",
         (dumps(result), int(bool(result.get("fallback_local"))), now, job_id, owner),
     )
     if cursor.rowcount != 1:

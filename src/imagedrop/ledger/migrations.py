@@ -29,14 +29,10 @@ CREATE TABLE batches (
     created_at      REAL NOT NULL,
     finished_at     REAL,
     summary         TEXT,                      -- JSON
-    extra           TEXT NOT NULL DEFAULT '{}', -- JSON
-    group_key       TEXT,                      -- drop batches: what they collect for
-    settle_until    REAL                       -- drop batches: close after this
+    extra           TEXT NOT NULL DEFAULT '{}' -- JSON
 );
 CREATE INDEX batches_listing ON batches (created_at)
-    WHERE listing_done = 0 AND finished_at IS NULL AND settle_until IS NULL;
-CREATE INDEX batches_settling ON batches (group_key)
-    WHERE listing_done = 0 AND settle_until IS NOT NULL;
+    WHERE listing_done = 0 AND finished_at IS NULL;
 
 CREATE TABLE jobs (
     id              TEXT PRIMARY KEY,
@@ -65,12 +61,8 @@ CREATE TABLE jobs (
     result          TEXT,                      -- JSON
     error           TEXT,
     last_error      TEXT,
-    fallback_local  INTEGER NOT NULL DEFAULT 0,
-    version_key     TEXT,                      -- object version + recipe
-    generation      INTEGER NOT NULL DEFAULT 0
+    fallback_local  INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX jobs_version ON jobs (version_key, finished_at) WHERE state = 'completed';
-CREATE INDEX jobs_source ON jobs (source_bucket, source_key);
 CREATE INDEX jobs_claim ON jobs ((batch_id IS NOT NULL), seq, created_at)
     WHERE state IN ('queued', 'running');
 CREATE INDEX jobs_batch ON jobs (batch_id, state);
@@ -110,6 +102,24 @@ CREATE TABLE delivery_attempts (
     duration_ms     REAL NOT NULL
 );
 CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, attempt);
+"""
+
+# Drop-a-file: settling folder batches, object-version reuse, replays, disabled subscribers.
+_V2 = """
+ALTER TABLE batches ADD COLUMN group_key TEXT;
+ALTER TABLE batches ADD COLUMN settle_until REAL;
+DROP INDEX batches_listing;
+CREATE INDEX batches_listing ON batches (created_at)
+    WHERE listing_done = 0 AND finished_at IS NULL AND settle_until IS NULL;
+CREATE INDEX batches_settling ON batches (group_key)
+    WHERE listing_done = 0 AND settle_until IS NOT NULL;
+CREATE INDEX batches_unfinished ON batches (created_at)
+    WHERE listing_done = 1 AND finished_at IS NULL;
+
+ALTER TABLE jobs ADD COLUMN version_key TEXT;
+ALTER TABLE jobs ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_version ON jobs (version_key, finished_at) WHERE state = 'completed';
+CREATE INDEX jobs_source ON jobs (source_bucket, source_key);
 
 CREATE TABLE endpoints (
     url             TEXT PRIMARY KEY,
@@ -118,7 +128,7 @@ CREATE TABLE endpoints (
 );
 """
 
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2]
 
 
 def split_statements(script: str) -> list[str]:

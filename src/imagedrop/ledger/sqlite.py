@@ -111,8 +111,8 @@ class SqliteLedger:
             self._notify()
         return out
 
-    async def get_job(self, job_id: str) -> Job | None:
-        return await self._read(job_tx.get_job, job_id)
+    async def get_job(self, job_id: str, *, with_input: bool = True) -> Job | None:
+        return await self._read(job_tx.get_job, job_id, with_input)
 
     async def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
         """See the Protocol; `started_at` keeps the first start, `attempts` counts every claim
@@ -184,6 +184,9 @@ class SqliteLedger:
     async def batch_progress(self, batch_id: str) -> BatchProgress:
         """Counts over the batch's jobs; raises `NotFound` for an unknown batch."""
         return await self._read(batch_tx.batch_progress, batch_id)
+
+    async def finishable_batches(self, limit: int = 100) -> list[str]:
+        return await self._read(batch_tx.finishable_batches, limit)
 
     async def finish_batch(
         self, batch_id: str, summary: dict[str, Any], deliveries: list[NewDelivery]

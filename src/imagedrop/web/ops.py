@@ -35,7 +35,7 @@ async def get_job(request: web.Request) -> web.Response:
     """A job's state, attempts, timings, result location and error — or a batch's progress."""
     ledger = request.app[keys.LEDGER]
     job_id = request.match_info["job_id"]
-    job = await ledger.get_job(job_id)
+    job = await ledger.get_job(job_id, with_input=False)
     if job is not None:
         view = JobStatus.from_job(job, await ledger.list_deliveries(job_id=job.id))
     else:

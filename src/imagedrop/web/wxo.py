@@ -55,7 +55,9 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
                        f"{request.content_type}", None, status=415)
     raw = await request.read()  # aiohttp enforces client_max_size here (413)
     try:
-        data = json.loads(raw or b"null")
+        # Bodies carry megabytes of base64: parse them off the loop.
+        data = await asyncio.get_running_loop().run_in_executor(
+            request.app[keys.EXECUTOR], json.loads, raw or b"null")
     except ValueError as exc:
         raise InputError(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -78,6 +80,12 @@ class _Invalid(InputError):
 
 async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
     settings = request.app[keys.SETTINGS]
+    st = settings.storage
+    if kind is JobKind.COS and st.is_cos and not st.cos_access_key_id:
+        raise web.HTTPNotImplemented(
+            text="this service has no COS HMAC keys, so it cannot make presigned result URLs; "
+                 "use /process-image-async-b64, or set COS_ACCESS_KEY_ID and "
+                 "COS_SECRET_ACCESS_KEY")
     cb = await callback_url(request)
     body = await parse_body(request, ImageRequest)
     limits = settings.imaging
@@ -130,10 +138,15 @@ async def batch_process_images(request: web.Request) -> web.Response:
     batch_id = str(uuid.uuid4())
     output_prefix = body.output_prefix if body.output_prefix is not None else (
         f"{st.output_prefix}{batch_id}/")
+    bucket = body.bucket or st.resolved_input_bucket
+    prefix = body.prefix if body.prefix is not None else st.input_prefix
+    output_bucket = body.output_bucket or st.resolved_output_bucket
+    if output_bucket == bucket and (not output_prefix or prefix.startswith(output_prefix)):
+        raise _Invalid("output_prefix: results would be written over or around the inputs "
+                       f"(input {prefix!r}, output {output_prefix!r}); choose an output folder "
+                       "outside the input folder", "output_prefix")
     batch = await request.app[keys.LEDGER].create_batch(NewBatch(
-        id=batch_id, kind="wxo", bucket=body.bucket or st.resolved_input_bucket,
-        prefix=body.prefix if body.prefix is not None else st.input_prefix,
-        output_bucket=body.output_bucket or st.resolved_output_bucket,
+        id=batch_id, kind="wxo", bucket=bucket, prefix=prefix, output_bucket=output_bucket,
         output_prefix=output_prefix, recipe=_recipe(spec), callback_url=cb,
     ))
     return _accepted(batch.id)

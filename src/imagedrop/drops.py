@@ -1,0 +1,124 @@
+"""From "an object was written" to a job: manifest lookup, filters, output place, dedupe keys.
+
+Shared by notification intake, the sweep and folder triggers, so all three record the same
+object version under the same keys — which is what makes them harmless to one another.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from imagedrop import subscribers
+from imagedrop.config import ProviderSettings
+from imagedrop.ledger import DropItem, JobKind, NewBatch, NewJob
+from imagedrop.listing import IMAGE_EXTENSIONS
+from imagedrop.manifests import MANIFEST_NAMES, ManifestResolver, Resolved
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """An object that starts nothing, and why (logged, and returned by /events)."""
+
+    bucket: str
+    key: str
+    reason: str
+
+
+def version_key(bucket: str, key: str, etag: str, revision: str) -> str:
+    """One object version edited with one recipe (SPEC §4.5)."""
+    return f"{bucket}\x1f{key}\x1f{etag}\x1f{revision}"
+
+
+def drop_dedupe_key(bucket: str, key: str, etag: str, revision: str) -> str:
+    """The dedupe key of a dropped object's job: one job per version and recipe."""
+    return "drop\x1f" + version_key(bucket, key, etag, revision)
+
+
+def recipe_for(resolved: Resolved, defaults: ProviderSettings) -> dict[str, Any]:
+    """A job's recipe from its manifest: the edit spec, plus what the outcome needs."""
+    manifest = resolved.manifest
+    assert manifest is not None
+    recipe: dict[str, Any] = dict(manifest.recipe(defaults))
+    recipe.update(
+        fallback=manifest.fallback,
+        subscribers=subscribers.subscriber_refs(manifest.subscribers),
+        manifest={"bucket": resolved.bucket, "key": resolved.source_key, "etag": resolved.etag,
+                  "revision": manifest.revision},
+    )
+    if manifest.provider:
+        recipe["provider"] = manifest.provider
+    return recipe
+
+
+class DropPlanner:
+    """Decides, per written object, the job to record — or why there is none."""
+
+    def __init__(self, resolver: ManifestResolver, defaults: ProviderSettings, *,
+                 max_attempts: int, max_settle: float) -> None:
+        self.resolver = resolver
+        self.defaults = defaults
+        self.max_attempts = max_attempts
+        self.max_settle = max_settle
+
+    async def plan(self, bucket: str, key: str, etag: str, size: int | None
+                   ) -> DropItem | Skip:
+        """The job for one written object version, or a Skip saying why not."""
+        name = posixpath.basename(key)
+        if name in MANIFEST_NAMES:
+            self.resolver.invalidate(bucket, key)
+            return Skip(bucket, key, "a manifest: the folder's settings were refreshed")
+        if not name or posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+            return Skip(bucket, key, "not an image file name")
+        if not etag:
+            return Skip(bucket, key, "the notification carries no ETag")
+        resolved = await self.resolver.resolve(bucket, key)
+        if resolved is None:
+            return Skip(bucket, key, "no imagedrop.yaml governs this folder")
+        if await self.resolver.is_output(bucket, key):
+            return Skip(bucket, key, "under a manifest's output location: outputs never "
+                                     "start work")
+        if resolved.manifest is None:
+            return self._broken(bucket, key, etag, resolved)
+        taken, why = resolved.manifest.matches(resolved.relative(key), size)
+        if not taken:
+            return Skip(bucket, key, f"not taken by {resolved.source_key}: {why}")
+        return self._item(bucket, key, etag, resolved)
+
+    def _item(self, bucket: str, key: str, etag: str, resolved: Resolved) -> DropItem:
+        manifest = resolved.manifest
+        assert manifest is not None
+        recipe = recipe_for(resolved, self.defaults)
+        out_bucket, out_key = manifest.output_location(resolved.folder, key, bucket, etag,
+                                                       recipe["output_format"])
+        revision = manifest.revision
+        job = NewJob(
+            kind=JobKind.DROP, filename=posixpath.basename(key), recipe=recipe,
+            dedupe_key=drop_dedupe_key(bucket, key, etag, revision),
+            version_key=version_key(bucket, key, etag, revision), source_bucket=bucket,
+            source_key=key, source_etag=etag, output_bucket=out_bucket, output_key=out_key,
+            max_attempts=self.max_attempts,
+        )
+        if not manifest.settle_seconds:
+            return DropItem(job=job)
+        batch = NewBatch(
+            kind="drop", bucket=bucket, prefix=resolved.folder, output_bucket=out_bucket,
+            output_prefix=manifest.output_prefix(resolved.folder),
+            recipe={"prompt": manifest.prompt, "subscribers": recipe["subscribers"],
+                    "manifest": recipe["manifest"]},
+            group_key=f"{bucket}\x1f{resolved.folder}\x1f{revision}",
+        )
+        return DropItem(job=job, batch=batch, settle_seconds=manifest.settle_seconds,
+                        max_settle_seconds=self.max_settle)
+
+    def _broken(self, bucket: str, key: str, etag: str, resolved: Resolved) -> DropItem:
+        """A job that fails with the manifest's problems: the image is skipped, visibly."""
+        reason = f"skipped: the manifest is invalid: {resolved.error}"
+        revision = f"broken-{resolved.etag}"  # fixing the manifest makes a new recipe
+        return DropItem(job=NewJob(
+            kind=JobKind.DROP, filename=posixpath.basename(key),
+            recipe={"prompt": "", "manifest_error": reason},
+            dedupe_key=drop_dedupe_key(bucket, key, etag, revision), source_bucket=bucket,
+            source_key=key, source_etag=etag, max_attempts=1,
+        ))

@@ -1,0 +1,121 @@
+"""POST /events: every supported store notification, acknowledged once its jobs are recorded.
+
+Parsing is pure (`imagedrop.events`); planning goes through the folder's manifest
+(`imagedrop.drops`); duplicates are harmless because jobs are keyed by object version and
+recipe. A malformed body is a 400 that says what is wrong; anything else is a 200 that lists
+what was recorded and what was ignored, and why.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from imagedrop.drops import DropPlanner, Skip
+from imagedrop.errors import InputError
+from imagedrop.events import ParsedNotification, SubscriptionConfirmation, parse_notification
+from imagedrop.ledger import DropItem
+from imagedrop.web import keys
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+PLANNER = web.AppKey("drop_planner", DropPlanner)
+# SNS confirmation URLs point at the regional SNS endpoint; nothing else is fetched.
+_SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+
+
+class IntakeRefused(InputError):
+    """Raised when a notification lacks the intake token, or is too large."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@routes.route("HEAD", "/events")
+async def events_probe(request: web.Request) -> web.Response:
+    """MinIO's liveness probe."""
+    return web.Response(status=200)
+
+
+@routes.post("/events")
+async def events(request: web.Request) -> web.Response:
+    """Record a job for every written image a notification announces."""
+    settings = request.app[keys.SETTINGS]
+    limit = settings.drops.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise IntakeRefused(f"notification body over {limit} bytes", 413)
+    body = await request.read()
+    parsed = parse_notification(request.headers, body, request.query)
+    _check_token(request, parsed)
+    ignored = [{"object": what, "reason": why} for what, why in parsed.ignored]
+    if parsed.subscription_confirmation:
+        ignored.append(await _confirm(parsed.subscription_confirmation))
+    items: list[DropItem] = []
+    planner = request.app[PLANNER]
+    for event in parsed.events:
+        if event.kind != "created":
+            if event.kind == "deleted":
+                planner.resolver.invalidate(event.bucket, event.key)
+            ignored.append({"object": f"{event.bucket}/{event.key}",
+                            "reason": f"{event.raw_type}: not an object write"})
+            continue
+        etag = event.etag or await _current_etag(request, event.bucket, event.key)
+        plan = await planner.plan(event.bucket, event.key, etag, event.size)
+        if isinstance(plan, Skip):
+            ignored.append({"object": f"{plan.bucket}/{plan.key}", "reason": plan.reason})
+        else:
+            items.append(plan)
+    recorded = await request.app[keys.LEDGER].record_drops(items)
+    new = [job.id for job, created in recorded if created]
+    for skip in ignored:
+        log.info("event_ignored", **skip)
+    if recorded:
+        log.info("events_recorded", new=len(new), duplicates=len(recorded) - len(new))
+    return web.json_response({"recorded": new, "duplicates": len(recorded) - len(new),
+                              "ignored": ignored})
+
+
+def _check_token(request: web.Request, parsed: ParsedNotification) -> None:
+    """The intake token when one is set; otherwise an API key, when keys are set."""
+    settings = request.app[keys.SETTINGS]
+    expected = ([settings.drops.intake_token] if settings.drops.intake_token
+                else list(settings.server.api_keys))
+    if not expected:
+        return
+    given = (parsed.token or request.headers.get("X-API-Key") or "").encode()
+    if not any([hmac.compare_digest(given, key.encode()) for key in expected]):
+        raise IntakeRefused(
+            "missing or invalid intake token: send it as 'Authorization: Bearer <token>', a "
+            "'ce-token' header or a '?token=' query parameter on the subscribed URL", 401)
+
+
+async def _current_etag(request: web.Request, bucket: str, key: str) -> str:
+    """Producers that send no ETag: ask the store (the object may be gone: then none)."""
+    info = await request.app[keys.STORAGE].head(bucket, key)
+    return info.etag if info else ""
+
+
+async def _confirm(confirmation: SubscriptionConfirmation) -> dict[str, Any]:
+    """Confirm an SNS HTTP subscription by fetching its SubscribeURL (SNS hosts only)."""
+    parts = urlsplit(confirmation.subscribe_url)
+    what = f"SNS subscription {confirmation.topic_arn}"
+    if parts.scheme != "https" or not _SNS_HOST.match(parts.hostname or ""):
+        return {"object": what, "reason": "SubscribeURL is not an https AWS SNS URL: not "
+                                          "confirmed"}
+    try:
+        timeout = aiohttp.ClientTimeout(total=15)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+                confirmation.subscribe_url, allow_redirects=False) as resp:
+            ok = resp.status == 200
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return {"object": what, "reason": f"confirmation failed: {type(exc).__name__}"}
+    return {"object": what, "reason": "subscription confirmed" if ok else
+            f"confirmation answered HTTP {resp.status}"}
