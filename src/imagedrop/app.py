@@ -11,7 +11,7 @@ from imagedrop.ledger import Ledger
 from imagedrop.providers import ImageProvider
 from imagedrop.runtime import open_runtime, start_background, stop_background
 from imagedrop.storage import ObjectStore
-from imagedrop.web import keys, ops, wxo
+from imagedrop.web import folders, intake, keys, ops, wxo
 from imagedrop.web.middleware import auth_middleware, error_middleware
 
 
@@ -38,6 +38,8 @@ def create_app(
             app[keys.STORAGE] = rt.storage
             app[keys.EXECUTOR] = rt.executor
             app[keys.SIGNING_KEY] = rt.signing_key
+            assert rt.planner is not None
+            app[intake.PLANNER] = rt.planner
             if background:
                 await start_background(rt)
             try:
@@ -47,6 +49,6 @@ def create_app(
                     await stop_background(rt)
 
     app.cleanup_ctx.append(resources)
-    app.add_routes(wxo.routes)
-    app.add_routes(ops.routes)
+    for module in (wxo, ops, intake, folders):
+        app.add_routes(module.routes)
     return app

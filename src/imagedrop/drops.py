@@ -6,15 +6,24 @@ object version under the same keys — which is what makes them harmless to one 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
+
+import structlog
 
 from imagedrop import subscribers
 from imagedrop.config import ProviderSettings
-from imagedrop.ledger import DropItem, JobKind, NewBatch, NewJob
-from imagedrop.listing import IMAGE_EXTENSIONS
+from imagedrop.ledger import Batch, DropItem, JobKind, NewBatch, NewJob
+from imagedrop.listing import IMAGE_EXTENSIONS, jobs_for_page
 from imagedrop.manifests import MANIFEST_NAMES, ManifestResolver, Resolved
+from imagedrop.storage import ObjectInfo
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +65,10 @@ class DropPlanner:
     """Decides, per written object, the job to record — or why there is none."""
 
     def __init__(self, resolver: ManifestResolver, defaults: ProviderSettings, *,
-                 max_attempts: int, max_settle: float) -> None:
+                 max_attempts: int, max_settle: float, outputs: Sequence[tuple[str, str]] = (),
+                 clock: Callable[[], float] = time.time) -> None:
+        self.outputs = list(outputs)
+        self.clock = clock
         self.resolver = resolver
         self.defaults = defaults
         self.max_attempts = max_attempts
@@ -91,7 +103,7 @@ class DropPlanner:
         assert manifest is not None
         recipe = recipe_for(resolved, self.defaults)
         out_bucket, out_key = manifest.output_location(resolved.folder, key, bucket, etag,
-                                                       recipe["output_format"])
+                                                       recipe["output_format"], when=self.clock())
         revision = manifest.revision
         job = NewJob(
             kind=JobKind.DROP, filename=posixpath.basename(key), recipe=recipe,
@@ -114,7 +126,8 @@ class DropPlanner:
 
     def _broken(self, bucket: str, key: str, etag: str, resolved: Resolved) -> DropItem:
         """A job that fails with the manifest's problems: the image is skipped, visibly."""
-        reason = f"skipped: the manifest is invalid: {resolved.error}"
+        problems = "; ".join(str(p) for p in resolved.error.problems) if resolved.error else ""
+        reason = f"skipped: the manifest is invalid: {problems}"
         revision = f"broken-{resolved.etag}"  # fixing the manifest makes a new recipe
         return DropItem(job=NewJob(
             kind=JobKind.DROP, filename=posixpath.basename(key),
@@ -122,3 +135,30 @@ class DropPlanner:
             dedupe_key=drop_dedupe_key(bucket, key, etag, revision), source_bucket=bucket,
             source_key=key, source_etag=etag, max_attempts=1,
         ))
+
+    async def plan_trigger_page(self, batch: Batch, page: list[ObjectInfo], first_seq: int
+                                ) -> list[NewJob]:
+        """A folder trigger's jobs for one listed page: each object as its manifest says
+        (with the trigger's overrides), keyed by object version so that versions already
+        edited with the same recipe are counted, not edited again."""
+        if batch.recipe.get("mode") == "prompt":  # no manifest: the request's own recipe
+            return jobs_for_page(batch, page, first_seq=first_seq,
+                                 max_attempts=self.max_attempts, outputs=self.outputs)
+        override = batch.recipe.get("override") or {}
+        tag = hashlib.sha256(json.dumps(override, sort_keys=True).encode()).hexdigest()[:16]
+        jobs: list[NewJob] = []
+        for info in page:
+            if info.is_output:
+                continue
+            plan = await self.plan(info.bucket, info.key, info.etag, info.size)
+            if isinstance(plan, Skip):
+                log.debug("trigger_skipped", key=info.key, reason=plan.reason)
+                continue
+            job = plan.job
+            recipe = {**job.recipe, **override} if override else job.recipe
+            version = f"{job.version_key}\x1f{tag}" if override and job.version_key else (
+                job.version_key)
+            jobs.append(replace(
+                job, kind=JobKind.BATCH, batch_id=batch.id, seq=first_seq + len(jobs),
+                dedupe_key=f"batch:{batch.id}:{info.key}", recipe=recipe, version_key=version))
+        return jobs

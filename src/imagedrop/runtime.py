@@ -16,19 +16,24 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
 
 from imagedrop.config import Settings
 from imagedrop.delivery.sender import Deliverer
+from imagedrop.drops import DropPlanner
 from imagedrop.editor import Editor
+from imagedrop.housekeeping import Housekeeper
 from imagedrop.ledger import Ledger, open_ledger
 from imagedrop.listing import Lister
+from imagedrop.manifests import ManifestResolver
 from imagedrop.pipeline import Pipeline
 from imagedrop.providers import ImageProvider, open_provider
 from imagedrop.providers.local import LocalProvider
 from imagedrop.storage import ObjectStore, open_storage
+from imagedrop.sweep import Sweeper
 
 log = structlog.get_logger(__name__)
 
@@ -45,9 +50,10 @@ class Runtime:
     executor: ThreadPoolExecutor
     signing_key: bytes
     owner: str
+    planner: DropPlanner | None = None
     session: aiohttp.ClientSession | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    services: list[object] = field(default_factory=list)
+    services: list[Any] = field(default_factory=list)
 
 
 def make_owner() -> str:
@@ -56,16 +62,32 @@ def make_owner() -> str:
 
 
 def _signing_key(settings: Settings) -> bytes:
-    """The key for local download links: configured, or made once and kept in the data folder."""
+    """The key for local download links: configured, or made once and kept in the data folder.
+
+    Processes starting together agree on one key: each writes its own temp file (0600 from
+    its creation) and links it into place only if no key is there yet, then reads the winner.
+    """
     if settings.url_signing_key:
         return settings.url_signing_key.encode()
     path = Path(settings.storage.data_dir) / ".imagedrop-url-key"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(32))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)  # atomic, and refuses to replace a key already there
+            except FileExistsError:
+                pass  # another process won: its key is the one everybody uses
+            except OSError:  # a filesystem without hard links: the race narrows, not closes
+                if not path.exists():
+                    os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path.read_text().strip().encode()
 
 
@@ -112,35 +134,58 @@ async def open_runtime(
         if provider.name == "local":
             log.warning("local_provider_in_use",
                         note="no OPENAI_API_KEY: images get a local Pillow edit, not an AI edit")
+        resolver = ManifestResolver(storage, ttl=settings.drops.manifest_ttl)
+        planner = DropPlanner(resolver, settings.provider,
+                              max_attempts=settings.worker.max_attempts,
+                              max_settle=settings.drops.max_settle, outputs=root_outputs(settings))
         yield Runtime(settings=settings, ledger=ledger, storage=storage, editor=editor,
                       pipeline=pipeline, executor=executor, signing_key=signing_key,
-                      owner=make_owner())
+                      owner=make_owner(), planner=planner)
+
+
+def root_outputs(settings: Settings) -> list[tuple[str, str]]:
+    """Where the WXO endpoints write (bucket, prefix): never taken as input by folder batches."""
+    st = settings.storage
+    return [(st.resolved_output_bucket, st.output_prefix)] if st.output_prefix else []
 
 
 async def start_background(rt: Runtime) -> None:
-    """Start the job worker, the folder lister and the callback sender."""
+    """Start the folder lister, the sweep, the housekeeper, the job worker and the sender."""
     from imagedrop.worker import Worker
 
     s = rt.settings
+    assert rt.planner is not None
     rt.session = aiohttp.ClientSession()
     worker = Worker(rt.ledger, rt.pipeline, s.worker, owner=rt.owner)
     lister = Lister(rt.ledger, rt.storage, rt.pipeline, owner=rt.owner,
                     lease_seconds=s.worker.lease_seconds, poll_interval=s.worker.poll_interval,
-                    max_attempts=s.worker.max_attempts)
+                    max_attempts=s.worker.max_attempts, outputs=root_outputs(s),
+                    planners={"trigger": rt.planner.plan_trigger_page})
+    housekeeper = Housekeeper(rt.ledger, rt.pipeline.batches, interval=s.worker.poll_interval)
     deliverer = Deliverer(rt.ledger, rt.session, s.callbacks, owner=rt.owner, secrets=s.secrets,
                           poll_interval=s.worker.poll_interval)
-    rt.services = [lister, worker, deliverer]
-    for name, service in (("lister", lister), ("worker", worker), ("deliverer", deliverer)):
+    services: list[tuple[str, Any]] = [("lister", lister)]
+    interval = s.storage.sweep_interval(s.drops)
+    if interval > 0:
+        buckets = s.drops.sweep_buckets or (s.storage.resolved_input_bucket,)
+        services.append(("sweep", Sweeper(rt.storage, rt.planner, rt.ledger,
+                                          buckets=buckets, interval=interval)))
+    services += [("housekeeper", housekeeper), ("worker", worker), ("deliverer", deliverer)]
+    rt.services = [service for _, service in services]
+    for name, service in services:
         rt.tasks.append(asyncio.create_task(service.run(), name=f"imagedrop-{name}"))
 
 
 async def stop_background(rt: Runtime) -> None:
     """Stop claiming, drain in-flight work, deliver what is due, close the HTTP session."""
-    for service in rt.services:  # lister first, then worker (drains), then deliverer
-        await service.stop()  # type: ignore[attr-defined]
+    for service in rt.services:  # producers first, then worker (drains), then deliverer
+        await service.stop()
     for task in rt.tasks:
         task.cancel()
-    await asyncio.gather(*rt.tasks, return_exceptions=True)
+    for task, result in zip(rt.tasks, await asyncio.gather(*rt.tasks, return_exceptions=True),
+                            strict=True):
+        if isinstance(result, Exception):
+            log.error("background_task_failed", task=task.get_name(), exc_info=result)
     rt.tasks.clear()
     if rt.session is not None:
         await rt.session.close()

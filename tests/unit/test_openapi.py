@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 
+from imagedrop import subscribers
+from imagedrop.web.drop_models import WEBHOOK_MODELS
 from imagedrop.web.jsonschema30 import to_openapi30
 from imagedrop.web.models import (
     Accepted,
@@ -19,7 +21,15 @@ from imagedrop.web.models import (
     ImageFailed,
     ImageRequest,
 )
-from imagedrop.web.openapi import ROUTES, Param, Route, async_route, build_openapi
+from imagedrop.web.openapi import (
+    INTAKE_SCHEMES,
+    ROUTES,
+    WEBHOOKS,
+    Param,
+    Route,
+    async_route,
+    build_openapi,
+)
 
 ASYNC_OPS = {
     "/process-image-async-b64": ("processImageAsyncToBase64", (B64Completed, ImageFailed)),
@@ -27,6 +37,8 @@ ASYNC_OPS = {
     "/batch-process-images": ("batchProcessImages", (BatchSummary,)),
 }
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+API_KEY_FREE = {("/health", "get"), ("/files/{bucket}/{key}", "get"), ("/events", "head"),
+                ("/events", "post")}
 
 
 @pytest.fixture(name="doc")
@@ -107,6 +119,10 @@ class TestOperations:
             ("/jobs/{job_id}", "get"): "getJob",
             ("/openapi.json", "get"): "getOpenApi",
             ("/files/{bucket}/{key}", "get"): "downloadFile",
+            ("/trigger", "post"): "triggerFolder",
+            ("/replay", "post"): "replay",
+            ("/events", "post"): "receiveStoreEvents",
+            ("/events", "head"): "probeEvents",
         }
 
     def test_every_operation_has_summary_and_description(self, doc: dict[str, Any]) -> None:
@@ -194,8 +210,10 @@ class TestSecurity:
                                          "description": schemes["bearerAuth"]["description"]}
         assert (schemes["apiKeyAuth"]["in"], schemes["apiKeyAuth"]["name"]) == ("header",
                                                                                 "X-API-Key")
-        for path, _, op in _operations(doc):
-            public = path in ("/health", "/files/{bucket}/{key}")
+        for path, method, op in _operations(doc):
+            if (path, method) == ("/events", "post"):
+                continue  # its own intake token: TestIntake
+            public = (path, method) in API_KEY_FREE
             assert (op.get("security") == []) is public, path
             assert ("401" in op["responses"]) is not public, path
 
@@ -207,23 +225,152 @@ class TestSecurity:
             assert "security" not in op and "401" not in op["responses"], path
 
 
+class TestIntake:
+    """POST /events takes its own intake token, never the API-key schemes; HEAD is open."""
+
+    @pytest.mark.parametrize("auth", [True, False])
+    def test_intake_token_schemes(self, auth: bool) -> None:
+        doc = build_openapi(auth=auth, intake_auth=True, version="1")
+        validate(doc, cls=OpenAPIV30SpecValidator)
+        op = doc["paths"]["/events"]["post"]
+        assert op["security"] == [{"intakeBearer": []}, {"intakeTokenHeader": []},
+                                  {"intakeTokenQuery": []}]
+        schemes = doc["components"]["securitySchemes"]
+        assert {name: schemes[name] for name in INTAKE_SCHEMES} == INTAKE_SCHEMES
+        assert (schemes["intakeTokenHeader"]["in"], schemes["intakeTokenHeader"]["name"]) == (
+            "header", "ce-token")
+        assert (schemes["intakeTokenQuery"]["in"], schemes["intakeTokenQuery"]["name"]) == (
+            "query", "token")
+        assert "401" in op["responses"]
+        for text in ("Bearer", "ce-token", "?token="):
+            assert text in op["description"] and text in op["responses"]["401"]["description"]
+
+    def test_no_intake_token(self) -> None:
+        doc = build_openapi(auth=True, intake_auth=False, version="1")
+        op = doc["paths"]["/events"]["post"]
+        assert op["security"] == [] and "401" not in op["responses"]
+        assert set(doc["components"]["securitySchemes"]) == {"bearerAuth", "apiKeyAuth"}
+
+    def test_events_body_and_answers(self, doc: dict[str, Any]) -> None:
+        op = doc["paths"]["/events"]["post"]
+        assert op["tags"] == ["drops"]
+        assert set(op["requestBody"]["content"]) == {
+            "application/json", "application/cloudevents+json", "text/plain"}
+        for producer in ("Code Engine", "CloudEvents", "Records", "MinIO", "Ceph", "SNS",
+                         "EventBridge"):
+            assert producer in op["description"], producer
+        assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/EventsResult"}
+        assert {"200", "400", "401", "413"} <= set(op["responses"])
+        ignored = _resolve(doc, "#/components/schemas/EventsResult")["properties"]["ignored"]
+        assert _resolve(doc, ignored["items"]["$ref"])["required"] == ["object", "reason"]
+
+    def test_head_probe(self, doc: dict[str, Any]) -> None:
+        op = doc["paths"]["/events"]["head"]
+        assert op["security"] == [] and op["responses"] == {
+            "200": {"description": op["responses"]["200"]["description"]}}
+
+
+class TestFolderOperations:
+    """POST /trigger (an async tool with an optional callback) and POST /replay."""
+
+    def test_trigger(self, doc: dict[str, Any]) -> None:
+        op = doc["paths"]["/trigger"]["post"]
+        assert op["tags"] == ["drops"]
+        [header] = op["parameters"]
+        assert (header["name"], header["in"], header["required"]) == (
+            "callbackUrl", "header", False)
+        assert op["requestBody"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/TriggerRequest"}
+        ack = op["responses"]["202"]["content"]["application/json"]["schema"]
+        assert _resolve(doc, ack["$ref"])["required"] == ["accepted", "job_id", "batch_id"]
+        assert {"202", "400", "401", "404", "413", "415", "422"} == set(op["responses"])
+        assert "missing" not in op["responses"]["400"]["description"]
+        cb = op["callbacks"]["result"]["{$request.header.callbackUrl}"]["post"]
+        schema = cb["requestBody"]["content"]["application/json"]["schema"]
+        assert "batch_id" in _resolve(doc, schema["$ref"])["properties"]
+
+    def test_trigger_request_schema(self, doc: dict[str, Any]) -> None:
+        schema = doc["components"]["schemas"]["TriggerRequest"]
+        assert schema["required"] == ["prefix"]
+        assert set(schema["properties"]) == {"bucket", "prefix", "prompt", "model", "quality",
+                                             "size", "output_format"}
+        assert schema["properties"]["prompt"]["maxLength"] == 32000
+
+    def test_replay(self, doc: dict[str, Any]) -> None:
+        op = doc["paths"]["/replay"]["post"]
+        assert op["tags"] == ["drops"]
+        assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ReplayResult"}
+        assert {"400", "401", "404", "415", "422"} <= set(op["responses"])
+        props = doc["components"]["schemas"]["ReplayRequest"]["properties"]
+        assert props["job_ids"]["maxItems"] == props["delivery_ids"]["maxItems"] == 1000
+        assert props["force"]["default"] is False and props["redeliver"]["default"] is False
+        assert "required" not in doc["components"]["schemas"]["ReplayRequest"]
+
+    def test_every_property_is_described(self, doc: dict[str, Any]) -> None:
+        for name, schema in doc["components"]["schemas"].items():
+            for prop, sub in schema.get("properties", {}).items():
+                assert sub.get("description", "").strip(), f"{name}.{prop}"
+
+
+class TestWebhooks:
+    """Subscriber events are documented under x-webhooks with their schemas in components."""
+
+    def test_each_event_type(self, doc: dict[str, Any]) -> None:
+        hooks = doc["x-webhooks"]
+        assert list(hooks) == list(subscribers.EVENT_TYPES)
+        for event_type, item in hooks.items():
+            post = item["post"]
+            assert post["summary"].strip()
+            for text in ("webhook-id", "webhook-timestamp", "webhook-signature", "v1,",
+                         "HMAC-SHA256", "whsec_", "env:"):
+                assert text in post["description"], (event_type, text)
+            schema = post["requestBody"]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": f"#/components/schemas/"
+                                      f"{WEBHOOK_MODELS[event_type].__name__}"}
+            assert list(post["responses"]) == ["200"]
+            headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
+            assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+
+    def test_schemas_match_the_models(self, doc: dict[str, Any]) -> None:
+        for event_type, model in WEBHOOK_MODELS.items():
+            component = doc["components"]["schemas"][model.__name__]
+            assert component["required"] == ["type", "timestamp", "data"]
+            assert component["properties"]["type"]["enum"] == [event_type]
+            data_model = model.model_fields["data"].annotation
+            data = _resolve(doc, component["properties"]["data"]["allOf"][0]["$ref"])
+            assert set(data["properties"]) == set(data_model.model_fields)
+            optional = data_model.omit_when_none
+            assert set(data["required"]) == set(data_model.model_fields) - optional
+
+    def test_webhooks_can_be_left_out(self) -> None:
+        doc = build_openapi(version="1", webhooks=())
+        assert "x-webhooks" not in doc
+        assert "ImageCompletedEvent" not in doc["components"]["schemas"]
+        assert [w.event_type for w in WEBHOOKS] == list(subscribers.EVENT_TYPES)
+
+
 class TestRegistry:
     """Later routes are one Route entry; mistakes are caught at build time."""
 
     def test_adding_a_route(self) -> None:
-        trigger = async_route(
-            "/trigger", "triggerFolder", "Process a folder now", "Runs a folder's manifest.",
+        scan = async_route(
+            "/scan", "scanFolder", "Process a folder now", "Runs a folder's manifest.",
             request=ImageRequest, callback=(BatchSummary,), image=False,
-            callback_description="The folder's summary.", callback_required=False)
-        events = Route("post", "/events", "receiveEvents", "Storage notifications",
-                       "Accepts object-write notifications.", "intake", ok=(Accepted,),
-                       params=(Param("ce-type", "header", "CloudEvents type.", {"type": "string"},
-                                     required=False),))
-        doc = build_openapi(version="1", routes=(*ROUTES, trigger, events))
+            callback_description="The folder's summary.", callback_required=False,
+            errors=((404, "No such folder."),))
+        notes = Route("post", "/notes", "receiveNotes", "Storage notifications",
+                      "Accepts object-write notifications.", "intake", ok=(Accepted,),
+                      params=(Param("ce-type", "header", "CloudEvents type.", {"type": "string"},
+                                    required=False),))
+        doc = build_openapi(version="1", routes=(*ROUTES, scan, notes))
         validate(doc, cls=OpenAPIV30SpecValidator)
-        header = doc["paths"]["/trigger"]["post"]["parameters"][0]
+        op = doc["paths"]["/scan"]["post"]
+        header = op["parameters"][0]
         assert (header["name"], header["required"]) == ("callbackUrl", False)
-        assert doc["paths"]["/events"]["post"]["operationId"] == "receiveEvents"
+        assert op["responses"]["404"]["description"] == "No such folder."
+        assert doc["paths"]["/notes"]["post"]["operationId"] == "receiveNotes"
 
     def test_duplicate_operation_id_is_refused(self) -> None:
         clash = Route("get", "/other", "getHealth", "s", "d", "service")
@@ -232,7 +379,7 @@ class TestRegistry:
 
     def test_only_used_models_are_components(self) -> None:
         health = next(r for r in ROUTES if r.operation_id == "getHealth")
-        doc = build_openapi(version="1", routes=(health,), auth=False)
+        doc = build_openapi(version="1", routes=(health,), auth=False, webhooks=())
         assert set(doc["components"]["schemas"]) == {"Health", "ErrorBody", "FieldProblem"}
 
 

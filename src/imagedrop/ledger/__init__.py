@@ -316,6 +316,11 @@ class Ledger(Protocol):
     async def close_settled_batches(self) -> list[str]:
         """Mark drop batches whose settle deadline passed as complete; returns their ids."""
 
+    async def versions_with_jobs(
+        self, bucket: str, versions: list[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """Which (key, etag) object versions of a bucket already have a job, of any recipe."""
+
     async def find_completed_version(self, version_key: str) -> Job | None:
         """The latest completed job that edited this object version with this recipe."""
 

@@ -68,6 +68,17 @@ def close_settled_batches(conn: sqlite3.Connection, now: float) -> list[str]:
     return [row[0] for row in rows]
 
 
+def versions_with_jobs(conn: sqlite3.Connection, now: float, bucket: str,
+                       versions: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    rows = conn.execute(
+        "SELECT DISTINCT j.source_key, j.source_etag FROM json_each(?) v JOIN jobs j"
+        " ON j.source_bucket = ? AND j.source_key = json_extract(v.value, '$[0]')"
+        " AND j.source_etag = json_extract(v.value, '$[1]')",
+        (dumps([list(v) for v in versions]), bucket),
+    )
+    return {(key, etag) for key, etag in rows}
+
+
 def find_completed_version(conn: sqlite3.Connection, now: float, version_key: str
                            ) -> Job | None:
     row = conn.execute(

@@ -15,8 +15,10 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Routes anyone may call: liveness probes, and signed download links (they carry their own proof).
-OPEN_PATHS = ("/health", "/files/")
+#: Routes with their own proof: liveness probes, signed download links (a signature), and
+#: notification intake (the intake token, or an API key in whatever way a store can send it).
+OPEN_PATHS = ("/health", "/events")
+OPEN_PREFIXES = ("/files/",)
 
 
 def json_error(status: int, message: str, *, field: str | None = None,
@@ -44,7 +46,7 @@ def auth_middleware(api_keys: Iterable[str]) -> Callable[..., Awaitable[web.Stre
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not keys or request.path == "/health" or request.path.startswith(OPEN_PATHS[1]):
+        if not keys or request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
             return await handler(request)
         given = (presented_key(request) or "").encode()
         # Compare against every key so the time taken does not reveal which one matched.

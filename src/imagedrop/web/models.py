@@ -294,3 +294,4 @@ def _public_url(url: str | None) -> str | None:
     host_and_path = rest.split("?", 1)[0].split("#", 1)[0]
     netloc, slash, path = host_and_path.partition("/")
     return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
+

@@ -1,7 +1,8 @@
 """The OpenAPI 3.0.3 document of the HTTP API (GET /openapi.json), built from the pydantic models.
 
-Routes are data (`Route`, `ROUTES`): adding an endpoint is one `Route(...)` entry. The document
-follows watsonx Orchestrate's async-tool rules: a required `callbackUrl` header, callbacks keyed
+Routes are data (`Route`, `ROUTES`): adding an endpoint is one `Route(...)` entry; subscriber
+webhooks (`WEBHOOKS`) go under `x-webhooks` (3.0 has no `webhooks`). The document follows watsonx
+Orchestrate's async-tool rules: a `callbackUrl` header, callbacks keyed
 `{$request.header.callbackUrl}`, one server URL, an operationId and description everywhere.
 """
 
@@ -14,6 +15,16 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from imagedrop.web.drop_models import (
+    BatchCompletedEvent,
+    EventsResult,
+    ImageCompletedEvent,
+    ImageFailedEvent,
+    ReplayRequest,
+    ReplayResult,
+    TriggerAccepted,
+    TriggerRequest,
+)
 from imagedrop.web.jsonschema30 import to_openapi30
 from imagedrop.web.models import (
     Accepted,
@@ -50,10 +61,13 @@ class Param:
 class Route:
     """One operation of the API, as data.
 
-    `ok` is the success response's models (several: one of them), or raw `ok_content`.
+    `ok` is the success response's models (several: one of them), or raw `ok_content` (`{}`:
+    no body). `request_content` is a raw request body, for bodies no model describes.
     `callback` lists the payload models POSTed to the `callbackUrl` header later (several: one
     of them); a route with a callback gets the header (`callback_required`) automatically.
     `errors` are (status, when it happens); 401 is added to every non-public route when auth is on.
+    `intake_token`: the route takes the notification intake token (`INTAKE_SCHEMES`), not the
+    API keys.
     """
 
     method: str
@@ -67,12 +81,24 @@ class Route:
     ok_description: str = "OK."
     ok_content: dict[str, Any] | None = None
     request: type[BaseModel] | None = None
+    request_content: dict[str, Any] | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[tuple[int, str], ...] = ()
     callback: tuple[type[BaseModel], ...] = ()
     callback_description: str = ""
     callback_required: bool = True
     public: bool = False  # no credentials needed (security: [])
+    intake_token: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One subscriber event type, documented under the top-level `x-webhooks`."""
+
+    event_type: str
+    model: type[BaseModel]
+    summary: str
+    description: str
 
 
 CALLBACK_HEADER_DESCRIPTION = (
@@ -80,12 +106,14 @@ CALLBACK_HEADER_DESCRIPTION = (
     "loopback addresses are refused unless the service allows them."
 )
 
-def async_errors(*, image: bool) -> tuple[tuple[int, str], ...]:
+def async_errors(*, image: bool, callback_required: bool = True
+                 ) -> tuple[tuple[int, str], ...]:
     """The 4xx answers of an async tool endpoint; all are given before anything is queued."""
     img = "`image_base64` is not valid base64 or not a PNG/JPEG/WebP image, " if image else ""
+    missing = "is missing or " if callback_required else "(optional) "
     return (
         (400, f"The body is not valid JSON or not a JSON object, {img}or the `callbackUrl` "
-              "header is missing or is not an allowed http(s) URL."),
+              f"header {missing}is not an allowed http(s) URL."),
         (413, "The request body is larger than the service accepts"
               + (", or the image has too many bytes or pixels." if image else ".")),
         (415, "The Content-Type is not application/json."),
@@ -97,17 +125,24 @@ def async_errors(*, image: bool) -> tuple[tuple[int, str], ...]:
 def async_route(path: str, operation_id: str, summary: str, description: str, *,
                 request: type[BaseModel], callback: tuple[type[BaseModel], ...],
                 callback_description: str, image: bool, tag: str = "wxo",
-                callback_required: bool = True) -> Route:
-    """A WXO async tool endpoint: JSON in, 202 `Accepted` now, one callback POST later."""
+                callback_required: bool = True, ok: tuple[type[BaseModel], ...] = (Accepted,),
+                errors: tuple[tuple[int, str], ...] = ()) -> Route:
+    """A WXO async tool endpoint: JSON in, 202 `ok` now, one callback POST later.
+
+    `errors` are added to (or replace, by status) the usual 4xx answers.
+    """
+    usual = dict(async_errors(image=image, callback_required=callback_required))
     return Route(
-        "post", path, operation_id, summary, description, tag, ok_status=202, ok=(Accepted,),
+        "post", path, operation_id, summary, description, tag, ok_status=202, ok=ok,
         ok_description="Accepted: the work is recorded; the result is POSTed to callbackUrl.",
-        request=request, errors=async_errors(image=image), callback=callback,
+        request=request, errors=tuple(sorted((usual | dict(errors)).items())), callback=callback,
         callback_description=callback_description, callback_required=callback_required,
     )
 
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
+_ANY_JSON = {"type": "object", "additionalProperties": True,
+             "description": "A notification in any supported producer's format."}
 
 ROUTES: tuple[Route, ...] = (
     async_route(
@@ -185,21 +220,138 @@ ROUTES: tuple[Route, ...] = (
         errors=((403, "The signature is missing, wrong or expired."),
                 (404, "No such object.")),
     ),
+    async_route(
+        "/trigger", "triggerFolder", "Process a folder now",
+        "Edits every image under a bucket folder now, as the folder's manifest (the nearest "
+        "imagedrop.yaml at or above it) says: prompt, provider options, output location, "
+        "subscribers. Body fields override the manifest's; `prompt` is required when no "
+        "manifest governs the folder. An image version already edited with the same recipe "
+        "is not edited again. Answers 202 with the batch id at once (GET /jobs/{batch_id} "
+        "shows progress); when every image is final, POSTs the summary to the optional "
+        "callbackUrl header and sends batch.completed to the manifest's subscribers.",
+        request=TriggerRequest, callback=(BatchSummary,), image=False, tag="drops",
+        callback_required=False, ok=(TriggerAccepted,),
+        callback_description="Summary of the whole folder (with batch_id): counts, output "
+                             "location, errors.",
+        errors=((404, "The bucket does not exist, or nothing is stored under the folder."),
+                (422, "The JSON body failed validation, or no manifest governs the folder and "
+                      "the body gives no prompt; `error` names each field.")),
+    ),
+    Route(
+        "post", "/replay", "replay", "Run jobs or callbacks again",
+        "Queues final jobs again and/or makes failed callback deliveries pending again. Jobs "
+        "are selected by `job_ids`, `batch_id` or folder (`bucket` + `prefix`); deliveries by "
+        "`delivery_ids`, or with `redeliver` those of the selected jobs or batch. Failed jobs "
+        "run again; completed ones only with `force` and `job_ids` (a fresh edit, not a reused "
+        "result). A reopened batch sends a fresh summary. Answers with what was queued again "
+        "(empty lists when nothing selected could run again).", "drops",
+        ok=(ReplayResult,), ok_description="What was queued again.", request=ReplayRequest,
+        errors=((400, "The body is not valid JSON or not a JSON object."),
+                (404, "No batch has the given batch_id."),
+                (415, "The Content-Type is not application/json."),
+                (422, "The body failed validation: no selector, `force` without `job_ids`, "
+                      "more than 1000 ids, or a bad value; `error` says which.")),
+    ),
+    Route(
+        "post", "/events", "receiveStoreEvents", "Receive storage notifications",
+        "Intake for object-storage notifications: records one job per written image a "
+        "notification announces, as the nearest manifest (imagedrop.yaml) of its folder says, "
+        "and answers once the jobs are durably recorded. Producers, told apart from the "
+        "request: IBM Code Engine COS subscriptions (CloudEvents binary mode: `ce-*` headers, "
+        "type com.ibm.cloud.cos.document.write|delete); CloudEvents structured mode "
+        "(application/cloudevents+json); S3 `Records[]` from AWS S3, MinIO and Ceph RGW; "
+        "Amazon SNS envelopes (Notification; a SubscriptionConfirmation is confirmed); "
+        "EventBridge `Object Created`. Deletes, unknown event types, non-images, manifests, "
+        "outputs and images no manifest governs are acknowledged and listed in `ignored`. "
+        "Duplicates and out-of-order notifications are harmless: one job per object version "
+        "and recipe. Not guarded by the API keys: when the service has an intake token "
+        "(IMAGEDROP_INTAKE_TOKEN) every notification must carry it as `Authorization: Bearer "
+        "<token>` (MinIO's auth_token), a `ce-token` header (Code Engine `--extension "
+        "token=...`) or `?token=` on the subscribed URL (SNS, Ceph); without one, an API key "
+        "is accepted in the same places or as X-API-Key.", "drops",
+        ok=(EventsResult,), ok_description="Acknowledged: the announced jobs are recorded.",
+        request_content={
+            _JSON: {"schema": _ANY_JSON}, "application/cloudevents+json": {"schema": _ANY_JSON},
+            "text/plain": {"schema": {"type": "string",
+                                      "description": "JSON sent as text (Amazon SNS)."}},
+        },
+        params=tuple(Param(f"ce-{name}", "header", text, {"type": "string"}, required=False)
+                     for name, text in (
+                         ("specversion", "CloudEvents binary mode: spec version (1.0)."),
+                         ("type", "CloudEvents binary mode: event type, e.g. "
+                                  "com.ibm.cloud.cos.document.write."),
+                         ("source", "CloudEvents binary mode: event source."),
+                         ("id", "CloudEvents binary mode: event id."))),
+        errors=((400, "The body is not JSON, or fits no supported producer's format; `error` "
+                      "says what is wrong."),
+                (413, "The notification is larger than IMAGEDROP_MAX_EVENT_BYTES.")),
+        intake_token=True,
+    ),
+    Route(
+        "head", "/events", "probeEvents", "Intake liveness probe",
+        "Answers 200 with no body: MinIO probes a webhook target with HEAD before sending "
+        "notifications to it. Needs no credentials.", "drops",
+        ok_description="The intake is there.", ok_content={}, public=True,
+    ),
+)
+
+INTAKE_SCHEMES: dict[str, dict[str, Any]] = {
+    "intakeBearer": {"type": "http", "scheme": "bearer",
+                     "description": "The intake token as `Authorization: Bearer <token>`."},
+    "intakeTokenHeader": {"type": "apiKey", "in": "header", "name": "ce-token",
+                          "description": "The intake token in a `ce-token` header."},
+    "intakeTokenQuery": {"type": "apiKey", "in": "query", "name": "token",
+                         "description": "The intake token as `?token=<token>` on the URL."},
+}
+_INTAKE_401 = ("The intake token (or, without one, an API key) is missing or wrong: send "
+               "`Authorization: Bearer <token>`, a `ce-token` header or `?token=<token>`.")
+
+WEBHOOK_SIGNING = (
+    " Sent to every subscriber of the folder's manifest that wants this event type. Signed "
+    "per Standard Webhooks: `webhook-id` (the delivery id, the same on every retry: dedupe on "
+    "it), `webhook-timestamp` (Unix seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 "
+    "of \"{webhook-id}.{webhook-timestamp}.{body}\">`, keyed with the `whsec_` secret (base64 "
+    "after the prefix) in the service's environment variable the manifest names as "
+    "`secret: env:NAME`; unsigned when the subscriber has no secret. Any 2xx acknowledges; 5xx, "
+    "408, 409, 425, 429, timeouts and connection errors are retried on a growing schedule "
+    "(Retry-After honoured); 410 Gone disables the subscriber."
+)
+_WEBHOOK_HEADERS = (
+    Param("webhook-id", "header", "Delivery id; the same on every retry.", {"type": "string"}),
+    Param("webhook-timestamp", "header", "Unix seconds when this attempt was signed; absent "
+          "when the subscriber has no secret.", {"type": "string"}, required=False),
+    Param("webhook-signature", "header", "`v1,<base64 HMAC-SHA256>`; absent when the "
+          "subscriber has no secret.", {"type": "string"}, required=False),
+)
+
+WEBHOOKS: tuple[Webhook, ...] = (
+    Webhook("image.completed", ImageCompletedEvent, "An image was edited",
+            "An image was edited and stored: the job, its input, the manifest followed and "
+            "where the result is (with a presigned URL when the store can make one)."),
+    Webhook("image.failed", ImageFailedEvent, "An image could not be edited",
+            "An image failed for good (retries are over, or the manifest is invalid): the job, "
+            "its input and `error`."),
+    Webhook("batch.completed", BatchCompletedEvent, "A folder batch finished",
+            "Every image of a folder batch (dropped files settling together, or a trigger) is "
+            "final: the batch summary, as /batch-process-images sends it, plus where it looked."),
 )
 
 
 def build_openapi(*, server_url: str | None = None, auth: bool = True, version: str,
-                  routes: Sequence[Route] = ROUTES) -> dict[str, Any]:
-    """The OpenAPI 3.0.3 document for `routes` (default: the whole API).
+                  routes: Sequence[Route] = ROUTES, webhooks: Sequence[Webhook] = WEBHOOKS,
+                  intake_auth: bool | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.0.3 document for `routes` and `webhooks` (default: the whole API).
 
     `server_url` becomes the one `servers` entry (WXO requires exactly one); `auth` adds the
-    bearer and X-API-Key schemes, required everywhere but public routes.
+    bearer and X-API-Key schemes, required everywhere but public routes. `intake_auth` (default:
+    `auth`) says whether /events needs its intake token (`INTAKE_SCHEMES`).
     """
     _check_unique(routes)
-    schemas = _component_schemas(routes)
+    intake_auth = auth if intake_auth is None else intake_auth
+    schemas = _component_schemas(routes, webhooks)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method] = _operation(route, auth)
+        paths.setdefault(route.path, {})[route.method] = _operation(route, auth, intake_auth)
     doc: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -215,14 +367,21 @@ def build_openapi(*, server_url: str | None = None, auth: bool = True, version: 
     if auth:
         doc["security"] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
     doc["paths"] = paths
+    if webhooks:
+        doc["x-webhooks"] = {w.event_type: {"post": _webhook_op(w)} for w in webhooks}
     doc["components"] = {"schemas": schemas}
+    security: dict[str, Any] = {}
     if auth:
-        doc["components"]["securitySchemes"] = {
+        security = {
             "bearerAuth": {"type": "http", "scheme": "bearer",
                            "description": "An API key sent as `Authorization: Bearer <key>`."},
             "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key",
                            "description": "An API key sent as `X-API-Key: <key>`."},
         }
+    if intake_auth and any(r.intake_token for r in routes):
+        security |= INTAKE_SCHEMES
+    if security:
+        doc["components"]["securitySchemes"] = security
     return doc
 
 
@@ -234,18 +393,21 @@ def _check_unique(routes: Sequence[Route]) -> None:
         seen.update((r.operation_id, (r.method, r.path)))
 
 
-def _models(routes: Sequence[Route]) -> list[tuple[type[BaseModel], str]]:
+def _models(routes: Sequence[Route], webhooks: Sequence[Webhook]
+            ) -> list[tuple[type[BaseModel], str]]:
     found: dict[tuple[type[BaseModel], str], None] = {(ErrorBody, "serialization"): None}
     for r in routes:
         if r.request:
             found[(r.request, "validation")] = None
         for model in (*r.ok, *r.callback):
             found[(model, "serialization")] = None
+    for w in webhooks:
+        found[(w.model, "serialization")] = None
     return list(found)
 
 
-def _component_schemas(routes: Sequence[Route]) -> dict[str, Any]:
-    _, top = models_json_schema(_models(routes), ref_template=_COMPONENTS + "{model}")
+def _component_schemas(routes: Sequence[Route], webhooks: Sequence[Webhook]) -> dict[str, Any]:
+    _, top = models_json_schema(_models(routes, webhooks), ref_template=_COMPONENTS + "{model}")
     hoisted: dict[str, Any] = {}
     schemas = {name: to_openapi30(s, hoisted) for name, s in top.get("$defs", {}).items()}
     return dict(sorted((hoisted | schemas).items()))
@@ -263,7 +425,7 @@ def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {_JSON: {"schema": schema}}}
 
 
-def _operation(route: Route, auth: bool) -> dict[str, Any]:
+def _operation(route: Route, auth: bool, intake_auth: bool) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
@@ -277,15 +439,26 @@ def _operation(route: Route, auth: bool) -> dict[str, Any]:
                                    required=route.callback_required)))
     if params:
         op["parameters"] = params
+    body = route.request_content
     if route.request:
-        op["requestBody"] = {"required": True,
-                             "content": {_JSON: {"schema": _ref(route.request)}}}
-    responses: dict[str, Any] = {str(route.ok_status): {
-        "description": route.ok_description,
-        "content": route.ok_content or {_JSON: {"schema": _schema_of(route.ok)}},
-    }}
+        body = {_JSON: {"schema": _ref(route.request)}}
+    if body:
+        op["requestBody"] = {"required": True, "content": body}
+    ok: dict[str, Any] = {"description": route.ok_description}
+    content = route.ok_content
+    if content is None:
+        content = {_JSON: {"schema": _schema_of(route.ok)}}
+    if content:
+        ok["content"] = content
+    responses: dict[str, Any] = {str(route.ok_status): ok}
     errors = dict(route.errors)
-    if auth and not route.public:
+    if route.intake_token:
+        if intake_auth:
+            errors.setdefault(401, _INTAKE_401)
+            op["security"] = [{name: []} for name in INTAKE_SCHEMES]
+        elif auth:
+            op["security"] = []
+    elif auth and not route.public:
         errors.setdefault(401, "No API key, or a wrong one: send `Authorization: Bearer <key>` "
                                "or `X-API-Key: <key>`.")
     for status in sorted(errors):
@@ -306,6 +479,17 @@ def _callback_op(route: Route) -> dict[str, Any]:
                         "content": {_JSON: {"schema": _schema_of(route.callback)}}},
         "responses": {"200": {"description": "Any 2xx answer acknowledges the result; other "
                                              "answers and connection errors are retried."}},
+    }
+
+
+def _webhook_op(w: Webhook) -> dict[str, Any]:
+    return {
+        "summary": w.summary,
+        "description": w.description + WEBHOOK_SIGNING,
+        "parameters": [_param(p) for p in _WEBHOOK_HEADERS],
+        "requestBody": {"required": True, "content": {_JSON: {"schema": _ref(w.model)}}},
+        "responses": {"200": {"description": "Any 2xx answer acknowledges the event; 410 Gone "
+                                             "unsubscribes; other answers are retried."}},
     }
 
 

@@ -52,6 +52,7 @@ async def openapi(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     server_url = settings.server.public_url or f"{request.scheme}://{request.host}"
     doc = build_openapi(server_url=server_url, auth=bool(settings.server.api_keys),
+                        intake_auth=bool(settings.drops.intake_token or settings.server.api_keys),
                         version=__version__)
     return web.json_response(doc)
 

@@ -1,0 +1,56 @@
+"""Periodic duties: close drop batches that have settled, and close any batch whose closer
+died between its last job's outcome and its summary (so every summary is sent exactly once)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from imagedrop.batches import BatchCloser
+from imagedrop.ledger import Ledger
+
+log = structlog.get_logger(__name__)
+
+
+class Housekeeper:
+    """Closes settled and orphaned batches; cheap enough to run every poll interval."""
+
+    def __init__(self, ledger: Ledger, closer: BatchCloser, *, interval: float,
+                 reconcile_every: float = 30.0) -> None:
+        self.ledger = ledger
+        self.closer = closer
+        self.interval = interval
+        self.reconcile_every = reconcile_every
+        self._stopping = asyncio.Event()
+        self._last_reconcile = float("-inf")
+
+    async def tick(self) -> int:
+        """One round; returns how many batches it closed."""
+        closed = 0
+        for batch_id in await self.ledger.close_settled_batches():
+            closed += await self.closer.maybe_finish(batch_id)
+        now = time.monotonic()
+        if now - self._last_reconcile >= self.reconcile_every:
+            self._last_reconcile = now
+            for batch_id in await self.ledger.finishable_batches():
+                if await self.closer.maybe_finish(batch_id):
+                    closed += 1
+                    log.info("batch_closed_late", batch_id=batch_id)
+        return closed
+
+    async def run(self) -> None:
+        """Tick until `stop()`; an error is logged and the next tick tries again."""
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("housekeeping_failed")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,99 @@
+"""The sweep: find object versions in manifest folders that have no job (missed notifications)
+and record them, page by page, never holding a folder's listing in memory.
+
+On the embedded local folder the sweep runs about every second, so dropping a file is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from imagedrop.drops import DropPlanner, Skip
+from imagedrop.ledger import DropItem, Ledger
+from imagedrop.storage import ObjectStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class SweepStats:
+    """What one sweep saw."""
+
+    listed: int = 0
+    recorded: int = 0  # new jobs
+
+
+class Sweeper:
+    """Lists the watched buckets and records a job for every unseen matching object version."""
+
+    def __init__(self, storage: ObjectStore, planner: DropPlanner, ledger: Ledger, *,
+                 buckets: Sequence[str], interval: float, page_size: int = 1000,
+                 remember: int = 200_000) -> None:
+        self.storage = storage
+        self.planner = planner
+        self.ledger = ledger
+        self.buckets = list(buckets)
+        self.interval = interval
+        self.page_size = page_size
+        # Versions already planned: the next sweep skips them without asking the ledger.
+        self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._remember_max = remember
+        self._stopping = asyncio.Event()
+
+    async def sweep_once(self) -> SweepStats:
+        """One pass over every watched bucket."""
+        stats = SweepStats()
+        for bucket in self.buckets:
+            async for page in self.storage.list(bucket, "", page_size=self.page_size):
+                stats.listed += len(page)
+                fresh = [info for info in page if not info.is_output
+                         and (info.bucket, info.key, info.etag) not in self._seen]
+                # A version with any job (even of an older manifest revision) is not "missed":
+                # re-editing existing images under a new recipe is what /trigger is for.
+                known = await self.ledger.versions_with_jobs(
+                    bucket, [(info.key, info.etag) for info in fresh])
+                items: list[DropItem] = []
+                for info in fresh:
+                    if (info.key, info.etag) in known:
+                        self._remember(info.bucket, info.key, info.etag)
+                        continue
+                    plan = await self.planner.plan(info.bucket, info.key, info.etag, info.size)
+                    if not isinstance(plan, Skip):
+                        items.append(plan)
+                if items:
+                    recorded = await self.ledger.record_drops(items)
+                    stats.recorded += sum(1 for _, new in recorded if new)
+                    for item in items:
+                        job = item.job
+                        self._remember(bucket, job.source_key or "", job.source_etag or "")
+        if stats.recorded:
+            log.info("sweep_recorded", jobs=stats.recorded, listed=stats.listed)
+        return stats
+
+    def _remember(self, bucket: str, key: str, etag: str) -> None:
+        """Skip this version from now on (skips are not remembered: a manifest may appear)."""
+        version = (bucket, key, etag)
+        self._seen[version] = None
+        self._seen.move_to_end(version)
+        if len(self._seen) > self._remember_max:
+            self._seen.popitem(last=False)
+
+    async def run(self) -> None:
+        """Sweep every `interval` seconds until `stop()`."""
+        while not self._stopping.is_set():
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("sweep_failed")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        self._stopping.set()

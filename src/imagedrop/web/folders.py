@@ -1,0 +1,94 @@
+"""POST /trigger (edit a folder now, as its manifest says) and POST /replay (run failed work
+again, or force a re-edit; send failed callbacks again)."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from imagedrop.errors import NotFound
+from imagedrop.ledger import NewBatch
+from imagedrop.providers import spec_from_settings
+from imagedrop.subscribers import subscriber_refs
+from imagedrop.web import keys
+from imagedrop.web.drop_models import ReplayRequest, TriggerRequest
+from imagedrop.web.intake import PLANNER
+from imagedrop.web.wxo import _Invalid, callback_url, parse_body
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/trigger")
+async def trigger(request: web.Request) -> web.Response:
+    """List a folder page by page and edit every image its manifest takes (202 now; the
+    summary goes to `callbackUrl` when given, and batch.completed to the subscribers)."""
+    settings = request.app[keys.SETTINGS]
+    cb = await callback_url(request) if request.headers.get("callbackUrl") else None
+    body = await parse_body(request, TriggerRequest)
+    bucket = body.bucket or settings.storage.resolved_input_bucket
+    prefix = body.prefix
+    planner = request.app[PLANNER]
+    # The manifest of the folder the prefix names (a key just inside it finds it).
+    folder = prefix if prefix.endswith("/") or not prefix else prefix.rsplit("/", 1)[0] + "/"
+    resolved = await planner.resolver.resolve(bucket, (folder if "/" in prefix else "") + "x")
+    overrides = {k: v for k, v in (("prompt", body.prompt), ("model", body.model),
+                                   ("quality", body.quality), ("size", body.size),
+                                   ("output_format", body.output_format)) if v}
+    batch_id = str(uuid.uuid4())
+    if resolved is not None and resolved.error is not None:
+        raise _Invalid(f"the folder's manifest is invalid: {resolved.error}", "prefix")
+    if resolved is not None and resolved.manifest is not None:
+        manifest = resolved.manifest
+        recipe = {"mode": "manifest", "override": overrides, "prompt": body.prompt or
+                  manifest.prompt, "subscribers": subscriber_refs(manifest.subscribers)}
+        output_bucket = manifest.output.bucket or bucket
+        output_prefix = manifest.output_prefix(resolved.folder)
+    elif body.prompt:
+        spec = spec_from_settings(settings.provider, body.prompt, model=body.model,
+                                  quality=body.quality, size=body.size,
+                                  output_format=body.output_format)
+        recipe = {"mode": "prompt", "prompt": spec.prompt, "model": spec.model,
+                  "quality": spec.quality, "size": spec.size,
+                  "output_format": spec.output_format}
+        output_bucket = settings.storage.resolved_output_bucket
+        output_prefix = f"{settings.storage.output_prefix}{batch_id}/"
+    else:
+        raise _Invalid(f"no imagedrop.yaml governs {bucket}/{prefix} and no prompt was given: "
+                       "add a manifest to the folder or send a prompt", "prompt")
+    batch = await request.app[keys.LEDGER].create_batch(NewBatch(
+        id=batch_id, kind="trigger", bucket=bucket, prefix=prefix, output_bucket=output_bucket,
+        output_prefix=output_prefix, recipe=recipe, callback_url=cb,
+    ))
+    return web.json_response({"accepted": True, "job_id": batch.id, "batch_id": batch.id},
+                             status=202)
+
+
+@routes.post("/replay")
+async def replay(request: web.Request) -> web.Response:
+    """Queue failed jobs (or, with force, named completed jobs) and failed deliveries again."""
+    settings = request.app[keys.SETTINGS]
+    ledger = request.app[keys.LEDGER]
+    body = await parse_body(request, ReplayRequest)
+    if body.batch_id and await ledger.get_batch(body.batch_id) is None:
+        raise NotFound(f"no batch with id {body.batch_id!r}")
+    jobs = []
+    if body.job_ids or body.batch_id or body.prefix is not None:
+        jobs = await ledger.requeue_jobs(
+            job_ids=body.job_ids or None, batch_id=body.batch_id,
+            bucket=(body.bucket or settings.storage.resolved_input_bucket)
+            if body.prefix is not None else None,
+            prefix=body.prefix, include_completed=body.force)
+    deliveries = []
+    if body.delivery_ids:
+        deliveries += await ledger.requeue_deliveries(delivery_ids=body.delivery_ids)
+    if body.redeliver:
+        for job_id in body.job_ids:
+            deliveries += await ledger.requeue_deliveries(job_id=job_id)
+        if body.batch_id:
+            deliveries += await ledger.requeue_deliveries(batch_id=body.batch_id)
+    for delivery in deliveries:  # an explicit replay re-enables a subscriber that said 410
+        if delivery.kind == "webhook":
+            await ledger.enable_endpoint(delivery.url)
+    return web.json_response({"jobs": [job.id for job in jobs],
+                              "deliveries": sorted({d.id for d in deliveries})})
