@@ -33,3 +33,20 @@ def write_core_section(r: dict) -> None:
 """
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     DOC.write_text(_replace(text, "core", body))
+
+
+def write_drops_section(r: dict) -> None:
+    i, s = r["intake"], r["sweep"]
+
+    def ok(flag: bool) -> str:
+        return "✅" if flag else "❌"
+
+    body = f"""Measured {r['when']} on {r['machine']}.
+
+| scenario | figure | target | result |
+|---|---|---|---|
+| {i['notifications']:,} S3 notifications to `POST /events`, {i['duplicates_share']:.0%} duplicates, {i['clients']} connections | {i['rate_per_s']:,.0f}/s acknowledged; p99 {i['p99_ms']:.1f} ms (p50 {i['p50_ms']:.1f}, max {i['max_ms']:.1f}); {i['failures']} failed; {i['jobs_recorded']:,} jobs for {i['jobs_expected']:,} versions | ≥ 1,500/s, p99 ≤ 50 ms | {ok(i['rate_per_s'] >= 1500 and i['p99_ms'] <= 50 and i['jobs_recorded'] == i['jobs_expected'])} |
+| a {s['objects']:,}-object folder found by the sweep alone | all queued in {s['queued_in_s']:.1f} s; peak RSS {s['peak_rss_mb']:.0f} MB | ≤ 250 MB | {ok(s['peak_rss_mb'] <= 250)} |
+"""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    DOC.write_text(_replace(text, "drops", body))

@@ -111,6 +111,8 @@ class WorkerSettings(BaseModel):
     """Job execution."""
 
     model_config = _FROZEN
+    enabled: bool = Field(True, description="Run the job worker in this process (off: an "
+                          "API/intake-only replica; jobs are recorded for other replicas).")
     concurrency: int = Field(16, gt=0, le=1024, description="Edits in flight per process.")
     lease_seconds: float = Field(60.0, gt=0, description="A claim expires unless renewed.")
     poll_interval: float = Field(1.0, gt=0, description="Seconds between idle ledger polls.")
@@ -211,6 +213,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_MAX_IMAGE_BYTES": ("imaging", "max_bytes"),
     "IMAGEDROP_MAX_IMAGE_PIXELS": ("imaging", "max_pixels"),
     "IMAGEDROP_DATABASE_URL": ("ledger", "database_url"),
+    "IMAGEDROP_WORKER": ("worker", "enabled"),
     "IMAGEDROP_CONCURRENCY": ("worker", "concurrency"),
     "IMAGEDROP_LEASE_SECONDS": ("worker", "lease_seconds"),
     "IMAGEDROP_POLL_INTERVAL": ("worker", "poll_interval"),
@@ -248,12 +251,18 @@ def _convert(section: str, field: str, raw: str) -> object:
     if field == "schedule":
         return _split_list(raw)
     if field == "rewrites":
+        from imagedrop.delivery.policy import check_rules  # the one parser of host[:port]
+
         rules = []
         for rule in _split_list(raw):
             src, sep, dst = rule.partition("=")
             if not sep or not src.strip() or not dst.strip():
                 raise ValueError(f"rewrite rule {rule!r} is not FROM=TO")
             rules.append((src.strip(), dst.strip()))
+        try:
+            check_rules(rules)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("IMAGEDROP_CALLBACK_REWRITES: ")) from None
         return rules
     return raw
 

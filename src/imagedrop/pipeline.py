@@ -156,7 +156,8 @@ class Pipeline:
         if job.input_data is not None:
             return job.input_data
         assert job.source_bucket and job.source_key
-        obj = await self.storage.get(job.source_bucket, job.source_key)
+        obj = await self.storage.get(job.source_bucket, job.source_key,
+                                     max_bytes=self.limits.max_bytes)
         if obj.info.is_output:
             raise OutputNotInput("object was written by imagedrop; outputs are never inputs")
         return obj.data

@@ -22,6 +22,7 @@ import aiohttp
 import structlog
 
 from imagedrop.config import Settings
+from imagedrop.delivery.policy import make_connector, rewrite_targets
 from imagedrop.delivery.sender import Deliverer
 from imagedrop.drops import DropPlanner
 from imagedrop.editor import Editor
@@ -155,7 +156,10 @@ async def start_background(rt: Runtime) -> None:
 
     s = rt.settings
     assert rt.planner is not None
-    rt.session = aiohttp.ClientSession()
+    # Deliveries connect only to addresses the callback policy checked (no DNS rebinding).
+    rt.session = aiohttp.ClientSession(connector=make_connector(
+        allow_private=s.callbacks.allow_private,
+        trusted_hosts=rewrite_targets(s.callbacks.rewrites), limit=s.callbacks.concurrency))
     worker = Worker(rt.ledger, rt.pipeline, s.worker, owner=rt.owner)
     lister = Lister(rt.ledger, rt.storage, rt.pipeline, owner=rt.owner,
                     lease_seconds=s.worker.lease_seconds, poll_interval=s.worker.poll_interval,
@@ -170,7 +174,10 @@ async def start_background(rt: Runtime) -> None:
         buckets = s.drops.sweep_buckets or (s.storage.resolved_input_bucket,)
         services.append(("sweep", Sweeper(rt.storage, rt.planner, rt.ledger,
                                           buckets=buckets, interval=interval)))
-    services += [("housekeeper", housekeeper), ("worker", worker), ("deliverer", deliverer)]
+    services.append(("housekeeper", housekeeper))
+    if s.worker.enabled:
+        services.append(("worker", worker))
+    services.append(("deliverer", deliverer))
     rt.services = [service for _, service in services]
     for name, service in services:
         rt.tasks.append(asyncio.create_task(service.run(), name=f"imagedrop-{name}"))

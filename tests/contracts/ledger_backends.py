@@ -1,18 +1,26 @@
 """The ledger backends the contract suite runs against, each with storage fresh per test.
 
-To add PostgreSQL: a `PostgresBackend` whose `make()` builds a `PostgresLedger` on a throwaway
-schema (created in `start`, set through `search_path`, dropped in `drop`), skipping when the
-server is unreachable unless CI is set (then failing), and its name added to `BACKENDS`.
+PostgreSQL runs each test in a throwaway schema (created in `start`, set through `search_path`,
+dropped in `drop`); an unreachable server skips its tests locally and fails them under CI.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import pytest
 
 from imagedrop.ledger import Ledger
 from imagedrop.ledger.sqlite import SqliteLedger
+
+POSTGRES_URL = os.environ.get(
+    "IMAGEDROP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+CI = bool(os.environ.get("CI"))
 
 
 class FakeClock:
@@ -65,6 +73,53 @@ class SqliteBackend:
         """tmp_path is removed by pytest."""
 
 
+async def postgres_admin() -> Any:
+    """A plain asyncpg connection to the test server, or a skip (a failure under CI)."""
+    asyncpg = pytest.importorskip("asyncpg")
+    try:
+        return await asyncpg.connect(POSTGRES_URL, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        message = f"no PostgreSQL server for the tests ({type(exc).__name__})"
+        if CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def fresh_schema() -> str:
+    return f"t_{uuid.uuid4().hex}"
+
+
+class PostgresBackend:
+    """A fresh schema in the test database, reached through `search_path`."""
+
+    name = "postgres"
+
+    def __init__(self, tmp_path: Path, clock: FakeClock) -> None:
+        self.clock = clock
+        self.schema = fresh_schema()
+
+    async def start(self) -> None:
+        admin = await postgres_admin()
+        try:
+            await admin.execute(f'CREATE SCHEMA "{self.schema}"')
+        finally:
+            await admin.close()
+
+    def make(self) -> Ledger:
+        from imagedrop.ledger.postgres import PostgresLedger
+
+        # A small pool: tests run next to others' on one server (max_connections = 100).
+        return PostgresLedger(POSTGRES_URL, clock=self.clock, schema=self.schema, pool_max=4)
+
+    async def drop(self) -> None:
+        admin = await postgres_admin()
+        try:
+            await admin.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        finally:
+            await admin.close()
+
+
 BACKENDS: dict[str, Callable[[Path, FakeClock], LedgerBackend]] = {
     "sqlite": SqliteBackend,
+    "postgres": PostgresBackend,
 }

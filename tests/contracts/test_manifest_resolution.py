@@ -31,9 +31,9 @@ class CountingStore:
     def count(self, op: str) -> int:
         return sum(n for (o, _), n in self.calls.items() if o == op)
 
-    async def get(self, bucket: str, key: str) -> StoredObject:
+    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
         self.calls["get", key] += 1
-        return await self.inner.get(bucket, key)
+        return await self.inner.get(bucket, key, max_bytes=max_bytes)
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         self.calls["head", key] += 1

@@ -16,11 +16,13 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook
 
 from imagedrop import __version__
 from imagedrop.config import CallbackSettings
 from imagedrop.delivery import Deliverer, generate_secret, verify
+from imagedrop.delivery.policy import PolicyResolver, make_connector, rewrite_targets
 from imagedrop.ledger import Delivery, DeliveryState, JobKind, NewDelivery, NewJob
 from imagedrop.ledger.sqlite import SqliteLedger
 from tests.fakes.receiver import Receiver
@@ -53,6 +55,28 @@ def _closed_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     yield port
+
+
+class StaticResolver(AbstractResolver):
+    """An aiohttp resolver answering one address for any name (a rebinding DNS server)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.asked: list[str] = []
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        self.asked.append(host)
+        return [ResolveResult(hostname=host, host=self.address, port=port,
+                              family=socket.AF_INET, proto=0, flags=socket.AI_NUMERICHOST)]
+
+    async def close(self) -> None:
+        pass
+
+
+async def public_lookup(host: str, port: int) -> list[str]:
+    """check_destination's lookup as a rebinding name answers it first: a public address."""
+    return ["93.184.216.34"]
 
 
 def settings(**overrides: Any) -> CallbackSettings:
@@ -141,6 +165,51 @@ class TestOutcomes:
         assert delivery is not None and delivery.state is DeliveryState.DISABLED
         assert await ledger.claim_deliveries(OWNER, 10, 60) == []
         assert len(await ledger.list_attempts(delivery_id)) == 1
+
+    async def test_webhook_gone_disables_endpoint(
+        self, ledger, session, receiver: Receiver
+    ) -> None:
+        """A subscriber's 410 also disables its URL, so no new deliveries are made to it."""
+        receiver.respond("/hook", [410])
+        url = receiver.url("/hook")
+        await add_delivery(ledger, url, kind="webhook", event_type="image.completed")
+        await deliverer(ledger, session).send(await claim_one(ledger))
+        assert await ledger.disabled_endpoints([url]) == {url: "410 Gone"}
+
+    async def test_callback_gone_leaves_endpoints_alone(
+        self, ledger, session, receiver: Receiver
+    ) -> None:
+        """A WXO callback's 410 disables that delivery only: callback URLs are not endpoints."""
+        receiver.respond("/cb", [410])
+        url = receiver.url("/cb")
+        await add_delivery(ledger, url)
+        await deliverer(ledger, session).send(await claim_one(ledger))
+        assert await ledger.disabled_endpoints([url]) == {}
+
+    @pytest.mark.parametrize("status", [400, 401, 404, 422])
+    async def test_refusing_4xx_fails_at_once(
+        self, ledger, session, receiver: Receiver, status: int
+    ) -> None:
+        """A 4xx refusal fails the delivery for good after one attempt, keeping the status."""
+        receiver.respond("/cb", [status])
+        delivery_id = await add_delivery(ledger, receiver.url("/cb"))
+        attempt = await deliverer(ledger, session).send(await claim_one(ledger))
+        assert (attempt.status, attempt.error) == (status, f"HTTP {status}")
+        delivery = await ledger.get_delivery(delivery_id)
+        assert delivery is not None and delivery.state is DeliveryState.FAILED
+        assert delivery.last_status == status and delivery.finished_at is not None
+        assert await ledger.claim_deliveries(OWNER, 10, 60) == []
+
+    @pytest.mark.parametrize("status", [408, 409, 425, 429])
+    async def test_not_now_4xx_is_retried(
+        self, ledger, session, receiver: Receiver, status: int
+    ) -> None:
+        """408, 409, 425 and 429 mean "later": the delivery stays pending and then succeeds."""
+        receiver.respond("/cb", [status])
+        delivery_id = await add_delivery(ledger, receiver.url("/cb"))
+        async with running(deliverer(ledger, session)):
+            await wait_for_state(ledger, delivery_id, DeliveryState.DELIVERED)
+        assert [a.status for a in await ledger.list_attempts(delivery_id)] == [status, 200]
 
     async def test_connection_refused_is_retried(self, ledger, session, closed_port) -> None:
         """No answer: pending with a next attempt, and the error never shows the query."""
@@ -265,6 +334,54 @@ class TestPolicy:
         sender = deliverer(ledger, session, settings(allow_private=False, rewrites=rules))
         attempt = await sender.send(await claim_one(ledger))
         assert attempt.status == 200
+        [request] = await receiver.await_requests(1, "/cb")
+        assert request.headers["webhook-id"] == delivery_id
+
+
+    async def test_bad_rewrite_rule_fails_the_attempt(
+        self, ledger, session, receiver: Receiver
+    ) -> None:
+        """A malformed operator rule records a failed attempt instead of crashing the send."""
+        rules = (("wxo-server:abc", f"127.0.0.1:{receiver.port}"),)
+        delivery_id = await add_delivery(ledger, receiver.url("/cb"))
+        sender = deliverer(ledger, session, settings(rewrites=rules))
+        attempt = await sender.send(await claim_one(ledger))
+        assert attempt.error is not None and "IMAGEDROP_CALLBACK_REWRITES" in attempt.error
+        delivery = await ledger.get_delivery(delivery_id)
+        assert delivery is not None and delivery.state is DeliveryState.FAILED
+        assert len(await ledger.list_attempts(delivery_id)) == 1
+        assert receiver.requests == []
+
+    async def test_dns_rebinding_refused_at_connect(
+        self, ledger, session, receiver: Receiver
+    ) -> None:
+        """A name that is public when checked but loopback when connecting is refused for good."""
+        inner = StaticResolver("127.0.0.1")  # what the connector's lookup answers
+        connector = aiohttp.TCPConnector(
+            resolver=PolicyResolver(allow_private=False, inner=inner))
+        delivery_id = await add_delivery(ledger, f"http://rebind.example:{receiver.port}/cb")
+        async with aiohttp.ClientSession(connector=connector) as guarded:
+            sender = deliverer(ledger, guarded, settings(allow_private=False),
+                               resolve=public_lookup)
+            attempt = await sender.send(await claim_one(ledger))
+        assert inner.asked == ["rebind.example"]
+        assert attempt.status is None and attempt.error is not None
+        assert "loopback address 127.0.0.1" in attempt.error
+        delivery = await ledger.get_delivery(delivery_id)
+        assert delivery is not None and delivery.state is DeliveryState.FAILED
+        assert receiver.requests == []
+
+    async def test_guarded_connector_still_delivers(
+        self, ledger, session, receiver: Receiver
+    ) -> None:
+        """Through make_connector, a rewrite target name may be private and is delivered to."""
+        rules = (("wxo-server:4321", f"localhost:{receiver.port}"),)
+        delivery_id = await add_delivery(ledger, "http://wxo-server:4321/cb")
+        connector = make_connector(allow_private=False, trusted_hosts=rewrite_targets(rules))
+        async with aiohttp.ClientSession(connector=connector) as guarded:
+            sender = deliverer(ledger, guarded, settings(allow_private=False, rewrites=rules))
+            attempt = await sender.send(await claim_one(ledger))
+        assert attempt.status == 200, attempt.error
         [request] = await receiver.await_requests(1, "/cb")
         assert request.headers["webhook-id"] == delivery_id
 

@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from imagedrop.config import StorageSettings
-from imagedrop.errors import NotFound, StorageError, StorageUnavailable
+from imagedrop.errors import ImageRejected, NotFound, StorageError, StorageUnavailable
 from imagedrop.storage import OUTPUT_MARKER, ObjectInfo, ObjectStore
 from imagedrop.storage.cos import CosStore
 from imagedrop.storage.local import LocalStore
@@ -100,6 +101,30 @@ class TestRoundtrip:
         assert changed.etag == _md5(b"two") != first.etag
         head = await store.head(TEST_BUCKET, "e.png")
         assert head is not None and head.etag == changed.etag
+
+
+class TestMaxBytes:
+    """get(max_bytes=...) refuses an oversized object with a 413, before reading its body."""
+
+    async def test_at_the_limit_is_read(self, store: ObjectStore) -> None:
+        await store.put(TEST_BUCKET, "m.png", b"x" * 100, content_type="image/png")
+        got = await store.get(TEST_BUCKET, "m.png", max_bytes=100)
+        assert got.data == b"x" * 100 and got.info.size == 100
+
+    async def test_over_the_limit_is_refused(self, store: ObjectStore) -> None:
+        await store.put(TEST_BUCKET, "dir/m.png", b"x" * 101, content_type="image/png")
+        with pytest.raises(ImageRejected, match="101 bytes, over the 100-byte limit") as err:
+            await store.get(TEST_BUCKET, "dir/m.png", max_bytes=100)
+        assert err.value.status == 413 and "dir/m.png" in str(err.value)
+        # The refused read left nothing half-open: the store goes on working.
+        for _ in range(3):
+            with pytest.raises(ImageRejected):
+                await store.get(TEST_BUCKET, "dir/m.png", max_bytes=1)
+        assert (await store.get(TEST_BUCKET, "dir/m.png")).data == b"x" * 101
+
+    async def test_missing_object_is_still_not_found(self, store: ObjectStore) -> None:
+        with pytest.raises(NotFound):
+            await store.get(TEST_BUCKET, "nope.png", max_bytes=10)
 
 
 class TestList:
@@ -205,6 +230,19 @@ class TestLocalOnly:
         meta = [p for p in (tmp_path / ".imagedrop-meta").rglob("*") if p.suffix == ".tmp"]
         assert meta == []
 
+    async def test_max_bytes_checked_before_reading(self, local: LocalStore,
+                                                    tmp_path: Path) -> None:
+        """A 20 MB file refused at 1 MB never has its bytes allocated (fstat, not read)."""
+        (tmp_path / TEST_BUCKET / "big.png").write_bytes(b"\0" * 20_000_000)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ImageRejected, match="20000000 bytes"):
+                await local.get(TEST_BUCKET, "big.png", max_bytes=1_000_000)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 5_000_000
+
     async def test_file_folder_clash_is_storage_error(self, local: LocalStore) -> None:
         await local.put(TEST_BUCKET, "a", b"file", content_type="image/png")
         with pytest.raises(StorageError, match="share one name"):
@@ -293,6 +331,32 @@ class TestCosOnly:
                 await store.get(TEST_BUCKET, "a.png")
             assert "k-secret" not in str(err.value)
         finally:
+            await store.close()
+
+    async def test_max_bytes_checked_before_reading(self, aiohttp_server: Any) -> None:
+        """ContentLength is checked before the body: a body that never ends is not awaited."""
+        released = asyncio.Event()
+
+        async def endless(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse(headers={"ETag": '"e"', "Content-Type": "image/png"})
+            resp.content_length = 10**12
+            await resp.prepare(request)
+            await resp.write(b"\0" * 1024)
+            await released.wait()  # the rest never comes; a store that reads would hang
+            return resp
+
+        app = web.Application()
+        app.router.add_get("/{bucket}/{key}", endless)
+        server = await aiohttp_server(app)
+        store = CosStore(StorageSettings(
+            cos_endpoint=str(server.make_url("")).rstrip("/"), cos_region="us-east-1",
+            cos_bucket=TEST_BUCKET, cos_access_key_id="ak", cos_secret_access_key="sk"),
+            max_attempts=1)
+        try:
+            with pytest.raises(ImageRejected, match=f"{10**12} bytes"):
+                await asyncio.wait_for(store.get(TEST_BUCKET, "huge.png", max_bytes=10**6), 30)
+        finally:
+            released.set()
             await store.close()
 
     async def test_listing_reads_objects_written_by_others(self, cos_settings: StorageSettings,

@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pytest
+import structlog
 
 from imagedrop.errors import BillingLimitReached, ProviderTransient
 from imagedrop.providers import EditSpec
@@ -55,4 +56,40 @@ class TestLoopThreadProvider:
             lambda: OpenAIProvider(fake_openai.provider_settings()), name="openai")
         await provider.edit(images.png(), "image/png", "a.png", _spec("x"))
         await provider.close()
-        assert not provider._thread.is_alive()
+        assert not provider._thread.is_alive() and provider._loop.is_closed()
+
+    async def test_close_leaves_a_stuck_loop_open(self):
+        """A loop thread that does not stop in time is left running, not closed under it."""
+        gate = threading.Event()
+        inner = _StuckOnClose(gate)
+        provider = LoopThreadProvider(lambda: inner, name="stuck", join_timeout=0.1)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                await provider.close()  # must not raise "Cannot close a running event loop"
+            assert inner.closed and provider._thread.is_alive()
+            assert not provider._loop.is_closed()
+            assert [e["event"] for e in logs] == ["provider.loop_thread_still_running"]
+        finally:
+            gate.set()
+            await asyncio.to_thread(provider._thread.join, 10)
+            assert not provider._thread.is_alive()
+            provider._loop.close()
+
+
+class _StuckOnClose:
+    """A provider whose loop is blocked (until `gate` is set) right after its close() returns."""
+
+    name = "stuck"
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+        self.closed = False
+
+    async def edit(self, image, mime_type, filename, spec):  # pragma: no cover - never called
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        self.closed = True
+        # A timer due now runs after close()'s result is handed back to the caller's loop (the
+        # task's done callbacks are queued first), and before the stop request can be handled.
+        asyncio.get_running_loop().call_later(0, self.gate.wait)

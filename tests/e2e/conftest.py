@@ -72,6 +72,18 @@ class Service:
                 raise AssertionError(f"job {job_id} not {wanted} in {timeout}s: {body}")
             await asyncio.sleep(0.05)
 
+    async def wait_delivered(self, job_id: str, *, timeout: float = 30) -> dict[str, Any]:
+        """Poll GET /jobs/{id} until every callback delivery of the job is final."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = await self.get(f"/jobs/{job_id}")
+            if status == 200 and body["deliveries"] and all(
+                    d["state"] != "pending" for d in body["deliveries"]):
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"deliveries of {job_id} not final in {timeout}s: {body}")
+            await asyncio.sleep(0.05)
+
     @property
     def ledger(self):
         return self.app[keys.LEDGER]

@@ -115,7 +115,7 @@ class TestBase64Endpoint:
                                  callback=receiver.url("/flaky"))
         reqs = await receiver.await_requests(3, path="/flaky", timeout=30)
         assert [json.loads(r.body)["status"] for r in reqs] == ["completed"] * 3
-        job = await svc.wait_job(body["job_id"])
+        job = await svc.wait_delivered(body["job_id"])
         assert job["state"] == "completed"
         assert job["deliveries"][0]["attempts"] == 3
         # the same webhook-id on every attempt, so the receiver can deduplicate

@@ -19,7 +19,7 @@ NOW = 1_700_000_000.0
 
 
 class TestClassify:
-    """classify() maps an answer to delivered, disabled or retry."""
+    """classify() maps an answer to delivered, disabled, failed or retry."""
 
     @pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
     def test_2xx_delivered(self, status: int) -> None:
@@ -30,9 +30,29 @@ class TestClassify:
         """410 Gone disables the subscriber."""
         assert classify(410) is Outcome.DISABLED
 
-    @pytest.mark.parametrize("status", [None, 100, 301, 302, 304, 400, 404, 429, 500, 503])
-    def test_everything_else_retries(self, status: int | None) -> None:
-        """Redirects, other 4xx, 5xx and no answer at all are retried."""
+    @pytest.mark.parametrize("status", [None, 500, 502, 503, 504, 599])
+    def test_5xx_and_no_answer_retry(self, status: int | None) -> None:
+        """Server errors, timeouts and connection errors are retried."""
+        assert classify(status) is Outcome.RETRY
+
+    @pytest.mark.parametrize("status", [408, 409, 425, 429])
+    def test_not_now_4xx_retry(self, status: int) -> None:
+        """Timeout, conflict, too early and rate limited mean "later", not "never"."""
+        assert classify(status) is Outcome.RETRY
+
+    @pytest.mark.parametrize("status", [301, 302, 304, 307, 308])
+    def test_redirects_retry(self, status: int) -> None:
+        """Redirects are failures that are retried, never followed."""
+        assert classify(status) is Outcome.RETRY
+
+    @pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 413, 415, 422, 451, 499])
+    def test_other_4xx_fail(self, status: int) -> None:
+        """Any other 4xx is the receiver refusing the payload: failed without retrying."""
+        assert classify(status) is Outcome.FAILED
+
+    @pytest.mark.parametrize("status", [100, 600])
+    def test_odd_statuses_retry(self, status: int) -> None:
+        """Statuses outside 2xx-5xx are treated as a failed attempt and retried."""
         assert classify(status) is Outcome.RETRY
 
 

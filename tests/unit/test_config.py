@@ -66,6 +66,10 @@ class TestProblems:
                      "IMAGEDROP_CALLBACK_REWRITES"):
             assert name in text
 
+    def test_bad_rewrite_port_is_a_start_up_error(self):
+        with pytest.raises(ConfigError, match="IMAGEDROP_CALLBACK_REWRITES"):
+            load_settings({"IMAGEDROP_CALLBACK_REWRITES": "wxo-server:abc=127.0.0.1:14321"})
+
     def test_cos_needs_credentials_and_bucket(self):
         with pytest.raises(ConfigError) as err:
             load_settings({"COS_ENDPOINT": "https://s3.example"})

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 
+import aiohttp
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from imagedrop.delivery.policy import (
+    PolicyResolver,
     apply_rewrites,
     check_destination,
     check_rules,
     check_syntax,
+    make_connector,
     redact,
+    rewrite_targets,
 )
 from imagedrop.errors import CallbackRefused, ConfigError, DeliveryTransient, InputError
 
@@ -293,3 +299,143 @@ class TestCheckRules:
         """Missing hosts and bad ports are configuration errors naming the variable."""
         with pytest.raises(ConfigError, match="IMAGEDROP_CALLBACK_REWRITES"):
             check_rules([rule])
+
+
+class FixedResolver(AbstractResolver):
+    """An aiohttp resolver answering `addresses` for any name, recording what it was asked."""
+
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = addresses
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        return [
+            ResolveResult(hostname=host, host=a, port=port,
+                          family=socket.AF_INET6 if ":" in a else socket.AF_INET,
+                          proto=0, flags=socket.AI_NUMERICHOST)
+            for a in self.addresses
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture(name="closed_port")
+def _closed_port() -> int:
+    """A port nothing listens on: bound then released, so connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def post_via(resolver: AbstractResolver, url: str) -> None:
+    connector = aiohttp.TCPConnector(resolver=resolver)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.post(url, data=b"{}"):
+            pass
+
+
+class TestPolicyResolver:
+    """PolicyResolver checks the very answer the connector connects to (DNS rebinding)."""
+
+    async def test_public_answer_passes(self) -> None:
+        """Public addresses come back unchanged."""
+        inner = FixedResolver("93.184.216.34", "2606:2800:220:1::1")
+        resolver = PolicyResolver(allow_private=False, inner=inner)
+        results = await resolver.resolve("hooks.example.com", 443)
+        assert [r["host"] for r in results] == ["93.184.216.34", "2606:2800:220:1::1"]
+        assert inner.asked == ["hooks.example.com"]
+
+    @pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.7", "::1", "169.254.169.254"])
+    async def test_rebinding_answer_fails_the_connection(self, address: str) -> None:
+        """A name answering a forbidden address at connect time: CallbackRefused, no connect."""
+        inner = FixedResolver(address)
+        with pytest.raises(CallbackRefused, match=r"rebind\.example") as info:
+            await post_via(PolicyResolver(allow_private=False, inner=inner),
+                           "http://rebind.example:8080/cb?token=SECRET")
+        assert inner.asked == ["rebind.example"]
+        assert "SECRET" not in str(info.value)
+
+    async def test_one_forbidden_address_refuses_the_name(self) -> None:
+        """As in check_destination, a private record among public ones refuses the name."""
+        resolver = PolicyResolver(allow_private=False,
+                                  inner=FixedResolver("93.184.216.34", "10.0.0.1"))
+        with pytest.raises(CallbackRefused, match=r"private address 10\.0\.0\.1"):
+            await resolver.resolve("cb.example", 80)
+
+    async def test_private_allowed_when_configured(self) -> None:
+        """allow_private lets private answers through."""
+        resolver = PolicyResolver(allow_private=True, inner=FixedResolver("10.0.0.1"))
+        assert [r["host"] for r in await resolver.resolve("cb.example", 80)] == ["10.0.0.1"]
+
+    @pytest.mark.parametrize("address", ["169.254.169.254", "fe80::1", "fd00:ec2::254"])
+    async def test_metadata_refused_even_when_private_allowed(self, address: str) -> None:
+        """Link-local and metadata answers are refused whatever the settings."""
+        resolver = PolicyResolver(allow_private=True, trusted_hosts=["cb.example"],
+                                  inner=FixedResolver(address))
+        with pytest.raises(CallbackRefused, match="metadata"):
+            await resolver.resolve("cb.example", 80)
+
+    async def test_trusted_host_may_be_private(self) -> None:
+        """A rewrite target may resolve to a private address; other names may not."""
+        inner = FixedResolver("10.0.0.5")
+        resolver = PolicyResolver(allow_private=False,
+                                  trusted_hosts=rewrite_targets([("wxo:4321", "Tunnel.Local")]),
+                                  inner=inner)
+        assert [r["host"] for r in await resolver.resolve("tunnel.local", 80)] == ["10.0.0.5"]
+        assert await resolver.resolve("TUNNEL.LOCAL.", 80)  # case and a trailing dot ignored
+        with pytest.raises(CallbackRefused, match="private"):
+            await resolver.resolve("wxo", 4321)
+
+    async def test_trusted_host_never_metadata(self) -> None:
+        """Trust lifts the private check only: a trusted name answering metadata is refused."""
+        resolver = PolicyResolver(allow_private=False, trusted_hosts=["tunnel.local"],
+                                  inner=FixedResolver("169.254.169.254"))
+        with pytest.raises(CallbackRefused, match="metadata"):
+            await resolver.resolve("tunnel.local", 80)
+
+    async def test_literal_ip_bypasses_resolvers(self, closed_port: int) -> None:
+        """aiohttp never asks a resolver about IP literals: check_destination must cover them."""
+        inner = FixedResolver("93.184.216.34")
+        with pytest.raises(aiohttp.ClientConnectorError):  # it connected: refused by the OS
+            await post_via(PolicyResolver(allow_private=False, inner=inner),
+                           f"http://127.0.0.1:{closed_port}/cb")
+        assert inner.asked == []
+        with pytest.raises(CallbackRefused, match="loopback"):
+            await check_destination(f"http://127.0.0.1:{closed_port}/cb",
+                                    allow_private=False, rewritten=False)
+
+    async def test_lookup_failure_stays_a_connection_error(self) -> None:
+        """A name that does not resolve is aiohttp's DNS error (retried), not a refusal."""
+
+        class Failing(FixedResolver):
+            async def resolve(self, host: str, port: int = 0,
+                              family: socket.AddressFamily = socket.AF_INET
+                              ) -> list[ResolveResult]:
+                raise OSError(-2, "Name or service not known")
+
+        with pytest.raises(aiohttp.ClientConnectorDNSError):
+            await post_via(PolicyResolver(allow_private=False, inner=Failing()),
+                           "http://nowhere.example/cb")
+
+
+class TestMakeConnector:
+    """make_connector() builds the delivery session's connector around PolicyResolver."""
+
+    async def test_real_lookup_of_localhost_refused(self, closed_port: int) -> None:
+        """`localhost` resolves (for real) to loopback: refused before any connect."""
+        connector = make_connector(allow_private=False, trusted_hosts=())
+        async with aiohttp.ClientSession(connector=connector) as session:
+            with pytest.raises(CallbackRefused, match="loopback"):
+                await session.post(f"http://localhost:{closed_port}/cb")
+
+    async def test_trusted_localhost_connects(self, closed_port: int) -> None:
+        """A trusted name gets through the policy; only the closed port stops it."""
+        connector = make_connector(allow_private=False, trusted_hosts=["localhost"])
+        async with aiohttp.ClientSession(connector=connector) as session:
+            with pytest.raises(aiohttp.ClientConnectorError) as info:
+                await session.post(f"http://localhost:{closed_port}/cb")
+        assert not isinstance(info.value, aiohttp.ClientConnectorDNSError)

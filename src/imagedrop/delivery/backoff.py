@@ -20,18 +20,28 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     DISABLED = "disabled"
     RETRY = "retry"
+    FAILED = "failed"  # the receiver refused the payload for good; POST /replay sends it again
+
+
+# 4xx answers that say "not now" rather than "never": timeout, conflict, too early, rate limit.
+_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 
 
 def classify(status: int | None) -> Outcome:
-    """2xx delivered; 410 Gone disables; everything else, no answer included, is retried.
+    """2xx delivered; 410 Gone disables; other 4xx fail for good, but for the "not now" ones.
 
-    Redirects count as failures (Standard Webhooks): following them would let a receiver
-    bounce signed payloads to another host.
+    5xx, the "not now" 4xx (408, 409, 425, 429) and no answer at all (timeouts, connection
+    errors) are retried. Redirects are retried too, as failures (Standard Webhooks): following
+    them would let a receiver bounce signed payloads to another host.
     """
-    if status is not None and 200 <= status < 300:
+    if status is None:
+        return Outcome.RETRY
+    if 200 <= status < 300:
         return Outcome.DELIVERED
     if status == 410:
         return Outcome.DISABLED
+    if 400 <= status < 500 and status not in _RETRYABLE_4XX:
+        return Outcome.FAILED
     return Outcome.RETRY
 
 

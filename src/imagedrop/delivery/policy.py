@@ -1,6 +1,7 @@
 """Which callback URLs imagedrop will call: operator rewrites, syntax, and address policy.
 
-Everything but `check_destination`'s name lookup is pure; the lookup is injectable for tests.
+Everything but the name lookups (`check_destination`, `PolicyResolver`) is pure; the lookups
+are injectable for tests.
 """
 
 from __future__ import annotations
@@ -8,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from imagedrop.errors import CallbackRefused, ConfigError, DeliveryTransient
 
@@ -66,6 +71,11 @@ def check_rules(rules: Sequence[tuple[str, str]]) -> None:
     for src, dst in rules:
         _split_hostport(src)
         _split_hostport(dst)
+
+
+def rewrite_targets(rules: Sequence[tuple[str, str]]) -> frozenset[str]:
+    """The host names operator rules send callbacks to: `PolicyResolver`'s trusted hosts."""
+    return frozenset(_split_hostport(dst)[0] for _, dst in rules)
 
 
 def apply_rewrites(url: str, rules: Sequence[tuple[str, str]]) -> tuple[str, bool]:
@@ -174,6 +184,11 @@ async def _lookup(url: str, host: str, port: int, resolve: Resolver | None) -> S
     return addresses
 
 
+def _refusal(what: str, ip: IPAddress, problem: str) -> CallbackRefused:
+    hint = "" if problem.startswith("link-local") else f"; {_ALLOW_HINT}"
+    return CallbackRefused(f"{what} resolves to {problem} address {ip}, refused{hint}")
+
+
 async def check_destination(
     url: str, *, allow_private: bool, rewritten: bool, resolve: Resolver | None = None
 ) -> None:
@@ -194,7 +209,58 @@ async def check_destination(
         ip = ipaddress.ip_address(text.split("%")[0])
         problem = address_problem(ip, allow_private=lenient)
         if problem:
-            hint = "" if problem.startswith("link-local") else f"; {_ALLOW_HINT}"
-            raise CallbackRefused(
-                f"callback URL {redact(url)} resolves to {problem} address {ip}, refused{hint}"
-            )
+            raise _refusal(f"callback URL {redact(url)}", ip, problem)
+
+
+class PolicyResolver(AbstractResolver):
+    """Name lookups for the delivery connector that refuse any address the policy forbids.
+
+    `check_destination` resolves a name, but aiohttp would resolve it again to connect: a
+    hostile DNS name with TTL 0 could answer a public address to the first lookup and
+    169.254.169.254 to the second (DNS rebinding). Checking here, on the one answer the
+    connector uses, means the address checked is the address connected to. As in
+    `check_destination`, one forbidden address refuses the whole name.
+
+    `trusted_hosts` (the operator's rewrite targets) may resolve to private addresses; never
+    to link-local or metadata ones. aiohttp does not call a resolver for IP literals, so
+    `check_destination` remains the check for those.
+    """
+
+    def __init__(
+        self, *, allow_private: bool, trusted_hosts: Iterable[str] = (),
+        inner: AbstractResolver | None = None,
+    ) -> None:
+        self._allow_private = allow_private
+        self._trusted = frozenset(h.lower().rstrip(".") for h in trusted_hosts)
+        # getaddrinfo in a thread: holds nothing to close, since the connector never closes
+        # a resolver it was given.
+        self._inner = inner or ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        lenient = self._allow_private or host.lower().rstrip(".") in self._trusted
+        for result in results:
+            ip = ipaddress.ip_address(result["host"].split("%")[0])
+            problem = address_problem(ip, allow_private=lenient)
+            if problem:
+                # Not an OSError, so aiohttp passes it up unwrapped: a refusal, not a retry.
+                raise _refusal(f"callback host {host}", ip, problem)
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def make_connector(
+    *, allow_private: bool, trusted_hosts: Iterable[str], limit: int = 100,
+    ttl_dns_cache: int = 10,
+) -> aiohttp.TCPConnector:
+    """The delivery session's connector: every name it connects to passes `PolicyResolver`.
+
+    Only checked answers are cached, so the DNS cache cannot bring a forbidden address back.
+    Call inside the running event loop.
+    """
+    resolver = PolicyResolver(allow_private=allow_private, trusted_hosts=trusted_hosts)
+    return aiohttp.TCPConnector(resolver=resolver, limit=limit, ttl_dns_cache=ttl_dns_cache)

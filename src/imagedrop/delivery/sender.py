@@ -19,7 +19,7 @@ import structlog
 from imagedrop import __version__
 from imagedrop.config import CallbackSettings
 from imagedrop.delivery import backoff, policy, signing
-from imagedrop.errors import CallbackRefused, DeliveryTransient
+from imagedrop.errors import CallbackRefused, ConfigError, DeliveryTransient
 from imagedrop.ledger import Delivery, DeliveryAttempt, DeliveryState, Ledger
 
 log = structlog.get_logger(__name__)
@@ -146,25 +146,28 @@ class Deliverer:
         The delivery must be leased to this `owner` (claimed) for its state to move on.
         """
         started, at = time.monotonic(), self._clock()
-        url, rewritten = policy.apply_rewrites(delivery.url, self._settings.rewrites)
+        url = delivery.url  # until a rewrite rule applies; logged redacted either way
         status: int | None = None
         retry_after: float | None = None
         final_error: str | None = None  # set → FAILED without retrying
         error: str | None = None
         try:
+            # In the try: a bad operator rule fails the attempt, not the send (re-claimed forever).
+            url, rewritten = policy.apply_rewrites(delivery.url, self._settings.rewrites)
             headers = self._headers(delivery)
+            # Covers IP literals, which the connector's PolicyResolver never sees (it re-checks
+            # the address connected to for names, against DNS rebinding).
             await policy.check_destination(
                 url,
                 allow_private=self._settings.allow_private,
                 rewritten=rewritten,
                 resolve=self._resolve,
             )
-        except CallbackRefused as exc:
+            status, retry_after, error = await self._post(url, headers, delivery.body)
+        except (CallbackRefused, ConfigError) as exc:
             final_error = str(exc)
         except DeliveryTransient as exc:
             error = str(exc)
-        else:
-            status, retry_after, error = await self._post(url, headers, delivery.body)
 
         attempt = DeliveryAttempt(
             delivery_id=delivery.id,
@@ -180,6 +183,8 @@ class Deliverer:
         )
         if next_at is not None and (self._next_due is None or next_at < self._next_due):
             self._next_due = next_at
+        if state is DeliveryState.DISABLED and delivery.kind == "webhook":
+            await self._disable_endpoint(delivery)
         log.info(
             "delivery.attempt",
             delivery_id=delivery.id,
@@ -193,6 +198,15 @@ class Deliverer:
             next_attempt_at=next_at,
         )
         return attempt
+
+    async def _disable_endpoint(self, delivery: Delivery) -> None:
+        """A subscriber answered 410 Gone: stop creating deliveries to its URL."""
+        try:
+            await self._ledger.disable_endpoint(delivery.url, "410 Gone")
+        except Exception:
+            # The attempt is recorded; the next event to this URL gets 410 and tries again.
+            log.exception("delivery.disable_endpoint_failed", delivery_id=delivery.id,
+                          url=policy.redact(delivery.url))
 
     def _headers(self, delivery: Delivery) -> dict[str, str]:
         headers = {
@@ -255,10 +269,8 @@ class Deliverer:
         if final_error is not None:
             return DeliveryState.FAILED, None
         outcome = backoff.classify(attempt.status)
-        if outcome is backoff.Outcome.DELIVERED:
-            return DeliveryState.DELIVERED, None
-        if outcome is backoff.Outcome.DISABLED:
-            return DeliveryState.DISABLED, None
+        if outcome is not backoff.Outcome.RETRY:  # delivered, disabled (410), refused for good
+            return DeliveryState(outcome.value), None
         next_at = backoff.next_attempt_at(
             self._settings.schedule, attempt.attempt, now=self._clock(), retry_after=retry_after
         )

@@ -13,16 +13,22 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import structlog
+
 from imagedrop.providers import EditResult, EditSpec, ImageProvider
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 
 class LoopThreadProvider:
     """An ImageProvider that runs `factory()`'s provider on a private loop thread."""
 
-    def __init__(self, factory: Callable[[], ImageProvider], *, name: str) -> None:
+    def __init__(self, factory: Callable[[], ImageProvider], *, name: str,
+                 join_timeout: float = 10.0) -> None:
         self.name = name
+        self._join_timeout = join_timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,
                                         name=f"imagedrop-{name}-loop", daemon=True)
@@ -46,5 +52,10 @@ class LoopThreadProvider:
             await asyncio.wrap_future(self._call(self._inner.close()))
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
-            await asyncio.to_thread(self._thread.join, 10)
-            self._loop.close()
+            await asyncio.to_thread(self._thread.join, self._join_timeout)
+            if self._thread.is_alive():
+                # Closing a running loop raises; the daemon thread ends with the process.
+                log.warning("provider.loop_thread_still_running", provider=self.name,
+                            waited_seconds=self._join_timeout)
+            else:
+                self._loop.close()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from imagedrop.config import StorageSettings
+from imagedrop.errors import ImageRejected
 
 #: User-metadata key set on every object imagedrop writes (S3: x-amz-meta-imagedrop-output).
 OUTPUT_MARKER = "imagedrop-output"
@@ -48,8 +49,11 @@ class ObjectStore(Protocol):
 
     name: str  # "cos" or "local"
 
-    async def get(self, bucket: str, key: str) -> StoredObject:
-        """Read an object. Raises NotFound, StorageUnavailable or StorageError."""
+    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        """Read an object. Raises NotFound, StorageUnavailable or StorageError.
+
+        An object larger than `max_bytes` raises ImageRejected (413) before its body is read.
+        """
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """Describe an object, or None when it does not exist."""
@@ -79,6 +83,14 @@ class ObjectStore(Protocol):
         """Release connections and threads."""
 
 
+def too_large(bucket: str, key: str, size: int, max_bytes: int | None) -> ImageRejected | None:
+    """The error for an object over `get`'s `max_bytes` limit, or None when it fits."""
+    if max_bytes is None or size <= max_bytes:
+        return None
+    return ImageRejected(f"object {bucket}/{key} is {size} bytes, over the {max_bytes}-byte limit",
+                         status=413)
+
+
 def normalise_etag(etag: str | None) -> str:
     """ETags arrive quoted, unquoted or weak (W/"…"); compare them without decoration."""
     if not etag:
@@ -102,4 +114,5 @@ def open_storage(settings: StorageSettings, *, public_url: str, signing_key: byt
 
 __all__ = [
     "OUTPUT_MARKER", "ObjectInfo", "ObjectStore", "StoredObject", "normalise_etag", "open_storage",
+    "too_large",
 ]

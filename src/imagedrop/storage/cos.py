@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 
 from imagedrop.config import StorageSettings
 from imagedrop.errors import MissingDependencyError, NotFound, StorageError, StorageUnavailable
-from imagedrop.storage import OUTPUT_MARKER, ObjectInfo, StoredObject, normalise_etag
+from imagedrop.storage import (
+    OUTPUT_MARKER,
+    ObjectInfo,
+    StoredObject,
+    normalise_etag,
+    too_large,
+)
 
 try:
     import ibm_botocore.exceptions as sdk
@@ -137,15 +143,19 @@ class CosStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
-    def _get_sync(self, bucket: str, key: str) -> StoredObject:
+    def _get_sync(self, bucket: str, key: str, max_bytes: int | None) -> StoredObject:
         resp = self._client.get_object(Bucket=bucket, Key=key)
         with resp["Body"] as body:  # read inside the thread: the body is a blocking stream
+            # Checked before reading: an oversized object must never be held in memory.
+            # Leaving the block closes the unread body (its connection is dropped, not reused).
+            if error := too_large(bucket, key, int(resp.get("ContentLength") or 0), max_bytes):
+                raise error
             data = body.read()
         return StoredObject(data=data, info=_info(bucket, key, resp))
 
-    async def get(self, bucket: str, key: str) -> StoredObject:
+    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
         with _map_errors("get", bucket, key):
-            return await self._run(self._get_sync, bucket, key)
+            return await self._run(self._get_sync, bucket, key, max_bytes)
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:
@@ -155,17 +165,21 @@ class CosStore:
             return None  # HEAD has no body, so a missing bucket also lands here
         return _info(bucket, key, resp)
 
+    def _put_sync(self, bucket: str, key: str, data: bytes, content_type: str,
+                  meta: dict[str, str]) -> dict[str, Any]:
+        # Hashed here, in the pool: MD5 of a 20 MB image takes tens of ms of the event loop.
+        digest = hashlib.md5(data, usedforsecurity=False).digest()
+        return self._client.put_object(
+            Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=meta,
+            # The store checks the body against this and refuses a corrupted upload.
+            ContentMD5=base64.b64encode(digest).decode(),
+        )
+
     async def put(self, bucket: str, key: str, data: bytes, *, content_type: str,
                   metadata: dict[str, str] | None = None) -> ObjectInfo:
         meta = {k.lower(): v for k, v in (metadata or {}).items()} | {OUTPUT_MARKER: "1"}
-        digest = hashlib.md5(data, usedforsecurity=False).digest()
         with _map_errors("put", bucket, key):
-            resp = await self._run(
-                self._client.put_object, Bucket=bucket, Key=key, Body=data,
-                ContentType=content_type, Metadata=meta,
-                # The store checks the body against this and refuses a corrupted upload.
-                ContentMD5=base64.b64encode(digest).decode(),
-            )
+            resp = await self._run(self._put_sync, bucket, key, data, content_type, meta)
         return ObjectInfo(bucket=bucket, key=key, etag=normalise_etag(resp.get("ETag")),
                           size=len(data), content_type=content_type, metadata=meta)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from imagedrop.errors import NotFound, StorageError
-from imagedrop.storage import OUTPUT_MARKER, ObjectInfo, StoredObject
+from imagedrop.storage import OUTPUT_MARKER, ObjectInfo, StoredObject, too_large
 from imagedrop.storage.urlsign import download_url
 
 _META_DIR = ".imagedrop-meta"
@@ -167,7 +167,7 @@ class LocalStore:
                 return None
             return self._info(bucket, key, version, side)
 
-    def _get_sync(self, bucket: str, key: str) -> StoredObject:
+    def _get_sync(self, bucket: str, key: str, max_bytes: int | None) -> StoredObject:
         parts = _key_parts(key)
         path = self._bucket_dir(bucket, must_exist=True).joinpath(*parts)
         try:
@@ -175,6 +175,8 @@ class LocalStore:
                 st = os.fstat(fh.fileno())
                 if not stat.S_ISREG(st.st_mode):
                     raise IsADirectoryError(path)
+                if error := too_large(bucket, key, st.st_size, max_bytes):
+                    raise error
                 data = fh.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise NotFound(f"object {key!r} not found in bucket {bucket!r}") from exc
@@ -256,8 +258,8 @@ class LocalStore:
                     break
         return page
 
-    async def get(self, bucket: str, key: str) -> StoredObject:
-        return await self._run(self._get_sync, bucket, key)
+    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        return await self._run(self._get_sync, bucket, key, max_bytes)
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         return await self._run(self._head_sync, bucket, key)

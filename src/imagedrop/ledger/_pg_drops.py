@@ -1,0 +1,197 @@
+"""The PostgreSQL ledger's transactions for dropped files, replays and disabled subscribers.
+
+Each function gets a connection in an open transaction and the clock's `now`; `postgres.py`
+begins and commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from imagedrop.ledger import Delivery, DropItem, Job
+from imagedrop.ledger._pg_batches import create_batch
+from imagedrop.ledger._pg_jobs import create_jobs, rowcount
+from imagedrop.ledger._pg_rows import (
+    DELIVERY_COLUMNS,
+    JOB_COLUMNS,
+    JOB_COLUMNS_NO_DATA,
+    delivery_from_row,
+    job_from_row,
+)
+from imagedrop.ledger.pg_migrations import DROP_GROUP_LOCK
+
+
+class _Duplicate(Exception):
+    """Rolls back one drop's savepoint when its job turned out to be recorded already."""
+
+
+async def record_drops(conn: Any, now: float, items: list[DropItem]) -> list[tuple[Job, bool]]:
+    """Each new job joins its group's settling batch (made if none); duplicates join nothing.
+
+    Two replicas dropping into one folder at once must not open two batches: each takes an
+    advisory lock per group for the rest of its transaction, all of them up front and in one
+    order (so two calls with the same groups cannot deadlock), and looks for the settling batch
+    only once it holds the lock, in a statement whose snapshot sees the other's commit.
+    """
+    groups = sorted({item.batch.group_key for item in items
+                     if item.batch is not None and item.batch.group_key})
+    for group in groups:
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                           DROP_GROUP_LOCK, group)
+    out: list[tuple[Job, bool]] = []
+    for item in items:
+        job = item.job
+        if job.dedupe_key is not None:
+            row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE dedupe_key = $1",
+                                      job.dedupe_key)
+            if row is not None:
+                out.append((job_from_row(row), False))
+                continue
+        if item.batch is None:
+            out.extend(await create_jobs(conn, now, [job]))
+            continue
+        try:
+            # A savepoint: a same-key job committed by a call outside our group lock makes this
+            # one a duplicate, and then the batch it opened or pushed out must not change.
+            async with conn.transaction():
+                batch_id = await _settling_batch(conn, now, item)
+                seq = await conn.fetchval("SELECT COUNT(*) FROM jobs WHERE batch_id = $1",
+                                          batch_id)
+                [(recorded, new)] = await create_jobs(
+                    conn, now, [replace(job, batch_id=batch_id, seq=seq)])
+                if not new:
+                    raise _Duplicate
+        except _Duplicate:
+            pass
+        out.append((recorded, new))
+    return out
+
+
+async def _settling_batch(conn: Any, now: float, item: DropItem) -> str:
+    """The id of the group's batch still collecting images, its deadline pushed out."""
+    assert item.batch is not None and item.batch.group_key
+    row = await conn.fetchrow(
+        "SELECT id, created_at FROM batches WHERE group_key = $1 AND NOT listing_done"
+        " AND settle_until IS NOT NULL AND settle_until > $2"
+        " ORDER BY created_at DESC, pos DESC LIMIT 1",
+        item.batch.group_key, now,
+    )
+    if row is None:
+        batch_id = (await create_batch(conn, now, item.batch)).id
+        opened = now
+    else:
+        batch_id, opened = row["id"], row["created_at"]
+    until = min(now + item.settle_seconds, opened + item.max_settle_seconds)
+    await conn.execute("UPDATE batches SET settle_until = $1 WHERE id = $2",
+                       float(until), batch_id)
+    return batch_id
+
+
+async def close_settled_batches(conn: Any, now: float) -> list[str]:
+    rows = await conn.fetch(
+        "UPDATE batches SET listing_done = true WHERE NOT listing_done"
+        " AND settle_until IS NOT NULL AND settle_until <= $1 RETURNING id",
+        now,
+    )
+    return [row["id"] for row in rows]
+
+
+async def find_completed_version(conn: Any, now: float, version_key: str) -> Job | None:
+    row = await conn.fetchrow(
+        f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs WHERE version_key = $1 AND state = 'completed'"
+        " ORDER BY finished_at DESC, pos DESC LIMIT 1",
+        version_key,
+    )
+    return None if row is None else job_from_row(row)
+
+
+async def requeue_jobs(
+    conn: Any, now: float, job_ids: list[str] | None, batch_id: str | None,
+    bucket: str | None, prefix: str | None, include_completed: bool,
+) -> list[Job]:
+    states = ["failed", "completed"] if include_completed else ["failed"]
+    filters = {"job_ids": job_ids, "batch_id": batch_id, "bucket": bucket, "prefix": prefix}
+    where, params = _filters(1, **filters)
+    # Lock the batches first, as finish_batch does, so a finish cannot slip in between
+    # requeueing a batch's jobs and reopening it.
+    await conn.execute(
+        "SELECT 1 FROM batches WHERE id IN (SELECT batch_id FROM jobs"
+        f" WHERE state = ANY($1::text[]) AND {where}) ORDER BY id FOR UPDATE",
+        states, *params,
+    )
+    where, params = _filters(2, **filters)
+    rows = await conn.fetch(
+        "UPDATE jobs SET state = 'queued', attempts = 0, run_after = $1, error = NULL,"
+        " finished_at = NULL, lease_owner = NULL, lease_expires = NULL,"
+        " generation = generation + (state = 'completed')::int"
+        f" WHERE state = ANY($2::text[]) AND {where} RETURNING pos, {JOB_COLUMNS_NO_DATA}",
+        now, states, *params,
+    )
+    rows.sort(key=lambda r: (r["created_at"], r["pos"]))
+    jobs = [job_from_row(row) for row in rows]
+    batches = sorted({job.batch_id for job in jobs if job.batch_id})
+    if batches:
+        # A replayed batch reports again: its old summary is kept in `extra`.
+        await conn.execute(
+            "UPDATE batches SET finished_at = NULL, summary = NULL,"
+            " extra = jsonb_set(extra, '{previous_summary}', COALESCE(summary, 'null'::jsonb))"
+            " WHERE finished_at IS NOT NULL AND id = ANY($1::text[])",
+            batches,
+        )
+    return jobs
+
+
+async def requeue_deliveries(
+    conn: Any, now: float, delivery_ids: list[str] | None, job_id: str | None,
+    batch_id: str | None,
+) -> list[Delivery]:
+    where, params = _filters(1, delivery_ids=delivery_ids, job_id=job_id, batch_id=batch_id)
+    rows = await conn.fetch(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1,"
+        " finished_at = NULL, lease_owner = NULL, lease_expires = NULL"
+        f" WHERE state IN ('failed', 'disabled') AND {where}"
+        f" RETURNING pos, {DELIVERY_COLUMNS}",
+        now, *params,
+    )
+    rows.sort(key=lambda r: (r["created_at"], r["pos"]))
+    return [delivery_from_row(row) for row in rows]
+
+
+async def disable_endpoint(conn: Any, now: float, url: str, reason: str) -> None:
+    await conn.execute("INSERT INTO endpoints (url, disabled_at, reason) VALUES ($1, $2, $3)"
+                       " ON CONFLICT (url) DO NOTHING", url, now, reason)
+
+
+async def enable_endpoint(conn: Any, now: float, url: str) -> bool:
+    return rowcount(await conn.execute("DELETE FROM endpoints WHERE url = $1", url)) == 1
+
+
+async def disabled_endpoints(conn: Any, now: float, urls: list[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT url, reason FROM endpoints WHERE url = ANY($1::text[])",
+                            urls)
+    return {row["url"]: row["reason"] for row in rows}
+
+
+def _filters(first: int, **given: object) -> tuple[str, list[object]]:
+    """AND-ed WHERE conditions for the filters given, numbered from `$first + 1`; refuses an
+    unfiltered (whole-table) call."""
+    clauses: list[str] = []
+    params: list[object] = []
+    columns = {"job_ids": "id", "delivery_ids": "id", "batch_id": "batch_id",
+               "job_id": "job_id", "bucket": "source_bucket"}
+    for name, value in given.items():
+        if value is None:
+            continue
+        params.append(value)
+        n = first + len(params)
+        if name == "prefix":
+            # LIKE would treat % and _ in keys as wildcards; compare the key's start instead.
+            clauses.append(f"starts_with(source_key, ${n}::text)")
+        elif isinstance(value, list):
+            clauses.append(f"{columns[name]} = ANY(${n}::text[])")
+        else:
+            clauses.append(f"{columns[name]} = ${n}::text")
+    if not clauses:
+        raise ValueError("a filter is required (ids, batch, job, bucket or prefix)")
+    return " AND ".join(clauses), params

@@ -1,0 +1,115 @@
+"""Wake-ups for the PostgreSQL ledger: local waiters, and LISTEN on a dedicated connection.
+
+Writes that create claimable work NOTIFY `imagedrop_work` in their transaction (delivered at
+commit), so work recorded by another replica wakes this one; polling remains the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+CHANNEL = "imagedrop_work"
+# The payload is the writer's schema: replicas of other ledgers sharing the database (test
+# schemas, staging next to prod) hear the channel too, and ignore what is not theirs.
+NOTIFY = f"SELECT pg_notify('{CHANNEL}', current_schema())"
+_RETRY_MIN, _RETRY_MAX = 0.5, 30.0
+
+log = logging.getLogger(__name__)
+
+
+class Waiters:
+    """Futures parked in `wait`; `wake` resolves them all, from any thread or event loop."""
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    async def wait(self, timeout: float) -> None:
+        # Created here, on the caller's running loop: the ledger may be built outside any loop.
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            await asyncio.wait((waiter,), timeout=timeout)
+        finally:
+            self._waiters.discard(waiter)
+            waiter.cancel()
+
+    def wake(self) -> None:
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+
+class Listener:
+    """Holds one connection that LISTENs, and reconnects (with backoff) when it is lost."""
+
+    def __init__(self, connect: Callable[[], Awaitable[Any]], on_work: Callable[[], None]) -> None:
+        self._connect = connect
+        self._on_work = on_work
+        self._conn: Any = None
+        self._schema: str | None = None
+        self._reconnect: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        """Connect and LISTEN; raises the driver's error if the server cannot be reached."""
+        conn = await self._connect()
+        try:
+            self._schema = await conn.fetchval("SELECT current_schema()")
+            await conn.add_listener(CHANNEL, self._heard)
+            conn.add_termination_listener(self._lost)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    @property
+    def connected(self) -> bool:
+        """Whether notifications are being heard (False while reconnecting)."""
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def stop(self) -> None:
+        self._closed = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnect
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.remove_termination_listener(self._lost)
+            with contextlib.suppress(Exception):  # closing: a broken connection is fine
+                await conn.close(timeout=5)
+
+    def _heard(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        if payload == self._schema:
+            self._on_work()
+
+    def _lost(self, conn: Any) -> None:
+        if self._closed or conn is not self._conn:
+            return
+        self._conn = None
+        # Notifications sent while we were away are gone: let the waiters poll once now.
+        self._on_work()
+        self._reconnect = asyncio.get_running_loop().create_task(self._come_back())
+
+    async def _come_back(self) -> None:
+        delay = _RETRY_MIN
+        while not self._closed:
+            try:
+                await self.start()
+            except Exception as exc:  # unreachable for now: polling covers the gap
+                log.warning("ledger listener reconnect failed (%s); retrying in %.1fs",
+                            type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+            else:
+                self._on_work()  # anything missed during the gap
+                return
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
