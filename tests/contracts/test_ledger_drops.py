@@ -101,6 +101,18 @@ class TestRecordDrops:
         assert await ledger.finish_batch(a.batch_id, {"s": 1}, [])
 
 
+class TestVersionsWithJobs:
+    """The sweep asks which object versions already have a job, whatever the recipe."""
+
+    async def test_known_versions(self, ledger: Ledger):
+        await ledger.record_drops([drop("a.jpg", etag="e1"), drop("b.jpg", etag="e2")])
+        known = await ledger.versions_with_jobs("b", [("food/a.jpg", "e1"), ("food/a.jpg", "e9"),
+                                                      ("food/b.jpg", "e2"), ("food/c.jpg", "e3")])
+        assert known == {("food/a.jpg", "e1"), ("food/b.jpg", "e2")}
+        assert await ledger.versions_with_jobs("other", [("food/a.jpg", "e1")]) == set()
+        assert await ledger.versions_with_jobs("b", []) == set()
+
+
 class TestCompletedVersion:
     """An identical earlier edit is found by version key."""
 

@@ -97,6 +97,17 @@ async def close_settled_batches(conn: Any, now: float) -> list[str]:
     return [row["id"] for row in rows]
 
 
+async def versions_with_jobs(conn: Any, now: float, bucket: str,
+                             versions: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT j.source_key, j.source_etag FROM jobs j"
+        " JOIN unnest($2::text[], $3::text[]) AS v(key, etag)"
+        " ON j.source_key = v.key AND j.source_etag = v.etag WHERE j.source_bucket = $1",
+        bucket, [k for k, _ in versions], [e for _, e in versions],
+    )
+    return {(row[0], row[1]) for row in rows}
+
+
 async def find_completed_version(conn: Any, now: float, version_key: str) -> Job | None:
     row = await conn.fetchrow(
         f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs WHERE version_key = $1 AND state = 'completed'"

@@ -255,6 +255,13 @@ class PostgresLedger:
     async def close_settled_batches(self) -> list[str]:
         return await self._single(drop_tx.close_settled_batches)
 
+    async def versions_with_jobs(
+        self, bucket: str, versions: list[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        if not versions:
+            return set()
+        return await self._read(drop_tx.versions_with_jobs, bucket, versions)
+
     async def find_completed_version(self, version_key: str) -> Job | None:
         return await self._read(drop_tx.find_completed_version, version_key)
 
