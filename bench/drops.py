@@ -143,7 +143,8 @@ async def main(write_docs: bool) -> dict:
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
-        "intake": await intake(10_000, 32, 0.2),
+        "intake": await intake(10_000, 16, 0.2),
+        "intake_32": await intake(10_000, 32, 0.2),
         "sweep": await sweep(10_000),
     }
     out = ROOT / "bench" / "results"

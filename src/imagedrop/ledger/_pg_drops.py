@@ -56,8 +56,8 @@ async def record_drops(conn: Any, now: float, items: list[DropItem]) -> list[tup
             # one a duplicate, and then the batch it opened or pushed out must not change.
             async with conn.transaction():
                 batch_id = await _settling_batch(conn, now, item)
-                seq = await conn.fetchval("SELECT COUNT(*) FROM jobs WHERE batch_id = $1",
-                                          batch_id)
+                seq = await conn.fetchval(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs WHERE batch_id = $1", batch_id)
                 [(recorded, new)] = await create_jobs(
                     conn, now, [replace(job, batch_id=batch_id, seq=seq)])
                 if not new:

@@ -35,8 +35,9 @@ def record_drops(conn: sqlite3.Connection, now: float, items: list[DropItem]
                 continue
         if item.batch is not None:
             job = replace(job, batch_id=_settling_batch(conn, now, item), seq=0)
-            (job.seq,) = conn.execute("SELECT COUNT(*) FROM jobs WHERE batch_id = ?",
-                                      (job.batch_id,)).fetchone()
+            # The next position in the batch: one index probe, however large the batch grows.
+            (job.seq,) = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs"
+                                      " WHERE batch_id = ?", (job.batch_id,)).fetchone()
         out.extend(create_jobs(conn, now, [job]))
     return out
 

@@ -120,6 +120,7 @@ ALTER TABLE jobs ADD COLUMN version_key TEXT;
 ALTER TABLE jobs ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_version ON jobs (version_key, finished_at) WHERE state = 'completed';
 CREATE INDEX jobs_source ON jobs (source_bucket, source_key);
+CREATE INDEX jobs_batch_seq ON jobs (batch_id, seq);
 
 CREATE TABLE endpoints (
     url             TEXT PRIMARY KEY,

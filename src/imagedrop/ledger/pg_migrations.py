@@ -85,6 +85,7 @@ CREATE INDEX jobs_source ON jobs (source_bucket, source_key);
 CREATE INDEX jobs_claim ON jobs ((batch_id IS NOT NULL), seq, created_at, pos)
     WHERE state IN ('queued', 'running');
 CREATE INDEX jobs_batch ON jobs (batch_id, state);
+CREATE INDEX jobs_batch_seq ON jobs (batch_id, seq);
 CREATE INDEX jobs_owner ON jobs (lease_owner) WHERE state = 'running';
 CREATE INDEX jobs_state ON jobs (state, created_at, pos);
 CREATE INDEX jobs_created ON jobs (created_at, pos);
