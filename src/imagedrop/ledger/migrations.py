@@ -9,8 +9,9 @@ import sqlite3
 
 from imagedrop.errors import ConfigError
 
-# Claims scan `jobs_claim` in claim order and stop after `limit` due rows, so a claim costs about
-# `limit` index steps however many jobs wait in the future (retries) or are final (not indexed).
+# Claims scan `jobs_claim` in claim order and stop after `limit` due rows. Final jobs are not in
+# that index; queued jobs waiting for a later retry are, and are stepped over (cheap unless very
+# many retries wait at once).
 _V1 = """
 CREATE TABLE batches (
     id              TEXT PRIMARY KEY,
