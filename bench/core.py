@@ -5,20 +5,17 @@ Run: `.venv/bin/python -m bench.core` (writes bench/results/core.json and docs/b
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
-import json
 import math
-import platform
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 
-from bench.harness import ROOT, Receiver, fake_provider, imagedrop, percentile, sample_png
+from bench import harness
+from bench.harness import Receiver, fake_provider, imagedrop, percentile, sample_png
 
 LATENCY = 1.0
 
@@ -123,29 +120,17 @@ async def health_under_load(provider_url: str, inflight: int) -> dict:
                     "health_p99_ms": percentile(samples, 99), "health_max_ms": max(samples)}
 
 
-async def main(write_docs: bool) -> dict:
+async def collect() -> dict:
     async with fake_provider(LATENCY) as provider_url:
-        results = {
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
-                       f"Python {platform.python_version()}",
+        return {
             "provider_latency_s": LATENCY,
             "singles_40": await singles(provider_url, 40, 16),
             "batch_100": await batch(provider_url, 100, 16),
             "health_64": await health_under_load(provider_url, 64),
         }
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "core.json").write_text(json.dumps(results, indent=2) + "\n")
-    if write_docs:
-        from bench.report import write_core_section
-
-        write_core_section(results)
-    return results
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
-    args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(not args.no_docs)), indent=2))
+    from bench.report import write_core_section
+
+    harness.main("core", __doc__, collect, write_core_section)

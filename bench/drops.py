@@ -7,19 +7,17 @@ what is measured is acknowledging and recording, not editing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import random
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 
-from bench.harness import ROOT, imagedrop, percentile, sample_png
+from bench import harness
+from bench.harness import imagedrop, percentile, sample_png
 
 MANIFEST = "prompt: bench\nsettle_seconds: 5\n"
 
@@ -139,26 +137,15 @@ def _peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM")
 
 
-async def main(write_docs: bool) -> dict:
-    results = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
+async def collect() -> dict:
+    return {
         "intake": await intake(10_000, 16, 0.2),
         "intake_32": await intake(10_000, 32, 0.2),
         "sweep": await sweep(10_000),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "drops.json").write_text(json.dumps(results, indent=2) + "\n")
-    if write_docs:
-        from bench.report import write_drops_section
-
-        write_drops_section(results)
-    return results
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
-    args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(not args.no_docs)), indent=2))
+    from bench.report import write_drops_section
+
+    harness.main("drops", __doc__, collect, write_drops_section)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -157,3 +160,24 @@ def percentile(values: list[float], pct: float) -> float:
         return float("nan")
     rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
+
+
+def main(name: str, doc: str | None, collect: Callable[[], Awaitable[dict]],
+         write_section: Callable[[dict], None]) -> None:
+    """Command-line entry of a benchmark: run `collect`, stamp the results with the time and the
+    machine, keep them in bench/results/<name>.json and (unless --no-docs) the docs' table."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args()
+    results = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}",
+        **asyncio.run(collect()),
+    }
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_docs:
+        write_section(results)
+    print(json.dumps(results, indent=2))

@@ -3,27 +3,28 @@ died between its last job's outcome and its summary (so every summary is sent ex
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import structlog
 
 from imagedrop.batches import BatchCloser
 from imagedrop.ledger import Ledger
+from imagedrop.periodic import Periodic
 
 log = structlog.get_logger(__name__)
 
 
-class Housekeeper:
+class Housekeeper(Periodic):
     """Closes settled and orphaned batches; cheap enough to run every poll interval."""
+
+    name = "housekeeping"
 
     def __init__(self, ledger: Ledger, closer: BatchCloser, *, interval: float,
                  reconcile_every: float = 30.0) -> None:
+        super().__init__(interval)
         self.ledger = ledger
         self.closer = closer
-        self.interval = interval
         self.reconcile_every = reconcile_every
-        self._stopping = asyncio.Event()
         self._last_reconcile = float("-inf")
 
     async def tick(self) -> int:
@@ -39,18 +40,3 @@ class Housekeeper:
                     closed += 1
                     log.info("batch_closed_late", batch_id=batch_id)
         return closed
-
-    async def run(self) -> None:
-        """Tick until `stop()`; an error is logged and the next tick tries again."""
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("housekeeping_failed")
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
-            except TimeoutError:
-                pass
-
-    async def stop(self) -> None:
-        self._stopping.set()

@@ -6,7 +6,6 @@ On the embedded local folder the sweep runs about every second, so dropping a fi
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import structlog
 
 from imagedrop.drops import DropPlanner, Skip
 from imagedrop.ledger import DropItem, Ledger
+from imagedrop.periodic import Periodic
 from imagedrop.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -28,22 +28,26 @@ class SweepStats:
     recorded: int = 0  # new jobs
 
 
-class Sweeper:
+class Sweeper(Periodic):
     """Lists the watched buckets and records a job for every unseen matching object version."""
+
+    name = "sweep"
 
     def __init__(self, storage: ObjectStore, planner: DropPlanner, ledger: Ledger, *,
                  buckets: Sequence[str], interval: float, page_size: int = 1000,
                  remember: int = 200_000) -> None:
+        super().__init__(interval)
         self.storage = storage
         self.planner = planner
         self.ledger = ledger
         self.buckets = list(buckets)
-        self.interval = interval
         self.page_size = page_size
         # Versions already planned: the next sweep skips them without asking the ledger.
         self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._remember_max = remember
-        self._stopping = asyncio.Event()
+
+    async def tick(self) -> SweepStats:
+        return await self.sweep_once()
 
     async def sweep_once(self) -> SweepStats:
         """One pass over every watched bucket."""
@@ -82,18 +86,3 @@ class Sweeper:
         self._seen.move_to_end(version)
         if len(self._seen) > self._remember_max:
             self._seen.popitem(last=False)
-
-    async def run(self) -> None:
-        """Sweep every `interval` seconds until `stop()`."""
-        while not self._stopping.is_set():
-            try:
-                await self.sweep_once()
-            except Exception:
-                log.exception("sweep_failed")
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
-            except TimeoutError:
-                pass
-
-    async def stop(self) -> None:
-        self._stopping.set()
