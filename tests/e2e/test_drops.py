@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 
@@ -238,3 +239,24 @@ class TestTriggerAndReplay:
         assert status == 200 and len(replayed["jobs"]) == 1
         job = await svc.wait_job(replayed["jobs"][0], state="completed")
         assert job["state"] == "completed"
+
+
+class TestRedelivery:
+    """A receiver that refused a callback gets it again on an explicit replay."""
+
+    async def test_replay_failed_callback(self, start_service, receiver, drop_env):
+        receiver.respond("/refuse", [400])  # a 4xx other than 408/409/425/429: final
+        svc = await start_service(drop_env)
+        _, body = await svc.post("/process-image-async-b64",
+                                 {"prompt": "p",
+                                  "image_base64": base64.b64encode(images.png()).decode()},
+                                 callback=receiver.url("/refuse"))
+        job = await svc.wait_delivered(body["job_id"])
+        [delivery] = job["deliveries"]
+        assert delivery["state"] == "failed" and delivery["last_status"] == 400
+        status, replayed = await svc.post("/replay", {"delivery_ids": [delivery["id"]]})
+        assert status == 200 and replayed["deliveries"] == [delivery["id"]]
+        requests = await receiver.await_requests(2, path="/refuse", timeout=30)
+        assert requests[0].body == requests[1].body
+        job = await svc.wait_delivered(body["job_id"])
+        assert job["deliveries"][0]["state"] == "delivered"
