@@ -35,6 +35,18 @@ def _parser() -> argparse.ArgumentParser:
     manifest_sub = manifest.add_subparsers(dest="manifest_command", required=True)
     check = manifest_sub.add_parser("check", help="validate a manifest file; exit 1 on problems")
     check.add_argument("file", type=Path, help="imagedrop.yaml, .yml or .json")
+    tools = sub.add_parser("tools", help="watsonx Orchestrate tool specs")
+    tools_sub = tools.add_subparsers(dest="tools_command", required=True)
+    export = tools_sub.add_parser(
+        "export", help="write one OpenAPI YAML per WXO tool, cut from the service's document")
+    export.add_argument("--server-url", required=True,
+                        help="the one server URL WXO calls, e.g. https://imagedrop.example.com")
+    export.add_argument("--out", type=Path, default=Path("orchestrate-tools"),
+                        help="folder to write into (default: orchestrate-tools)")
+    export.add_argument("--from-url", dest="from_url",
+                        help="read /openapi.json from this running service instead of this "
+                             "install's own routes")
+    export.add_argument("--api-key", help="API key for --from-url, when the service needs one")
     return parser
 
 
@@ -43,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "manifest":  # a pure file check: needs no settings
         return manifest_check(args.file)
+    if args.command == "tools":  # builds from the routes, or fetches: needs no settings
+        return tools_export(args.server_url, args.out, from_url=args.from_url,
+                            api_key=args.api_key)
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -153,4 +168,30 @@ def manifest_check(file: Path) -> int:
         print(exc)
         return 1
     print(f"ok: {manifest.summary()}")
+    return 0
+
+
+def tools_export(server_url: str, out: Path, *, from_url: str | None = None,
+                 api_key: str | None = None) -> int:
+    """Write the WXO tool specs into `out` and print each path; 1 when it cannot."""
+    from imagedrop.tools_export import export_tools, fetch_openapi, write_tools
+    from imagedrop.web.openapi import build_openapi
+
+    try:
+        if from_url:
+            doc = fetch_openapi(from_url, api_key=api_key)
+        else:
+            doc = build_openapi(server_url=server_url, version=__version__)
+        files = export_tools(doc, server_url=server_url)
+        paths = write_tools(files, out)
+    except OSError as exc:  # never print the URL: it may carry a query string
+        print(f"imagedrop: cannot read the OpenAPI document or write {out}: "
+              f"{getattr(exc, 'reason', None) or exc.strerror or type(exc).__name__}",
+              file=sys.stderr)
+        return 1
+    except ValueError as exc:  # ExportError, or a fetched body that is not JSON
+        print(f"imagedrop: {exc}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
     return 0
