@@ -19,5 +19,5 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
   fi
 fi
 
-.venv/bin/ruff check src tests bench
+.venv/bin/ruff check src tests bench examples triggers orchestrate-tools
 exec .venv/bin/python -m pytest -q "$@"
