@@ -51,3 +51,34 @@ def write_drops_section(r: dict) -> None:
 """
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     DOC.write_text(_replace(text, "drops", body))
+
+
+def write_replicas_section(r: dict) -> None:
+    t1, t3, i1, i3 = r["throughput_1"], r["throughput_3"], r["intake_1"], r["intake_3"]
+    speedup = t3["images_per_s"] / t1["images_per_s"]
+
+    def row(t: dict) -> str:
+        return (f"| {t['images']}-image batch, {t['replicas']} replica(s) × concurrency "
+                f"{t['concurrency']} | makespan {t['makespan_s']:.2f} s vs ideal "
+                f"{t['ideal_s']:.0f} s ({t['ratio']:.2f}×); {t['images_per_s']:.1f} images/s; "
+                f"{t['processed']} processed; peak {t['peak_in_flight']} edits in flight |")
+
+    def intake_row(i: dict) -> str:
+        return (f"| {i['notifications']:,} notifications, {i['duplicates_share']:.0%} duplicates, "
+                f"{i['replicas']} API replica(s), {i['clients']} connections | "
+                f"{i['rate_per_s']:,.0f}/s acknowledged; p99 {i['p99_ms']:.1f} ms (p50 "
+                f"{i['p50_ms']:.1f}, max {i['max_ms']:.1f}); {i['failures']} failed; "
+                f"{i['jobs_recorded']:,} jobs for {i['jobs_expected']:,} versions |")
+
+    body = f"""Measured {r['when']} on {r['machine']}; PostgreSQL on the same machine; fake provider latency {r['provider_latency_s']} s.
+
+| scenario | figure |
+|---|---|
+{row(t1)}
+{row(t3)}
+| 3 replicas against 1 | {speedup:.2f}× the images per second |
+{intake_row(i1)}
+{intake_row(i3)}
+"""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    DOC.write_text(_replace(text, "replicas", body))

@@ -90,6 +90,9 @@ class ProviderSettings(BaseModel):
     billing_pause: float = Field(
         900.0, ge=0, description="After billing_hard_limit_reached, seconds to use local only."
     )
+    edits_per_minute: int = Field(
+        0, ge=0, description="Provider edits per minute for all replicas together; 0 = no limit."
+    )
 
 
 class ImagingSettings(BaseModel):
@@ -210,6 +213,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "OPENAI_IMAGE_OUTPUT_FORMAT": ("provider", "output_format"),
     "IMAGEDROP_PROVIDER_TIMEOUT": ("provider", "timeout"),
     "IMAGEDROP_BILLING_PAUSE": ("provider", "billing_pause"),
+    "IMAGEDROP_EDITS_PER_MINUTE": ("provider", "edits_per_minute"),
     "IMAGEDROP_MAX_IMAGE_BYTES": ("imaging", "max_bytes"),
     "IMAGEDROP_MAX_IMAGE_PIXELS": ("imaging", "max_pixels"),
     "IMAGEDROP_DATABASE_URL": ("ledger", "database_url"),

@@ -1,7 +1,9 @@
-"""The edit step: the configured provider, with the local fallback after a billing stop.
+"""The edit step: the configured provider, within the limits every replica shares.
 
-`billing_hard_limit_reached` switches this process to the local provider for a pause; every
-other provider error propagates unchanged, so it is reported, never silently replaced.
+Before each provider call the editor takes a slot of the global edit rate. A billing stop
+(`billing_hard_limit_reached`) pauses the provider for every replica sharing the ledger: edits
+go to the local provider meanwhile. `insufficient_quota` pauses it too, but jobs then fail with
+the reason (SPEC §5: a quota is not silently replaced). Every other error propagates unchanged.
 """
 
 from __future__ import annotations
@@ -12,28 +14,38 @@ from collections.abc import Callable
 import structlog
 
 from imagedrop.errors import BillingLimitReached, ProviderPermanent
+from imagedrop.ledger import Ledger
+from imagedrop.limits import BILLING, QUOTA, EditLimiter, PauseGate, pause_code
 from imagedrop.providers import EditResult, EditSpec, ImageProvider
 
 log = structlog.get_logger(__name__)
 
 
 class Editor:
-    """Edits through `primary`; after a billing stop, through `fallback` for `billing_pause` s."""
+    """Edits through `primary`; after a billing stop, through `fallback` for `billing_pause` s.
+
+    With a `ledger`, the pause and the `edits_per_minute` rate are shared by every process on
+    it; without one (the one-shot CLI edit) the pause is this process's alone.
+    """
 
     def __init__(
         self, primary: ImageProvider, fallback: ImageProvider, *, billing_pause: float,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, ledger: Ledger | None = None,
+        edits_per_minute: int = 0, pause_ttl: float = 1.5,
     ) -> None:
         self.primary = primary
         self.fallback = fallback
         self._pause = billing_pause
         self._clock = clock
-        self._paused_until = 0.0
+        key = f"provider:{primary.name}"
+        self.limiter = EditLimiter(ledger, key, edits_per_minute)
+        self.pauses = PauseGate(ledger, key, ttl=pause_ttl, clock=clock)
 
     @property
     def billing_paused(self) -> bool:
-        """True while the primary provider is being skipped after a billing stop."""
-        return self._clock() < self._paused_until
+        """True while this process knows the primary provider to be paused by a billing stop."""
+        known = self.pauses.cached()
+        return known is not None and pause_code(known[1]) == BILLING
 
     async def edit(
         self, image: bytes, mime: str, filename: str, spec: EditSpec, *,
@@ -49,18 +61,31 @@ class Editor:
                 f"the manifest asks for provider {provider!r} but this service edits with "
                 f"{self.primary.name!r} (set OPENAI_API_KEY to enable openai)",
                 code="provider_unavailable")
-        if self.primary is self.fallback:
+        if self.primary is self.fallback:  # the local provider: no rate, no pause
             return await self.primary.edit(image, mime, filename, spec), False
-        if not self.billing_paused:
+        pause = await self.pauses.current()
+        if pause is None:
+            await self.limiter.acquire()  # a short wait inside this attempt, not a failure
             try:
                 return await self.primary.edit(image, mime, filename, spec), False
-            except BillingLimitReached:
-                self._paused_until = self._clock() + self._pause
+            except BillingLimitReached as exc:
+                await self.pauses.pause(self._pause, f"{BILLING}: {exc}")
                 log.warning("billing_limit_reached", fallback="local", pause_seconds=self._pause)
                 if not fallback_allowed:
                     raise
-        elif not fallback_allowed:
-            raise BillingLimitReached("billing_hard_limit_reached: the provider is paused after "
-                                      "a billing stop and this folder's manifest says "
-                                      "fallback: fail")
+            except ProviderPermanent as exc:
+                if exc.code == QUOTA:
+                    await self.pauses.pause(self._pause, f"{QUOTA}: {exc}")
+                    log.warning("provider_quota_exhausted", pause_seconds=self._pause)
+                raise
+        else:
+            until, reason = pause
+            left = max(0, round(until - self._clock()))
+            if pause_code(reason) == QUOTA:
+                raise ProviderPermanent(f"{reason} (the provider is paused for every replica, "
+                                        f"about {left} s left)", code=QUOTA)
+            if not fallback_allowed:
+                raise BillingLimitReached(f"{BILLING}: the provider is paused after a billing "
+                                          "stop and this folder's manifest says fallback: fail",
+                                          code=BILLING)
         return await self.fallback.edit(image, mime, filename, spec), True

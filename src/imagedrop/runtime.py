@@ -122,7 +122,9 @@ async def open_runtime(
             provider = open_provider(settings.provider)
             stack.push_async_callback(provider.close)
         local = provider if provider.name == "local" else LocalProvider(executor)
-        editor = Editor(provider, local, billing_pause=settings.provider.billing_pause)
+        # The ledger carries the edit rate and provider pauses every replica shares.
+        editor = Editor(provider, local, billing_pause=settings.provider.billing_pause,
+                        ledger=ledger, edits_per_minute=settings.provider.edits_per_minute)
         pipeline = Pipeline(
             ledger=ledger, storage=storage, editor=editor, imaging_settings=settings.imaging,
             worker_settings=settings.worker, presign_expires=settings.storage.presign_expires,

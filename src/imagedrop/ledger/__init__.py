@@ -348,6 +348,19 @@ class Ledger(Protocol):
     async def disabled_endpoints(self, urls: list[str]) -> dict[str, str]:
         """The given URLs that are disabled, with the reason."""
 
+    # -- provider limits shared by every replica ---------------------------------------------
+    async def take_edit_slot(self, key: str, per_minute: int) -> float:
+        """Take a slot of the edit rate `key` allows (`per_minute`, with a burst of one
+        second's worth, see `limits.take_slot`): 0.0 when taken, else the seconds to wait
+        before asking again. Atomic across replicas."""
+
+    async def pause_provider(self, key: str, until: float, reason: str) -> None:
+        """Pause the provider `key` until `until` (a later deadline already set stays).
+        `reason` starts with the provider's error code: `billing_hard_limit_reached: …`."""
+
+    async def provider_pause(self, key: str) -> tuple[float, str] | None:
+        """The pause in force for `key` as (until, reason), or None."""
+
     # -- deliveries -----------------------------------------------------------------------
     async def claim_deliveries(
         self, owner: str, limit: int, lease_seconds: float

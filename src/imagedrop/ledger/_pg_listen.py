@@ -12,35 +12,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from imagedrop.ledger._waiters import Waiters
+
 CHANNEL = "imagedrop_work"
 # The payload is the writer's schema: replicas of other ledgers sharing the database (test
 # schemas, staging next to prod) hear the channel too, and ignore what is not theirs.
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', current_schema())"
 _RETRY_MIN, _RETRY_MAX = 0.5, 30.0
 
+__all__ = ["CHANNEL", "NOTIFY", "Listener", "Waiters"]
+
 log = logging.getLogger(__name__)
-
-
-class Waiters:
-    """Futures parked in `wait`; `wake` resolves them all, from any thread or event loop."""
-
-    def __init__(self) -> None:
-        self._waiters: set[asyncio.Future[None]] = set()
-
-    async def wait(self, timeout: float) -> None:
-        # Created here, on the caller's running loop: the ledger may be built outside any loop.
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        try:
-            await asyncio.wait((waiter,), timeout=timeout)
-        finally:
-            self._waiters.discard(waiter)
-            waiter.cancel()
-
-    def wake(self) -> None:
-        waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
 
 
 class Listener:
@@ -108,8 +90,3 @@ class Listener:
             else:
                 self._on_work()  # anything missed during the gap
                 return
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

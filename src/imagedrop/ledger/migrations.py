@@ -130,7 +130,21 @@ CREATE TABLE endpoints (
 );
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+# Provider limits shared by replicas: the global edit rate (GCRA state) and provider pauses.
+_V3 = """
+CREATE TABLE rate_limits (
+    key             TEXT PRIMARY KEY,
+    tat             REAL NOT NULL              -- when the next slot is free (limits.take_slot)
+);
+CREATE TABLE provider_pauses (
+    key             TEXT PRIMARY KEY,
+    until           REAL NOT NULL,
+    reason          TEXT NOT NULL,             -- "<provider error code>: <message>"
+    paused_at       REAL NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 
 
 def split_statements(script: str) -> list[str]:

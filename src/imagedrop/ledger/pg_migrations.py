@@ -133,7 +133,21 @@ CREATE TABLE endpoints (
 );
 """
 
-MIGRATIONS: list[str] = [_V1]
+# Provider limits shared by replicas: the global edit rate (GCRA state) and provider pauses.
+_V2 = """
+CREATE TABLE rate_limits (
+    key             TEXT PRIMARY KEY,
+    tat             DOUBLE PRECISION NOT NULL   -- when the next slot is free (limits.take_slot)
+);
+CREATE TABLE provider_pauses (
+    key             TEXT PRIMARY KEY,
+    until           DOUBLE PRECISION NOT NULL,
+    reason          TEXT NOT NULL,              -- "<provider error code>: <message>"
+    paused_at       DOUBLE PRECISION NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 
 
 async def apply_migrations(conn: Any, now: float, schema: str | None) -> int:

@@ -35,6 +35,7 @@ from imagedrop.ledger import (
 from imagedrop.ledger import _pg_batches as batch_tx
 from imagedrop.ledger import _pg_drops as drop_tx
 from imagedrop.ledger import _pg_jobs as job_tx
+from imagedrop.ledger import _pg_limits as limit_tx
 from imagedrop.ledger._pg_errors import DRIVER_ERRORS, translate
 from imagedrop.ledger._pg_listen import NOTIFY, Listener, Waiters
 from imagedrop.ledger._pg_rows import install_codecs
@@ -287,6 +288,17 @@ class PostgresLedger:
 
     async def disabled_endpoints(self, urls: list[str]) -> dict[str, str]:
         return await self._read(drop_tx.disabled_endpoints, urls) if urls else {}
+
+    # -- provider limits --------------------------------------------------------------------
+
+    async def take_edit_slot(self, key: str, per_minute: int) -> float:
+        return await self._write(limit_tx.take_edit_slot, key, per_minute)
+
+    async def pause_provider(self, key: str, until: float, reason: str) -> None:
+        await self._single(limit_tx.pause_provider, key, until, reason)
+
+    async def provider_pause(self, key: str) -> tuple[float, str] | None:
+        return await self._read(limit_tx.provider_pause, key)
 
     # -- deliveries -------------------------------------------------------------------------
 

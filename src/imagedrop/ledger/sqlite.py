@@ -6,7 +6,6 @@ WAL with `synchronous=FULL` makes every acknowledged change survive a power cut.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,9 @@ from imagedrop.ledger import (
 from imagedrop.ledger import _sqlite_batches as batch_tx
 from imagedrop.ledger import _sqlite_drops as drop_tx
 from imagedrop.ledger import _sqlite_jobs as job_tx
+from imagedrop.ledger import _sqlite_limits as limit_tx
 from imagedrop.ledger._sqlite_thread import SqliteThread
+from imagedrop.ledger._waiters import Waiters
 
 T = TypeVar("T")
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
@@ -48,7 +49,7 @@ class SqliteLedger:
         self.path = str(path)
         self.synchronous = synchronous
         self._thread = SqliteThread(self.path, synchronous, clock)
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._waiters = Waiters()
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> SqliteLedger:
@@ -79,9 +80,7 @@ class SqliteLedger:
 
     def _notify(self) -> None:
         """Wake every `wait_for_work` caller (the job worker, the sender, the lister)."""
-        waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+        self._waiters.wake()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -92,14 +91,7 @@ class SqliteLedger:
         await self._thread.close()
 
     async def wait_for_work(self, timeout: float) -> None:
-        # Created here, on the caller's running loop: the ledger may be built outside any loop.
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        try:
-            await asyncio.wait((waiter,), timeout=timeout)
-        finally:
-            self._waiters.discard(waiter)
-            waiter.cancel()
+        await self._waiters.wait(timeout)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -248,6 +240,17 @@ class SqliteLedger:
     async def disabled_endpoints(self, urls: list[str]) -> dict[str, str]:
         return await self._read(drop_tx.disabled_endpoints, urls) if urls else {}
 
+    # -- provider limits --------------------------------------------------------------------
+
+    async def take_edit_slot(self, key: str, per_minute: int) -> float:
+        return await self._write(limit_tx.take_edit_slot, key, per_minute)
+
+    async def pause_provider(self, key: str, until: float, reason: str) -> None:
+        await self._write(limit_tx.pause_provider, key, until, reason)
+
+    async def provider_pause(self, key: str) -> tuple[float, str] | None:
+        return await self._read(limit_tx.provider_pause, key)
+
     # -- deliveries -------------------------------------------------------------------------
 
     async def claim_deliveries(
@@ -279,7 +282,3 @@ class SqliteLedger:
     async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
         return await self._read(batch_tx.list_attempts, delivery_id)
 
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
