@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import posixpath
 import time
 from collections.abc import Callable
@@ -38,6 +39,9 @@ log = structlog.get_logger(__name__)
 #: Metadata imagedrop writes next to OUTPUT_MARKER, so a rerun can recognise its own output.
 JOB_META = "imagedrop-job"
 SOURCE_META = "imagedrop-source"
+#: A digest of the object version and recipe an output was made from: lets a job recognise an
+#: identical earlier result even when the ledger that recorded it is gone (a wiped volume).
+VERSION_META = "imagedrop-version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +167,17 @@ class Pipeline:
         return obj.data
 
     async def _existing_output(self, job: Job) -> dict[str, Any] | None:
-        """The result a previous attempt of this job already wrote (crash after the write)."""
+        """The result already at this job's output place: written by an earlier attempt of it
+        (a crash after the write), or from the same object version and recipe (the same edit,
+        recorded in a ledger since lost). A forced replay never reuses."""
         assert job.output_bucket and job.output_key
         info = await self.storage.head(job.output_bucket, job.output_key)
-        if info is None or info.metadata.get(JOB_META) != job_marker(job):
+        if info is None:
+            return None
+        same_job = info.metadata.get(JOB_META) == job_marker(job)
+        same_edit = (not job.generation and job.version_key is not None
+                     and info.metadata.get(VERSION_META) == version_digest(job.version_key))
+        if not (same_job or same_edit):
             return None
         log.info("job_output_reused")
         return {
@@ -205,6 +216,7 @@ class Pipeline:
 
     def _output_metadata(self, job: Job, fallback: bool) -> dict[str, str]:
         meta = {JOB_META: job_marker(job), "imagedrop-fallback": "1" if fallback else "0",
+                **({VERSION_META: version_digest(job.version_key)} if job.version_key else {}),
                 "imagedrop-provider": "local" if fallback else self.editor.primary.name}
         if job.source_key:
             # S3 user metadata must be ASCII; keys may not be.
@@ -308,6 +320,11 @@ class Pipeline:
         disabled = await self.ledger.disabled_endpoints([s["url"] for s in subs])
         return subscribers.deliveries_for(event_type, data, subs, now=self.clock(),
                                           disabled=disabled, job_id=job.id)
+
+
+def version_digest(version_key: str) -> str:
+    """VERSION_META's value: ASCII and short, as S3 user metadata wants."""
+    return hashlib.sha256(version_key.encode()).hexdigest()[:32]
 
 
 def job_marker(job: Job) -> str:

@@ -87,6 +87,30 @@ class TestPipeline:
         assert provider.edits == 0
         assert (await ledger.get_job(job.id)).result["reused"] is True
 
+    async def test_same_edit_found_without_the_ledger(self, parts, tmp_path):
+        """A wiped ledger: the output of the same version and recipe is recognised, not paid
+        for again; a different recipe edits anew."""
+        ledger, store, provider, pipeline, _ = parts
+        drop(tmp_path / "data", "a.png")
+        await ledger.create_jobs([_job("a.png", version_key="v1")])
+        [claimed] = await ledger.claim_jobs("w", 1, 60)
+        assert (await pipeline.run(claimed, "w")).state == "completed"
+        assert provider.edits == 1
+        # A brand-new ledger over the same storage, as after a lost volume, and the sweep's job.
+        fresh = SqliteLedger(tmp_path / "fresh.db")
+        await fresh.open()
+        try:
+            again = Pipeline(ledger=fresh, storage=store, editor=pipeline.editor,
+                             imaging_settings=ImagingSettings(),
+                             worker_settings=WorkerSettings(), presign_expires=60)
+            await fresh.create_jobs([_job("a.png", version_key="v1"),
+                                     _job("a.png", version_key="v2", dedupe_key="recipe-2")])
+            for claimed in await fresh.claim_jobs("w", 2, 60):
+                assert (await again.run(claimed, "w")).state == "completed"
+        finally:
+            await fresh.close()
+        assert provider.edits == 2  # v1 reused from storage; v2 is a new recipe: edited
+
     async def test_outputs_are_never_inputs(self, parts):
         ledger, store, provider, pipeline, _ = parts
         await store.put("b", "done.png", images.png(), content_type="image/png")  # marked
