@@ -8,9 +8,7 @@ postgresql://postgres@127.0.0.1:5432/test); each scenario uses a fresh schema, d
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import math
 import os
 import random
@@ -19,14 +17,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 
+from bench import harness
 from bench.drops import MANIFEST, notification
-from bench.harness import ROOT, Receiver, fake_provider, imagedrop, percentile, sample_png
+from bench.harness import Receiver, fake_provider, imagedrop, percentile, sample_png
 
 POSTGRES_URL = os.environ.get("IMAGEDROP_BENCH_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")
@@ -142,28 +140,17 @@ async def intake(n: int, replicas: int, clients: int, duplicates: float = 0.2) -
             "failures": failures, "jobs_recorded": jobs, "jobs_expected": unique + 1}
 
 
-async def main(write_docs: bool) -> dict:
+async def collect() -> dict:
     one, three = await throughput(1), await throughput(3)
-    results = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
+    return {
         "provider_latency_s": LATENCY,
         "throughput_1": one, "throughput_3": three,
         "intake_1": await intake(5_000, 1, 16),
         "intake_3": await intake(5_000, 3, 24),
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "replicas.json").write_text(json.dumps(results, indent=2) + "\n")
-    if write_docs:
-        from bench.report import write_replicas_section
-
-        write_replicas_section(results)
-    return results
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
-    args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(not args.no_docs)), indent=2))
+    from bench.report import write_replicas_section
+
+    harness.main("replicas", __doc__, collect, write_replicas_section)

@@ -36,6 +36,7 @@ from imagedrop.ledger import _pg_batches as batch_tx
 from imagedrop.ledger import _pg_drops as drop_tx
 from imagedrop.ledger import _pg_jobs as job_tx
 from imagedrop.ledger import _pg_limits as limit_tx
+from imagedrop.ledger._grouping import GroupWriter
 from imagedrop.ledger._pg_errors import DRIVER_ERRORS, translate
 from imagedrop.ledger._pg_listen import NOTIFY, Listener, Waiters
 from imagedrop.ledger._pg_rows import install_codecs
@@ -66,6 +67,9 @@ class PostgresLedger:
         self._pool: Any = None
         self._waiters = Waiters()
         self._listener: Listener | None = None
+        # Notifications arrive in bursts: concurrent drops share one transaction (one flush).
+        self._drops: GroupWriter[DropItem, tuple[Job, bool]] = GroupWriter(
+            lambda items: self._write(drop_tx.record_drops, items, wake=_any_new))
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> PostgresLedger:
@@ -251,7 +255,7 @@ class PostgresLedger:
     async def record_drops(self, items: list[DropItem]) -> list[tuple[Job, bool]]:
         if not items:
             return []
-        return await self._write(drop_tx.record_drops, items, wake=_any_new)
+        return await self._drops.submit(items)
 
     async def close_settled_batches(self) -> list[str]:
         return await self._single(drop_tx.close_settled_batches)
