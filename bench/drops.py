@@ -32,52 +32,74 @@ def notification(bucket: str, key: str, etag: str) -> bytes:
                        "Records": [record]}).encode()
 
 
+def notifications(n: int, duplicates: float) -> tuple[list[bytes], int]:
+    """n notification bodies into folder in/, `duplicates` of them repeats, shuffled; and how
+    many distinct object versions they name."""
+    unique = int(n * (1 - duplicates))
+    bodies = [notification("imagedrop", f"in/img{i:06d}.jpg", f"{i:032x}") for i in range(unique)]
+    rng = random.Random(1)
+    bodies += [rng.choice(bodies) for _ in range(n - unique)]
+    rng.shuffle(bodies)
+    return bodies, unique
+
+
+def governed_folder(data: Path) -> None:
+    """The local folder in/ with its manifest."""
+    (data / "imagedrop" / "in").mkdir(parents=True)
+    (data / "imagedrop" / "in" / "imagedrop.yaml").write_text(MANIFEST)
+
+
+async def post_all(urls: list[str], bodies: list[bytes], clients: int
+                   ) -> tuple[list[float], int, float]:
+    """POST every body to /events from `clients` keep-alive connections spread over `urls`;
+    returns the latencies (ms), the failures and the seconds it took."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    latencies: list[float] = []
+    failures = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as http:
+        for url in urls:  # warm up: each replica reads the manifest once
+            async with http.post(url + "/events", data=notification(
+                    "imagedrop", "in/warm.jpg", "0" * 32)) as resp:
+                assert resp.status == 200, await resp.text()
+
+        async def client(url: str) -> None:
+            nonlocal failures
+            while not queue.empty():
+                body = queue.get_nowait()
+                t0 = time.perf_counter()
+                async with http.post(url + "/events", data=body,
+                                     headers={"Content-Type": "application/json"}) as r:
+                    await r.read()
+                    failures += r.status != 200
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client(urls[i % len(urls)]) for i in range(clients)))
+        return latencies, failures, time.perf_counter() - start
+
+
+def intake_figures(n: int, duplicates: float, clients: int, latencies: list[float],
+                   failures: int, elapsed: float, jobs: int, unique: int) -> dict:
+    return {"notifications": n, "duplicates_share": duplicates, "clients": clients,
+            "rate_per_s": n / elapsed, "p50_ms": percentile(latencies, 50),
+            "p99_ms": percentile(latencies, 99), "max_ms": max(latencies),
+            "failures": failures, "jobs_recorded": jobs, "jobs_expected": unique + 1}
+
+
 async def intake(n: int, clients: int, duplicates: float) -> dict:
     """n notifications from `clients` concurrent connections, `duplicates` of them repeats."""
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        (data / "imagedrop" / "in").mkdir(parents=True)
-        (data / "imagedrop" / "in" / "imagedrop.yaml").write_text(MANIFEST)
-        unique = int(n * (1 - duplicates))
-        bodies = [notification("imagedrop", f"in/img{i:06d}.jpg", f"{i:032x}")
-                  for i in range(unique)]
-        rng = random.Random(1)
-        bodies += [rng.choice(bodies) for _ in range(n - unique)]
-        rng.shuffle(bodies)
+        governed_folder(data)
+        bodies, unique = notifications(n, duplicates)
         env = {"IMAGEDROP_WORKER": "0", "IMAGEDROP_SWEEP_INTERVAL": "0",
                "IMAGEDROP_LOG_LEVEL": "WARNING"}
         async with imagedrop(env, data) as url:
-            queue: asyncio.Queue[bytes] = asyncio.Queue()
-            for body in bodies:
-                queue.put_nowait(body)
-            latencies: list[float] = []
-            failures = 0
-            connector = aiohttp.TCPConnector(limit=clients)
-            async with aiohttp.ClientSession(connector=connector) as http:
-                # Warm up: the manifest is read once, then cached.
-                async with http.post(url + "/events", data=notification(
-                        "imagedrop", "in/warm.jpg", "0" * 32)) as resp:
-                    assert resp.status == 200, await resp.text()
-
-                async def client() -> None:
-                    nonlocal failures
-                    while not queue.empty():
-                        body = queue.get_nowait()
-                        t0 = time.perf_counter()
-                        async with http.post(url + "/events", data=body,
-                                             headers={"Content-Type": "application/json"}) as r:
-                            await r.read()
-                            failures += r.status != 200
-                        latencies.append((time.perf_counter() - t0) * 1000)
-
-                start = time.perf_counter()
-                await asyncio.gather(*(client() for _ in range(clients)))
-                elapsed = time.perf_counter() - start
+            latencies, failures, elapsed = await post_all([url], bodies, clients)
             jobs = _count_jobs(data)
-        return {"notifications": n, "duplicates_share": duplicates, "clients": clients,
-                "rate_per_s": n / elapsed, "p50_ms": percentile(latencies, 50),
-                "p99_ms": percentile(latencies, 99), "max_ms": max(latencies),
-                "failures": failures, "jobs_recorded": jobs, "jobs_expected": unique + 1}
+        return intake_figures(n, duplicates, clients, latencies, failures, elapsed, jobs, unique)
 
 
 def _count_jobs(data: Path) -> int:

@@ -8,10 +8,8 @@ postgresql://postgres@127.0.0.1:5432/test); each scenario uses a fresh schema, d
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
-import random
 import tempfile
 import time
 import uuid
@@ -23,8 +21,8 @@ import aiohttp
 import asyncpg
 
 from bench import harness
-from bench.drops import MANIFEST, notification
-from bench.harness import Receiver, fake_provider, imagedrop, percentile, sample_png
+from bench.drops import governed_folder, intake_figures, notifications, post_all
+from bench.harness import Receiver, fake_provider, imagedrop, sample_png
 
 POSTGRES_URL = os.environ.get("IMAGEDROP_BENCH_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")
@@ -94,50 +92,17 @@ async def intake(n: int, replicas: int, clients: int, duplicates: float = 0.2) -
     processes on PostgreSQL (worker off): acknowledged per second, latency percentiles."""
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        (data / "imagedrop" / "in").mkdir(parents=True)
-        (data / "imagedrop" / "in" / "imagedrop.yaml").write_text(MANIFEST)
-        unique = int(n * (1 - duplicates))
-        bodies = [notification("imagedrop", f"in/img{i:06d}.jpg", f"{i:032x}")
-                  for i in range(unique)]
-        rng = random.Random(1)
-        bodies += [rng.choice(bodies) for _ in range(n - unique)]
-        rng.shuffle(bodies)
+        governed_folder(data)
+        bodies, unique = notifications(n, duplicates)
         async with schema() as (db_url, name), AsyncExitStack() as stack:
             env = {"IMAGEDROP_WORKER": "0", "IMAGEDROP_SWEEP_INTERVAL": "0",
                    "IMAGEDROP_DATABASE_URL": db_url}
             urls = [await stack.enter_async_context(imagedrop(env, data))
                     for _ in range(replicas)]
-            queue: asyncio.Queue[bytes] = asyncio.Queue()
-            for body in bodies:
-                queue.put_nowait(body)
-            latencies: list[float] = []
-            failures = 0
-            connector = aiohttp.TCPConnector(limit=clients)
-            async with aiohttp.ClientSession(connector=connector) as http:
-                for url in urls:  # warm up: each replica reads the manifest once
-                    async with http.post(url + "/events", data=notification(
-                            "imagedrop", "in/warm.jpg", "0" * 32)) as resp:
-                        assert resp.status == 200, await resp.text()
-
-                async def client(url: str) -> None:
-                    nonlocal failures
-                    while not queue.empty():
-                        body = queue.get_nowait()
-                        t0 = time.perf_counter()
-                        async with http.post(url + "/events", data=body,
-                                             headers={"Content-Type": "application/json"}) as r:
-                            await r.read()
-                            failures += r.status != 200
-                        latencies.append((time.perf_counter() - t0) * 1000)
-
-                start = time.perf_counter()
-                await asyncio.gather(*(client(urls[i % replicas]) for i in range(clients)))
-                elapsed = time.perf_counter() - start
+            latencies, failures, elapsed = await post_all(urls, bodies, clients)
             jobs = await _count(name, "SELECT COUNT(*) FROM {s}.jobs")
-    return {"notifications": n, "duplicates_share": duplicates, "replicas": replicas,
-            "clients": clients, "rate_per_s": n / elapsed, "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99), "max_ms": max(latencies),
-            "failures": failures, "jobs_recorded": jobs, "jobs_expected": unique + 1}
+    return {"replicas": replicas, **intake_figures(n, duplicates, clients, latencies, failures,
+                                                   elapsed, jobs, unique)}
 
 
 async def collect() -> dict:
