@@ -93,6 +93,7 @@ async def imagedrop(env: dict[str, str], data_dir: Path) -> AsyncIterator[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("COS_", "OPENAI_",
                                                                     "IMAGEDROP_"))}
     full.update({"IMAGEDROP_DATA_DIR": str(data_dir), "IMAGEDROP_ALLOW_PRIVATE_CALLBACKS": "1",
+                 "IMAGEDROP_ALLOW_PRIVATE_SUBSCRIBERS": "1",
                  "IMAGEDROP_LOG_LEVEL": "WARNING", "IMAGEDROP_POLL_INTERVAL": "0.2"})
     full.update(env)
     log_dir = Path(os.environ.get("BENCH_LOG_DIR") or data_dir.parent)  # keep logs if asked

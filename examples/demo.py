@@ -58,6 +58,7 @@ def service_env(workdir: Path, secret: str) -> dict[str, str]:
     env.update({
         "IMAGEDROP_DATA_DIR": str(workdir / "data"),
         "IMAGEDROP_ALLOW_PRIVATE_CALLBACKS": "1",
+        "IMAGEDROP_ALLOW_PRIVATE_SUBSCRIBERS": "1",
         "IMAGEDROP_POLL_INTERVAL": "0.2",
         "IMAGEDROP_CALLBACK_SCHEDULE": "0,1,2,5,10",
         "IMAGEDROP_LOG_JSON": "1",

@@ -130,6 +130,12 @@ class CallbackSettings(BaseModel):
 
     model_config = _FROZEN
     allow_private: bool = Field(False, description="Allow loopback/private callback targets.")
+    allow_private_subscribers: bool = Field(
+        False, description="Allow loopback/private manifest subscriber URLs (separate from "
+        "callbacks: manifests are written by whoever can write the bucket).")
+    subscriber_hosts: tuple[str, ...] = Field(
+        (), description="When set, manifest subscribers may only be these hosts ('*.example.com' "
+        "matches sub-domains): bucket writers cannot send signed events anywhere else.")
     rewrites: tuple[tuple[str, str], ...] = Field(
         (), description="host[:port]=host[:port] rules applied to callback URLs (dev tunnels)."
     )
@@ -226,6 +232,8 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_RETRY_CAP": ("worker", "retry_cap"),
     "IMAGEDROP_SHUTDOWN_GRACE": ("worker", "shutdown_grace"),
     "IMAGEDROP_ALLOW_PRIVATE_CALLBACKS": ("callbacks", "allow_private"),
+    "IMAGEDROP_ALLOW_PRIVATE_SUBSCRIBERS": ("callbacks", "allow_private_subscribers"),
+    "IMAGEDROP_SUBSCRIBER_HOSTS": ("callbacks", "subscriber_hosts"),
     "IMAGEDROP_CALLBACK_REWRITES": ("callbacks", "rewrites"),
     "IMAGEDROP_CALLBACK_TIMEOUT": ("callbacks", "timeout"),
     "IMAGEDROP_CALLBACK_SCHEDULE": ("callbacks", "schedule"),
@@ -250,7 +258,7 @@ def _split_list(raw: str) -> list[str]:
 
 def _convert(section: str, field: str, raw: str) -> object:
     """Turn the few list-valued variables into lists; pydantic parses the scalars."""
-    if field in ("api_keys", "sweep_buckets"):
+    if field in ("api_keys", "sweep_buckets", "subscriber_hosts"):
         return _split_list(raw)
     if field == "schedule":
         return _split_list(raw)

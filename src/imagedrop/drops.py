@@ -40,9 +40,11 @@ def version_key(bucket: str, key: str, etag: str, revision: str) -> str:
     return f"{bucket}\x1f{key}\x1f{etag}\x1f{revision}"
 
 
-def drop_dedupe_key(bucket: str, key: str, etag: str, revision: str) -> str:
-    """The dedupe key of a dropped object's job: one job per version and recipe."""
-    return "drop\x1f" + version_key(bucket, key, etag, revision)
+def drop_dedupe_key(bucket: str, key: str, etag: str) -> str:
+    """The dedupe key of a dropped object's job: one job per object version. Not per recipe:
+    replicas may briefly hold different revisions of a changed manifest, and a duplicate
+    notification must not become a second edit; re-editing under a new recipe is /trigger's."""
+    return f"drop\x1f{bucket}\x1f{key}\x1f{etag}"
 
 
 def recipe_for(resolved: Resolved, defaults: ProviderSettings) -> dict[str, Any]:
@@ -78,6 +80,9 @@ class DropPlanner:
                    ) -> DropItem | Skip:
         """The job for one written object version, or a Skip saying why not."""
         name = posixpath.basename(key)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+            return Skip(bucket, key.encode("unicode_escape").decode(), "the key holds control "
+                        "characters; such objects are not taken")
         if name in MANIFEST_NAMES:
             self.resolver.invalidate(bucket, key)
             return Skip(bucket, key, "a manifest: the folder's settings were refreshed")
@@ -107,7 +112,7 @@ class DropPlanner:
         revision = manifest.revision
         job = NewJob(
             kind=JobKind.DROP, filename=posixpath.basename(key), recipe=recipe,
-            dedupe_key=drop_dedupe_key(bucket, key, etag, revision),
+            dedupe_key=drop_dedupe_key(bucket, key, etag),
             version_key=version_key(bucket, key, etag, revision), source_bucket=bucket,
             source_key=key, source_etag=etag, output_bucket=out_bucket, output_key=out_key,
             max_attempts=self.max_attempts,
@@ -127,12 +132,12 @@ class DropPlanner:
     def _broken(self, bucket: str, key: str, etag: str, resolved: Resolved) -> DropItem:
         """A job that fails with the manifest's problems: the image is skipped, visibly."""
         problems = "; ".join(str(p) for p in resolved.error.problems) if resolved.error else ""
-        reason = f"skipped: the manifest is invalid: {problems}"
-        revision = f"broken-{resolved.etag}"  # fixing the manifest makes a new recipe
+        reason = (f"skipped: the manifest is invalid: {problems} (fix it, then POST /trigger "
+                  "for this folder)")
         return DropItem(job=NewJob(
             kind=JobKind.DROP, filename=posixpath.basename(key),
             recipe={"prompt": "", "manifest_error": reason},
-            dedupe_key=drop_dedupe_key(bucket, key, etag, revision), source_bucket=bucket,
+            dedupe_key=drop_dedupe_key(bucket, key, etag), source_bucket=bucket,
             source_key=key, source_etag=etag, max_attempts=1,
         ))
 

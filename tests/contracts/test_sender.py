@@ -80,7 +80,8 @@ async def public_lookup(host: str, port: int) -> list[str]:
 
 
 def settings(**overrides: Any) -> CallbackSettings:
-    values: dict[str, Any] = {"allow_private": True, "schedule": (0, 0.05, 0.1), "timeout": 5}
+    values: dict[str, Any] = {"allow_private": True, "allow_private_subscribers": True,
+                              "schedule": (0, 0.05, 0.1), "timeout": 5}
     return CallbackSettings(**(values | overrides))
 
 
@@ -479,3 +480,26 @@ class TestReceiverFake:
         """Async tests are pointed to await_requests instead of freezing their own loop."""
         with pytest.raises(RuntimeError, match="await_requests"):
             receiver.wait_for(1, timeout=0.1)
+
+
+class TestSubscriberPolicy:
+    """Manifest subscribers have their own private-address switch and an optional allowlist."""
+
+    async def test_private_subscriber_refused_even_with_private_callbacks(self, ledger, session,
+                                                                         receiver):
+        url = receiver.url("/hook")
+        await add_delivery(ledger, url, kind="webhook")
+        deliverer = Deliverer(ledger, session, settings(allow_private_subscribers=False),
+                              owner="sender", secrets={})
+        attempt = await deliverer.send(await claim_one(ledger))
+        assert "IMAGEDROP_ALLOW_PRIVATE_SUBSCRIBERS" in attempt.error
+        assert receiver.requests_for("/hook") == []
+
+    async def test_subscriber_outside_the_allowlist_is_refused(self, ledger, session, receiver):
+        url = receiver.url("/hook")
+        await add_delivery(ledger, url, kind="webhook")
+        deliverer = Deliverer(ledger, session, settings(subscriber_hosts=("hooks.example.com",)),
+                              owner="sender", secrets={})
+        attempt = await deliverer.send(await claim_one(ledger))
+        assert "IMAGEDROP_SUBSCRIBER_HOSTS" in attempt.error
+        assert receiver.requests_for("/hook") == []

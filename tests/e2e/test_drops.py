@@ -260,3 +260,36 @@ class TestRedelivery:
         assert requests[0].body == requests[1].body
         job = await svc.wait_delivered(body["job_id"])
         assert job["deliveries"][0]["state"] == "delivered"
+
+
+class TestIntakeLimits:
+    """Unknown callers cost nothing; oversized bodies are refused however they are sent."""
+
+    async def test_no_token_is_refused_before_the_body_is_read(self, start_service, drop_env):
+        svc = await start_service(drop_env | {"IMAGEDROP_MAX_EVENT_BYTES": "1000"})
+
+        async def chunks():
+            for _ in range(200):
+                yield b"x" * 10_000
+
+        async with svc.session.post(svc.url + "/events", data=chunks()) as resp:
+            assert resp.status == 401
+
+    async def test_chunked_oversized_body_is_413(self, start_service, drop_env):
+        svc = await start_service(drop_env | {"IMAGEDROP_MAX_EVENT_BYTES": "1000"})
+
+        async def chunks():
+            for _ in range(5):
+                yield b'{"Records": [' + b" " * 500
+
+        async with svc.session.post(svc.url + "/events?token=tok123", data=chunks()) as resp:
+            assert resp.status == 413 and "1000" in (await resp.json())["error"]
+
+    async def test_control_characters_in_a_key_are_ignored(self, start_service, drop_env):
+        svc = await start_service(drop_env)
+        event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                              "s3": {"bucket": {"name": BUCKET},
+                                     "object": {"key": "a%00b.png", "eTag": "e", "size": 1}}}]}
+        status, doc = await svc.post("/events?token=tok123", event)
+        assert status == 200 and doc["recorded"] == []
+        assert "control characters" in doc["ignored"][0]["reason"]

@@ -26,7 +26,7 @@ async def test_file_dropped_in_local_folder_is_edited(start_service, receiver, t
     types = sorted(json.loads(r.body)["type"] for r in hooks)
     assert types == ["batch.completed", "image.completed", "image.completed"]
     edited = sorted(p.name for p in (folder / "edited").iterdir())
-    assert edited == ["a.png", "b.png"]
+    assert edited == ["a.png", "b-jpg.png"]
     # The outputs are inside the watched folder, yet further sweeps start nothing.
     sweeper = next(s for s in svc.app[keys.RUNTIME].services if isinstance(s, Sweeper))
     for _ in range(2):

@@ -275,7 +275,8 @@ class TestOutputLocation:
         assert m.output_location("photos/food/", "photos/food/sub/burger.jpeg", "b", "e",
                                  "jpeg") == ("b", "photos/food/edited/sub/burger.jpg")
         assert m.output_prefixes("b", "photos/food/") == [("b", "photos/food/edited/")]
-        assert m.output_location("", "a.png", "b", "e", "webp") == ("b", "edited/a.webp")
+        assert m.output_location("", "a.png", "b", "e", "webp") == ("b", "edited/a-png.webp")
+        assert m.output_location("", "a.webp", "b", "e", "webp") == ("b", "edited/a.webp")
 
     def test_explicit_prefix_is_from_the_bucket_root_and_other_bucket(self) -> None:
         m = sample("product-catalogue.yaml")  # shop-cdn-images, products/, {stem}-{etag8}

@@ -439,3 +439,23 @@ class TestMakeConnector:
             with pytest.raises(aiohttp.ClientConnectorError) as info:
                 await session.post(f"http://localhost:{closed_port}/cb")
         assert not isinstance(info.value, aiohttp.ClientConnectorDNSError)
+
+
+class TestSubscriberHosts:
+    """IMAGEDROP_SUBSCRIBER_HOSTS bounds where manifest subscribers may point."""
+
+    def test_any_host_when_unset(self):
+        from imagedrop.delivery.policy import check_subscriber_host
+
+        check_subscriber_host("https://anything.example/x", ())
+
+    def test_listed_hosts_and_wildcards(self):
+        from imagedrop.delivery.policy import check_subscriber_host
+
+        allowed = ("hooks.example.com", "*.corp.example")
+        check_subscriber_host("https://hooks.example.com/a?x=1", allowed)
+        check_subscriber_host("https://a.b.corp.example/a", allowed)
+        for url in ("https://evil.example/a", "https://corp.example.evil/a",
+                    "https://hooks.example.com.evil/a"):
+            with pytest.raises(CallbackRefused, match="IMAGEDROP_SUBSCRIBER_HOSTS"):
+                check_subscriber_host(url, allowed)

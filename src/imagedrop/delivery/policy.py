@@ -34,7 +34,8 @@ _METADATA = frozenset(
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_ALLOW_HINT = "set IMAGEDROP_ALLOW_PRIVATE_CALLBACKS=1 to allow private targets"
+CALLBACKS_SETTING = "IMAGEDROP_ALLOW_PRIVATE_CALLBACKS"
+SUBSCRIBERS_SETTING = "IMAGEDROP_ALLOW_PRIVATE_SUBSCRIBERS"
 
 
 def redact(url: str) -> str:
@@ -184,13 +185,16 @@ async def _lookup(url: str, host: str, port: int, resolve: Resolver | None) -> S
     return addresses
 
 
-def _refusal(what: str, ip: IPAddress, problem: str) -> CallbackRefused:
-    hint = "" if problem.startswith("link-local") else f"; {_ALLOW_HINT}"
+def _refusal(what: str, ip: IPAddress, problem: str, setting: str = CALLBACKS_SETTING
+             ) -> CallbackRefused:
+    hint = "" if problem.startswith("link-local") else (
+        f"; set {setting}=1 to allow private targets")
     return CallbackRefused(f"{what} resolves to {problem} address {ip}, refused{hint}")
 
 
 async def check_destination(
-    url: str, *, allow_private: bool, rewritten: bool, resolve: Resolver | None = None
+    url: str, *, allow_private: bool, rewritten: bool, resolve: Resolver | None = None,
+    setting: str = CALLBACKS_SETTING,
 ) -> None:
     """Refuse a URL whose host resolves to any address policy forbids.
 
@@ -209,7 +213,7 @@ async def check_destination(
         ip = ipaddress.ip_address(text.split("%")[0])
         problem = address_problem(ip, allow_private=lenient)
         if problem:
-            raise _refusal(f"callback URL {redact(url)}", ip, problem)
+            raise _refusal(f"callback URL {redact(url)}", ip, problem, setting)
 
 
 class PolicyResolver(AbstractResolver):
@@ -264,3 +268,15 @@ def make_connector(
     """
     resolver = PolicyResolver(allow_private=allow_private, trusted_hosts=trusted_hosts)
     return aiohttp.TCPConnector(resolver=resolver, limit=limit, ttl_dns_cache=ttl_dns_cache)
+
+
+def check_subscriber_host(url: str, allowed: Sequence[str]) -> None:
+    """Refuse a manifest subscriber whose host is not in IMAGEDROP_SUBSCRIBER_HOSTS (when set)."""
+    if not allowed:
+        return
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    for pattern in allowed:
+        pattern = pattern.lower().rstrip(".")
+        if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
+            return
+    raise CallbackRefused(f"subscriber {redact(url)} is not in IMAGEDROP_SUBSCRIBER_HOSTS")

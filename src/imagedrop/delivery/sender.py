@@ -157,11 +157,16 @@ class Deliverer:
             headers = self._headers(delivery)
             # Covers IP literals, which the connector's PolicyResolver never sees (it re-checks
             # the address connected to for names, against DNS rebinding).
+            subscriber = delivery.kind == "webhook"
+            if subscriber:
+                policy.check_subscriber_host(url, self._settings.subscriber_hosts)
             await policy.check_destination(
                 url,
-                allow_private=self._settings.allow_private,
+                allow_private=self._settings.allow_private_subscribers if subscriber
+                else self._settings.allow_private,
                 rewritten=rewritten,
                 resolve=self._resolve,
+                setting=policy.SUBSCRIBERS_SETTING if subscriber else policy.CALLBACKS_SETTING,
             )
             status, retry_after, error = await self._post(url, headers, delivery.body)
         except (CallbackRefused, ConfigError) as exc:

@@ -16,7 +16,7 @@ from imagedrop.events.model import (
     ParsedNotification,
     SubscriptionConfirmation,
 )
-from imagedrop.events.tokens import check_token, extract_token
+from imagedrop.events.tokens import check_token, extract_token, matches_any
 
 __all__ = [
     "PRODUCERS",
@@ -28,5 +28,6 @@ __all__ = [
     "SubscriptionConfirmation",
     "check_token",
     "extract_token",
+    "matches_any",
     "parse_notification",
 ]

@@ -9,7 +9,7 @@ subscribed URL.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 QUERY_PARAMETER = "token"
 CE_HEADER = "ce-token"
@@ -44,6 +44,14 @@ def _from_authorization(value: str | None) -> str | None:
     if scheme.lower() == "bearer":
         return credential.strip() or None
     return value.strip()
+
+
+def matches_any(presented: str | None, expected: Iterable[str]) -> bool:
+    """Whether `presented` equals one of `expected`, comparing against every key so the time
+    taken does not reveal which one matched. No token presented never matches."""
+    given = (presented or "").encode()
+    return bool(presented) and any(
+        [hmac.compare_digest(given, key.encode()) for key in expected])
 
 
 def check_token(expected: str | None, presented: str | None) -> bool:

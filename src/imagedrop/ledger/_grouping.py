@@ -39,15 +39,35 @@ class GroupWriter(Generic[T, R]):
                 size += len(items)
             try:
                 results = await self._write([item for items, _ in group for item in items])
-            except BaseException as exc:  # every caller of the group learns of the failure
+            except asyncio.CancelledError:
                 for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+                    future.cancel()
+                raise
+            except Exception as exc:
+                if len(group) == 1:
+                    if not group[0][1].done():
+                        group[0][1].set_exception(exc)
+                    continue
+                # One caller's bad item must not fail its neighbours: write each on its own.
+                for items, future in group:
+                    await self._alone(items, future)
                 continue
             start = 0
             for items, future in group:
                 if not future.done():
                     future.set_result(results[start:start + len(items)])
                 start += len(items)
+
+    async def _alone(self, items: list[T], future: asyncio.Future[list[R]]) -> None:
+        try:
+            result = await self._write(items)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
+

@@ -11,19 +11,31 @@ from datetime import UTC, datetime
 
 #: What each placeholder becomes, for `imagedrop manifest check` and the docs.
 PLACEHOLDERS: dict[str, str] = {
+    "base": "the input's file name without its extension, plus '-<old extension>' when the "
+            "result's format differs (burger.jpg to png: burger-jpg; burger.png: burger), so "
+            "a.jpg and a.png in one folder never share a result",
     "stem": "the input's file name without its extension (burger)",
     "ext": "the result format's extension (png, jpg or webp)",
     "name": "the input's full file name (burger.jpg)",
     "folder": "the input's folder relative to the manifest's folder, '' or ending in '/'",
-    "date": "the input version's date, YYYY-MM-DD (UTC)",
+    "date": "the day the image was recorded for editing, YYYY-MM-DD (UTC)",
     "etag8": "the first 8 characters of the input version's ETag",
 }
-DEFAULT_TEMPLATE = "{folder}{stem}.{ext}"
+DEFAULT_TEMPLATE = "{folder}{base}.{ext}"
 
 
 def extension_for(output_format: str) -> str:
-    """File extension for a result format (the same rule as `pipeline.result_key`)."""
+    """File extension for a result format."""
     return "jpg" if output_format == "jpeg" else output_format
+
+
+def base_name(name: str, output_format: str) -> str:
+    """`{base}`: the stem, keeping the old extension when the format changes (a.jpg → a-jpg)."""
+    stem, ext = posixpath.splitext(name)
+    source, target = ext.lower().lstrip("."), extension_for(output_format)
+    if not source or source == target or {source, target} <= {"jpg", "jpeg"}:
+        return stem
+    return f"{stem}-{source}"
 
 
 def template_problems(template: str) -> list[str]:
@@ -43,8 +55,9 @@ def template_problems(template: str) -> list[str]:
         elif spec or conversion:
             problems.append(f"placeholder {{{field}}} takes no format or conversion")
         used.add(field)
-    if not used & {"stem", "name"}:
-        problems.append("must contain {stem} or {name}, or every result overwrites the same object")
+    if not used & {"stem", "name", "base"}:
+        problems.append("must contain {base}, {stem} or {name}, or every result overwrites the "
+                        "same object")
     if template.startswith("/"):
         problems.append("must not start with '/': results go under output.prefix")
     if any(part in ("..", ".") for part in template.split("/")):
@@ -63,6 +76,7 @@ def render(template: str, *, relative_key: str, output_format: str, etag: str,
     folder, name = posixpath.split(relative_key)
     values = {
         "stem": posixpath.splitext(name)[0],
+        "base": base_name(name, output_format),
         "ext": extension_for(output_format),
         "name": name,
         "folder": f"{folder}/" if folder else "",
@@ -76,4 +90,6 @@ def render(template: str, *, relative_key: str, output_format: str, etag: str,
     return template.format(**values)
 
 
-__all__ = ["DEFAULT_TEMPLATE", "PLACEHOLDERS", "extension_for", "render", "template_problems"]
+__all__ = [
+    "DEFAULT_TEMPLATE", "PLACEHOLDERS", "base_name", "extension_for", "render", "template_problems",
+]

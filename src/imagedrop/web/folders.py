@@ -14,7 +14,7 @@ from imagedrop.subscribers import subscriber_refs
 from imagedrop.web import keys
 from imagedrop.web.drop_models import ReplayRequest, TriggerRequest
 from imagedrop.web.intake import PLANNER
-from imagedrop.web.wxo import _Invalid, callback_url, parse_body
+from imagedrop.web.wxo import RequestInvalid, callback_url, parse_body
 
 routes = web.RouteTableDef()
 
@@ -29,15 +29,22 @@ async def trigger(request: web.Request) -> web.Response:
     bucket = body.bucket or settings.storage.resolved_input_bucket
     prefix = body.prefix
     planner = request.app[PLANNER]
-    # The manifest of the folder the prefix names (a key just inside it finds it).
-    folder = prefix if prefix.endswith("/") or not prefix else prefix.rsplit("/", 1)[0] + "/"
-    resolved = await planner.resolver.resolve(bucket, (folder if "/" in prefix else "") + "x")
+    # The manifest governing the folder the prefix names: "photos/food" means the folder
+    # photos/food/ when it has one, else whatever governs photos/.
+    probes = [prefix + "/x"] if prefix and not prefix.endswith("/") else []
+    probes.append(prefix.rsplit("/", 1)[0] + "/x" if "/" in prefix.rstrip("/") or
+                  prefix.endswith("/") else "x")
+    resolved = None
+    for probe in probes:
+        resolved = await planner.resolver.resolve(bucket, probe.lstrip("/"))
+        if resolved is not None:
+            break
     overrides = {k: v for k, v in (("prompt", body.prompt), ("model", body.model),
                                    ("quality", body.quality), ("size", body.size),
                                    ("output_format", body.output_format)) if v}
     batch_id = str(uuid.uuid4())
     if resolved is not None and resolved.error is not None:
-        raise _Invalid(f"the folder's manifest is invalid: {resolved.error}", "prefix")
+        raise RequestInvalid(f"the folder's manifest is invalid: {resolved.error}", "prefix")
     if resolved is not None and resolved.manifest is not None:
         manifest = resolved.manifest
         recipe = {"mode": "manifest", "override": overrides, "prompt": body.prompt or
@@ -54,8 +61,8 @@ async def trigger(request: web.Request) -> web.Response:
         output_bucket = settings.storage.resolved_output_bucket
         output_prefix = f"{settings.storage.output_prefix}{batch_id}/"
     else:
-        raise _Invalid(f"no imagedrop.yaml governs {bucket}/{prefix} and no prompt was given: "
-                       "add a manifest to the folder or send a prompt", "prompt")
+        raise RequestInvalid(f"no imagedrop.yaml governs {bucket}/{prefix} and no prompt was "
+                             "given: add a manifest to the folder or send a prompt", "prompt")
     batch = await request.app[keys.LEDGER].create_batch(NewBatch(
         id=batch_id, kind="trigger", bucket=bucket, prefix=prefix, output_bucket=output_bucket,
         output_prefix=output_prefix, recipe=recipe, callback_url=cb,

@@ -8,7 +8,6 @@ what was recorded and what was ignored, and why.
 
 from __future__ import annotations
 
-import hmac
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,10 +17,16 @@ import structlog
 from aiohttp import web
 
 from imagedrop.drops import DropPlanner, Skip
-from imagedrop.errors import InputError
-from imagedrop.events import ParsedNotification, SubscriptionConfirmation, parse_notification
+from imagedrop.errors import InputError, PermanentError
+from imagedrop.events import (
+    SubscriptionConfirmation,
+    extract_token,
+    matches_any,
+    parse_notification,
+)
 from imagedrop.ledger import DropItem
 from imagedrop.web import keys
+from imagedrop.web.offload import run_cpu
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -49,26 +54,38 @@ async def events_probe(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.Response:
     """Record a job for every written image a notification announces."""
     settings = request.app[keys.SETTINGS]
-    limit = settings.drops.max_body_bytes
-    if (request.content_length or 0) > limit:
-        raise IntakeRefused(f"notification body over {limit} bytes", 413)
-    body = await request.read()
-    parsed = parse_notification(request.headers, body, request.query)
-    _check_token(request, parsed)
+    expected = _expected_tokens(request)
+    # Check what headers and the URL carry before reading a byte of the body: an unknown
+    # caller gets its 401 without costing a parse. Only a structured CloudEvent can carry the
+    # token inside the body, so only then is the check finished after parsing.
+    early = extract_token(request.headers, request.query) or request.headers.get("X-API-Key")
+    structured = request.content_type == "application/cloudevents+json"
+    if expected and not matches_any(early, expected) and not structured:
+        raise _unauthorised()
+    body = await _read_capped(request, settings.drops.max_body_bytes)
+    parsed = await run_cpu(request, len(body), parse_notification, request.headers, body,
+                        request.query)
+    if expected and not matches_any(early, expected) and not matches_any(parsed.token,
+                                                                         expected):
+        raise _unauthorised()
     ignored = [{"object": what, "reason": why} for what, why in parsed.ignored]
     if parsed.subscription_confirmation:
         ignored.append(await _confirm(parsed.subscription_confirmation))
     items: list[DropItem] = []
     planner = request.app[PLANNER]
     for event in parsed.events:
+        where = f"{event.bucket}/{event.key}"
         if event.kind != "created":
             if event.kind == "deleted":
                 planner.resolver.invalidate(event.bucket, event.key)
-            ignored.append({"object": f"{event.bucket}/{event.key}",
-                            "reason": f"{event.raw_type}: not an object write"})
+            ignored.append({"object": where, "reason": f"{event.raw_type}: not an object write"})
             continue
-        etag = event.etag or await _current_etag(request, event.bucket, event.key)
-        plan = await planner.plan(event.bucket, event.key, etag, event.size)
+        try:
+            etag = event.etag or await _current_etag(request, event.bucket, event.key)
+            plan = await planner.plan(event.bucket, event.key, etag, event.size)
+        except PermanentError as exc:  # this object only; the rest of the notification goes on
+            ignored.append({"object": where, "reason": f"not recorded: {exc}"})
+            continue
         if isinstance(plan, Skip):
             ignored.append({"object": f"{plan.bucket}/{plan.key}", "reason": plan.reason})
         else:
@@ -83,18 +100,31 @@ async def events(request: web.Request) -> web.Response:
                               "ignored": ignored})
 
 
-def _check_token(request: web.Request, parsed: ParsedNotification) -> None:
-    """The intake token when one is set; otherwise an API key, when keys are set."""
+def _expected_tokens(request: web.Request) -> list[str]:
+    """The intake token when one is set; otherwise the API keys, when keys are set."""
     settings = request.app[keys.SETTINGS]
-    expected = ([settings.drops.intake_token] if settings.drops.intake_token
-                else list(settings.server.api_keys))
-    if not expected:
-        return
-    given = (parsed.token or request.headers.get("X-API-Key") or "").encode()
-    if not any([hmac.compare_digest(given, key.encode()) for key in expected]):
-        raise IntakeRefused(
-            "missing or invalid intake token: send it as 'Authorization: Bearer <token>', a "
-            "'ce-token' header or a '?token=' query parameter on the subscribed URL", 401)
+    if settings.drops.intake_token:
+        return [settings.drops.intake_token]
+    return list(settings.server.api_keys)
+
+
+def _unauthorised() -> IntakeRefused:
+    return IntakeRefused(
+        "missing or invalid intake token: send it as 'Authorization: Bearer <token>', a "
+        "'ce-token' header or a '?token=' query parameter on the subscribed URL", 401)
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` (chunked bodies included)."""
+    if (request.content_length or 0) > limit:
+        raise IntakeRefused(f"notification body over {limit} bytes", 413)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise IntakeRefused(f"notification body over {limit} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _current_etag(request: web.Request, bucket: str, key: str) -> str:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 from aiohttp import web
 
-from imagedrop.errors import InputError
+from imagedrop.errors import InputError, TransientError
+from imagedrop.events.tokens import matches_any
 
 log = structlog.get_logger(__name__)
 
@@ -42,15 +42,13 @@ def presented_key(request: web.Request) -> str | None:
 
 def auth_middleware(api_keys: Iterable[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Require one of `api_keys` on every route but the open ones (no keys: no check)."""
-    keys = [k.encode() for k in api_keys]
+    api_keys = list(api_keys)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not keys or request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
+        if not api_keys or request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
             return await handler(request)
-        given = (presented_key(request) or "").encode()
-        # Compare against every key so the time taken does not reveal which one matched.
-        if not any([hmac.compare_digest(given, key) for key in keys]):
+        if not matches_any(presented_key(request), api_keys):
             return json_error(401, "missing or invalid API key: send 'Authorization: Bearer "
                                    "<key>' or 'X-API-Key: <key>'",
                               headers={"WWW-Authenticate": "Bearer"})
@@ -66,6 +64,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except InputError as exc:
         return json_error(exc.status, str(exc), field=getattr(exc, "field", None))
+    except TransientError as exc:  # storage or ledger briefly unavailable: come back later
+        log.warning("request_deferred", path=request.path, error=str(exc))
+        wait = max(1, round(exc.retry_after or 5))
+        return json_error(503, f"temporarily unavailable, retry in {wait} s: {exc}",
+                          headers={"Retry-After": str(wait)})
     except web.HTTPRequestEntityTooLarge:
         limit = request.client_max_size
         return json_error(413, f"request body too large: at most {limit} bytes accepted "

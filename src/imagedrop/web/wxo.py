@@ -6,10 +6,8 @@ callback minutes later. The job is committed to the ledger before the 202 is sen
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pydantic
@@ -29,6 +27,7 @@ from imagedrop.web.models import (
     safe_filename,
     validation_error_message,
 )
+from imagedrop.web.offload import run_cpu
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -54,11 +53,11 @@ async def callback_url(request: web.Request) -> str:
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """The JSON body validated against `model`; 4xx with a clear message otherwise."""
     if request.content_type not in ("application/json", "", "text/plain"):
-        raise _Invalid(f"send JSON (Content-Type: application/json), not "
+        raise RequestInvalid(f"send JSON (Content-Type: application/json), not "
                        f"{request.content_type}", None, status=415)
     raw = await request.read()  # aiohttp enforces client_max_size here (413)
     try:
-        data = await _cpu(request, len(raw), json.loads, raw or b"null")
+        data = await run_cpu(request, len(raw), json.loads, raw or b"null")
     except ValueError as exc:
         raise InputError(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -67,20 +66,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         err = validation_error_message(exc)
-        raise _Invalid(err.error, err.field) from exc
-
-
-#: Work on a body this large goes to the thread pool (a 70 MB body costs ~100 ms of JSON parsing);
-#: smaller ones are done in place, where a thread hop would cost more than the work.
-OFFLOAD_BYTES = 256 * 1024
-
-
-async def _cpu(request: web.Request, size: int, fn: Callable[..., T], *args: Any) -> T:
-    """Run CPU-bound `fn` off the loop when the input is large, inline when it is small."""
-    if size < OFFLOAD_BYTES:
-        return fn(*args)
-    return await asyncio.get_running_loop().run_in_executor(
-        request.app[keys.EXECUTOR], lambda: fn(*args))
+        raise RequestInvalid(err.error, err.field) from exc
 
 
 def _decode_and_inspect(text: str, limits: ImagingSettings) -> tuple[bytes, Any]:
@@ -89,7 +75,7 @@ def _decode_and_inspect(text: str, limits: ImagingSettings) -> tuple[bytes, Any]
                                         max_pixels=limits.max_pixels)
 
 
-class _Invalid(InputError):
+class RequestInvalid(InputError):
     """A request the models refused: 422 by default, with the first bad field named."""
 
     def __init__(self, message: str, field: str | None, *, status: int = 422) -> None:
@@ -108,7 +94,7 @@ async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
                  "COS_SECRET_ACCESS_KEY")
     cb = await callback_url(request)
     body = await parse_body(request, ImageRequest)
-    image, facts = await _cpu(request, len(body.image_base64), _decode_and_inspect,
+    image, facts = await run_cpu(request, len(body.image_base64), _decode_and_inspect,
                               body.image_base64, settings.imaging)
     filename = safe_filename(body.filename, imaging.extension_for_mime(facts.mime))
     spec = spec_from_settings(settings.provider, body.prompt)
@@ -155,7 +141,7 @@ async def batch_process_images(request: web.Request) -> web.Response:
     prefix = body.prefix if body.prefix is not None else st.input_prefix
     output_bucket = body.output_bucket or st.resolved_output_bucket
     if output_bucket == bucket and (not output_prefix or prefix.startswith(output_prefix)):
-        raise _Invalid("output_prefix: results would be written over or around the inputs "
+        raise RequestInvalid("output_prefix: results would be written over or around the inputs "
                        f"(input {prefix!r}, output {output_prefix!r}); choose an output folder "
                        "outside the input folder", "output_prefix")
     batch = await request.app[keys.LEDGER].create_batch(NewBatch(
