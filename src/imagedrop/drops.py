@@ -84,7 +84,7 @@ class DropPlanner:
             return Skip(bucket, key.encode("unicode_escape").decode(), "the key holds control "
                         "characters; such objects are not taken")
         if name in MANIFEST_NAMES:
-            self.resolver.invalidate(bucket, key)
+            self.resolver.invalidate(bucket, key, etag)
             return Skip(bucket, key, "a manifest: the folder's settings were refreshed")
         if not name or posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
             return Skip(bucket, key, "not an image file name")

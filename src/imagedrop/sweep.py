@@ -6,8 +6,9 @@ On the embedded local folder the sweep runs about every second, so dropping a fi
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -35,7 +36,8 @@ class Sweeper(Periodic):
 
     def __init__(self, storage: ObjectStore, planner: DropPlanner, ledger: Ledger, *,
                  buckets: Sequence[str], interval: float, page_size: int = 1000,
-                 remember: int = 200_000) -> None:
+                 remember: int = 200_000, quiet: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         super().__init__(interval)
         self.storage = storage
         self.planner = planner
@@ -45,6 +47,10 @@ class Sweeper(Periodic):
         # Versions already planned: the next sweep skips them without asking the ledger.
         self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._remember_max = remember
+        # A file still being copied into a local folder is not an object yet: wait until it has
+        # not changed for a moment. Object stores publish objects whole, so no wait there.
+        self.quiet = (1.0 if storage.name == "local" else 0.0) if quiet is None else quiet
+        self.clock = clock
 
     async def tick(self) -> SweepStats:
         return await self.sweep_once()
@@ -55,8 +61,10 @@ class Sweeper(Periodic):
         for bucket in self.buckets:
             async for page in self.storage.list(bucket, "", page_size=self.page_size):
                 stats.listed += len(page)
+                settled_before = self.clock() - self.quiet
                 fresh = [info for info in page if not info.is_output
-                         and (info.bucket, info.key, info.etag) not in self._seen]
+                         and (info.bucket, info.key, info.etag) not in self._seen
+                         and (not self.quiet or (info.last_modified or 0) <= settled_before)]
                 # A version with any job (even of an older manifest revision) is not "missed":
                 # re-editing existing images under a new recipe is what /trigger is for.
                 known = await self.ledger.versions_with_jobs(

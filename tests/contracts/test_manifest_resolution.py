@@ -293,3 +293,26 @@ class TestFoldersAbove:
     def test_folders(self) -> None:
         assert folders_above("a/b/c.jpg") == ["a/b/", "a/", ""]
         assert folders_above("c.jpg") == [""]
+
+
+class TestInvalidateByEtag:
+    """Seeing the cached manifest's own version again does not throw the cache away."""
+
+    async def test_same_etag_keeps_the_cache(self, tmp_path):
+        from imagedrop.manifests import ManifestResolver
+        from imagedrop.storage.local import LocalStore
+
+        store = LocalStore(tmp_path, public_url="http://x", signing_key=b"k")
+        try:
+            await store.ensure_bucket("b")
+            info = await store.put("b", "f/imagedrop.yaml", b"prompt: x\n",
+                                   content_type="text/yaml")
+            resolver = ManifestResolver(store, ttl=3600)
+            first = await resolver.resolve("b", "f/a.png")
+            resolver.invalidate("b", "f/imagedrop.yaml", info.etag)
+            assert resolver._cache  # kept
+            resolver.invalidate("b", "f/imagedrop.yaml", "another-etag")
+            assert not resolver._cache
+            assert (await resolver.resolve("b", "f/a.png")).etag == first.etag
+        finally:
+            await store.close()

@@ -98,11 +98,17 @@ class ManifestResolver:
                 return True
         return False
 
-    def invalidate(self, bucket: str, key: str) -> None:
+    def invalidate(self, bucket: str, key: str, etag: str | None = None) -> None:
         """Forget what is known about the folder of `key` (a manifest there was written or
-        deleted); the next lookup reads the store again."""
+        deleted); the next lookup reads the store again. With `etag`: only when the cached
+        manifest is not that version (the sweep lists manifests every few seconds)."""
         folder = posixpath.dirname(key)
         where = (bucket, f"{folder}/" if folder else "")
+        if etag:
+            entry = self._cache.get(where)
+            known = entry.resolved if entry is not None else None
+            if known is not None and known.source_key == key and known.etag == etag:
+                return
         self._epoch += 1
         self._drop(where)
         self._inflight.pop(where, None)
