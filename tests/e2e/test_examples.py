@@ -62,7 +62,7 @@ class TestDemo:
         assert "provider local" in text
         assert "2 of 2 images edited, 0 failed, 3 signed events verified" in text
         assert text.count("image.completed") == 2 and text.count("batch.completed") == 1
-        assert "photos/food/burger.jpg -> imagedrop/photos/food/edited/burger.png" in text
+        assert "photos/food/burger.jpg -> imagedrop/photos/food/edited/burger-jpg.png" in text
         assert list(tmp_path.glob("imagedrop-demo-*")) == []  # it cleaned up after itself
 
     def test_uploads_and_triggers_on_cos(self, tmp_path, s3_endpoint):
@@ -75,7 +75,7 @@ class TestDemo:
         keys = [o["Key"] for o in client.list_objects_v2(Bucket=TEST_BUCKET)["Contents"]]
         [folder] = {k.rsplit("/", 1)[0] for k in keys if k.endswith("imagedrop.yaml")}
         assert sorted(k.removeprefix(folder + "/") for k in keys) == [
-            "burger.jpg", "edited/burger.png", "edited/salad.png", "imagedrop.yaml",
+            "burger.jpg", "edited/burger-jpg.png", "edited/salad-jpg.png", "imagedrop.yaml",
             "salad.jpg"]
 
 
