@@ -12,6 +12,7 @@
     │   └── DeliveryTransient
     └── PermanentError              will not succeed by retrying: the job fails with the reason
         ├── StorageError
+        ├── VersionSuperseded       the object was overwritten: the job's version is gone
         ├── ProviderPermanent       400s, moderation_blocked, insufficient_quota
         │   └── BillingLimitReached billing_hard_limit_reached: fall back to the local provider
         └── MissingDependencyError  an optional backend's package is not installed
@@ -78,6 +79,10 @@ class PermanentError(ImagedropError):
 
 class StorageError(PermanentError):
     """Raised when the object store refuses an operation (missing bucket, access denied)."""
+
+
+class VersionSuperseded(PermanentError):
+    """Raised when a read asked for one version of an object and a newer one has replaced it."""
 
 
 class ProviderPermanent(PermanentError):

@@ -24,8 +24,16 @@ from imagedrop import imaging, lifecycle, subscribers
 from imagedrop.batches import BatchCloser
 from imagedrop.config import ImagingSettings, WorkerSettings
 from imagedrop.editor import Editor
-from imagedrop.errors import ImageRejected, InputError, NotFound, PermanentError, TransientError
+from imagedrop.errors import (
+    ImageRejected,
+    InputError,
+    NotFound,
+    PermanentError,
+    TransientError,
+    VersionSuperseded,
+)
 from imagedrop.ledger import Job, JobKind, Ledger, NewDelivery
+from imagedrop.manifests import naming
 from imagedrop.providers import EditSpec
 from imagedrop.storage import ObjectStore
 from imagedrop.web.models import (
@@ -42,13 +50,17 @@ SOURCE_META = "imagedrop-source"
 #: A digest of the object version and recipe an output was made from: lets a job recognise an
 #: identical earlier result even when the ledger that recorded it is gone (a wiped volume).
 VERSION_META = "imagedrop-version"
+#: How long a job waits, at first and at most, before looking again for the result of another
+#: job editing the same object version (it polls less often the longer it has waited).
+DEFER_DELAY = 1.0
+DEFER_DELAY_CAP = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one run of a job came to (for logs and tests)."""
 
-    state: str  # completed | failed | retry | lost (lease lost to another worker)
+    state: str  # completed | failed | retry | deferred | lost (lease lost to another worker)
     reason: str | None = None
 
 
@@ -61,15 +73,12 @@ def spec_from_recipe(recipe: dict[str, Any]) -> EditSpec:
 def result_key(prefix: str, name: str, output_format: str) -> str:
     """Where an edited image goes: `prefix` + name with the result format's extension.
 
-    When the extension changes, the old one stays in the name (`a.jpg` → `a-jpg.png`), so
-    `a.jpg` and `a.png` in one folder never write the same result.
+    The manifests' default `{base}.{ext}` rule: when the extension changes, the old one stays
+    in the name (`a.jpg` → `a-jpg.png`), so `a.jpg` and `a.png` never write the same result.
     """
-    stem, ext = posixpath.splitext(name)
-    source = ext.lower().lstrip(".")
-    target = "jpg" if output_format == "jpeg" else output_format
-    if not source or source == target or {source, target} <= {"jpg", "jpeg"}:
-        return f"{prefix}{stem}.{target}"
-    return f"{prefix}{stem}-{source}.{target}"
+    folder, base = posixpath.split(name)
+    return (f"{prefix}{folder + '/' if folder else ''}{naming.base_name(base, output_format)}"
+            f".{naming.extension_for(output_format)}")
 
 
 class Pipeline:
@@ -79,7 +88,7 @@ class Pipeline:
         self, *, ledger: Ledger, storage: ObjectStore, editor: Editor,
         imaging_settings: ImagingSettings, worker_settings: WorkerSettings,
         presign_expires: int, executor: Executor | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, defer_delay: float = DEFER_DELAY,
     ) -> None:
         self.ledger = ledger
         self.storage = storage
@@ -89,6 +98,7 @@ class Pipeline:
         self.presign_expires = presign_expires
         self.executor = executor
         self.clock = clock
+        self.defer_delay = defer_delay
         self.batches = BatchCloser(ledger, clock=clock)
 
     async def run(self, job: Job, owner: str) -> Outcome:
@@ -129,6 +139,10 @@ class Pipeline:
             reused = await self._existing_output(job) or await self._earlier_edit(job)
             if reused is not None:
                 return reused
+            if job.version_key and not job.generation:
+                reused = await self._claim_version(job)
+                if reused is not None:
+                    return reused
         source = await self._load_source(job)
         prepared = await self._in_executor(
             imaging.prepare_for_provider, source,
@@ -160,8 +174,14 @@ class Pipeline:
         if job.input_data is not None:
             return job.input_data
         assert job.source_bucket and job.source_key
-        obj = await self.storage.get(job.source_bucket, job.source_key,
-                                     max_bytes=self.limits.max_bytes)
+        try:
+            # The job's own version, not whatever was written since: an edit recorded under
+            # one ETag must have been made from that version.
+            obj = await self.storage.get(job.source_bucket, job.source_key,
+                                         max_bytes=self.limits.max_bytes,
+                                         if_match=job.source_etag or None)
+        except VersionSuperseded as exc:
+            raise Superseded(superseded_reason(job)) from exc
         if obj.info.is_output:
             raise OutputNotInput("object was written by imagedrop; outputs are never inputs")
         return obj.data
@@ -186,6 +206,19 @@ class Pipeline:
             "fallback_local": info.metadata.get("imagedrop-fallback") == "1",
             "size": info.size, "bucket": job.output_bucket, "key": job.output_key, "reused": True,
         }
+
+    async def _claim_version(self, job: Job) -> dict[str, Any] | None:
+        """Hold the job's object version while editing it, so that another job for the same
+        version and recipe (a second trigger, a trigger and a drop) waits for this result and
+        reuses it instead of paying for the same edit. Raises VersionBusy when another running
+        job holds it; returns the earlier result when one completed meanwhile."""
+        assert job.version_key
+        holder = await self.ledger.claim_version(job.version_key, job.id,
+                                                 self.retry.lease_seconds)
+        if holder is not None:
+            raise VersionBusy(holder)
+        # The holder may have completed between the look above and this claim.
+        return await self._earlier_edit(job)
 
     async def _earlier_edit(self, job: Job) -> dict[str, Any] | None:
         """The same object version edited with the same recipe by another job: reuse it
@@ -254,7 +287,16 @@ class Pipeline:
             except (InputError, PermanentError) as exc:
                 error = exc  # e.g. no presigned URL possible: the job fails with that reason
         assert error is not None
+        if isinstance(error, VersionBusy):
+            return await self._defer(job, owner, error)
         return await self._after_error(job, owner, error)
+
+    async def _defer(self, job: Job, owner: str, busy: VersionBusy) -> Outcome:
+        """Wait for the job editing the same version: back in the queue, no attempt used."""
+        waited = self.clock() - (job.started_at or self.clock())
+        delay = min(DEFER_DELAY_CAP, max(self.defer_delay, waited / 4))
+        ok = await self.ledger.defer_job(job.id, owner, self.clock() + delay, str(busy))
+        return Outcome("deferred" if ok else "lost", str(busy))
 
     async def _complete(self, job: Job, owner: str, result: dict[str, Any]) -> Outcome:
         deliveries = []
@@ -298,7 +340,9 @@ class Pipeline:
                                error=decision.reason).to_body()
             deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
                                           job_id=job.id))
-        if job.recipe.get("subscribers") and not isinstance(exc, OutputNotInput):
+        # Neither is news for subscribers: an output is not their image, and a superseded
+        # version no longer exists (a dropped file's newer version has its own job and event).
+        if job.recipe.get("subscribers") and not isinstance(exc, OutputNotInput | Superseded):
             deliveries += await self._subscriber_deliveries(
                 job, subscribers.IMAGE_FAILED, subscribers.image_data(job, error=decision.reason))
         ok = await self.ledger.fail_job(job.id, owner, decision.reason, deliveries)
@@ -332,8 +376,29 @@ def job_marker(job: Job) -> str:
     return job.id if not job.generation else f"{job.id}#{job.generation}"
 
 
+def superseded_reason(job: Job) -> str:
+    """Why a job whose object version was overwritten before it was read fails."""
+    if job.kind is JobKind.DROP:
+        return ("a newer version of the object was written before this one was edited; "
+                "the newer version has its own job")
+    return ("the object was overwritten after this job was planned, so the version it was "
+            "planned for no longer exists; the newer version was not edited by this job")
+
+
 class OutputNotInput(ImageRejected):
     """Raised when a job's source turns out to be an output imagedrop wrote."""
+
+
+class Superseded(VersionSuperseded):
+    """Raised when the job's object version was overwritten before the job read it."""
+
+
+class VersionBusy(Exception):
+    """Raised when another running job is editing the same object version and recipe."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"waiting for job {holder}, which is editing the same object version")
+        self.holder = holder
 
 
 class ManifestRejected(InputError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from imagedrop.config import ImagingSettings, WorkerSettings
@@ -53,9 +55,13 @@ def drop(data_dir, key: str) -> None:
     path.write_bytes(images.png())
 
 
+# The version `drop` writes: the pipeline reads a job's source only at its own ETag.
+ETAG = hashlib.md5(images.png()).hexdigest()
+
+
 def _job(key: str, **kw) -> NewJob:
     values = dict(kind=JobKind.BATCH, filename=key, recipe={"prompt": "p", "model": "m"},
-                  source_bucket="b", source_key=key, source_etag="e", output_bucket="b",
+                  source_bucket="b", source_key=key, source_etag=ETAG, output_bucket="b",
                   output_key=f"out/{key}")
     values.update(kw)
     return NewJob(**values)

@@ -249,7 +249,22 @@ class Ledger(Protocol):
         """
 
     async def renew_leases(self, owner: str, job_ids: list[str], lease_seconds: float) -> None:
-        """Extend the leases `owner` holds on these jobs."""
+        """Extend the leases `owner` holds on these jobs, and on the object versions they hold
+        (`claim_version`): one heartbeat keeps both."""
+
+    async def claim_version(self, version_key: str, job_id: str, lease_seconds: float
+                            ) -> str | None:
+        """Hold an object version (+ recipe) for the running job `job_id`, so that no other job
+        edits it meanwhile: None when this job holds it now, else the id of the live holder.
+
+        A lease that lapsed (its holder's process died) or whose holder is no longer running
+        is taken over; the same job claiming again keeps it. Renewed by `renew_leases`;
+        released with the job's outcome (`complete_job`, `fail_job`, `retry_job`, `defer_job`,
+        `release_jobs`) in the same transaction, or by `release_version`.
+        """
+
+    async def release_version(self, version_key: str, job_id: str) -> None:
+        """Give back a version `job_id` holds (nothing if another job holds it)."""
 
     async def complete_job(
         self, job_id: str, owner: str, result: dict[str, Any], deliveries: list[NewDelivery]
@@ -265,6 +280,10 @@ class Ledger(Protocol):
 
     async def retry_job(self, job_id: str, owner: str, error: str, run_after: float) -> bool:
         """Put a running job back in the queue, due at `run_after`; False if not owned."""
+
+    async def defer_job(self, job_id: str, owner: str, run_after: float, reason: str) -> bool:
+        """Put a running job back in the queue, due at `run_after`, giving back the attempt its
+        claim counted (it waits for another job; it did not fail); False if not owned."""
 
     async def release_jobs(self, owner: str) -> int:
         """Give back every job `owner` holds (graceful shutdown); returns how many."""

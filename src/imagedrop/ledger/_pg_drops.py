@@ -6,6 +6,7 @@ begins and commits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -26,55 +27,76 @@ class _Duplicate(Exception):
     """Rolls back one drop's savepoint when its job turned out to be recorded already."""
 
 
-async def record_drops(conn: Any, now: float, items: list[DropItem]) -> list[tuple[Job, bool]]:
+async def record_drops(conn: Any, now: float, items: list[DropItem],
+                       clock: Callable[[], float] | None = None) -> list[tuple[Job, bool]]:
     """Each new job joins its group's settling batch (made if none); duplicates join nothing.
 
     Two replicas dropping into one folder at once must not open two batches: each takes an
     advisory lock per group for the rest of its transaction, all of them up front and in one
     order (so two calls with the same groups cannot deadlock), and looks for the settling batch
-    only once it holds the lock, in a statement whose snapshot sees the other's commit.
+    only once it holds the lock, in a statement whose snapshot sees the other's commit. `now`
+    is read from `clock` (when given) after those locks: a wait behind another replica must
+    not leave it stale. Items are written in dedupe_key order, so two replicas recording the
+    same objects in different orders wait for each other instead of deadlocking; the results
+    come back in the caller's order.
     """
     groups = sorted({item.batch.group_key for item in items
                      if item.batch is not None and item.batch.group_key})
     for group in groups:
         await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))",
                            DROP_GROUP_LOCK, group)
-    out: list[tuple[Job, bool]] = []
-    for item in items:
-        job = item.job
-        if job.dedupe_key is not None:
-            row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE dedupe_key = $1",
-                                      job.dedupe_key)
-            if row is not None:
-                out.append((job_from_row(row), False))
-                continue
-        if item.batch is None:
-            out.extend(await create_jobs(conn, now, [job]))
-            continue
-        try:
-            # A savepoint: a same-key job committed by a call outside our group lock makes this
-            # one a duplicate, and then the batch it opened or pushed out must not change.
-            async with conn.transaction():
-                batch_id = await _settling_batch(conn, now, item)
-                seq = await conn.fetchval(
-                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs WHERE batch_id = $1", batch_id)
-                [(recorded, new)] = await create_jobs(
-                    conn, now, [replace(job, batch_id=batch_id, seq=seq)])
-                if not new:
-                    raise _Duplicate
-        except _Duplicate:
-            pass
-        out.append((recorded, new))
-    return out
+    if clock is not None:
+        now = clock()
+    if groups:
+        # The groups' open batches, locked in id order (as replays and finishes lock them):
+        # housekeeping cannot close one of them under us (close skips locked batches).
+        await conn.execute(
+            "SELECT 1 FROM batches WHERE group_key = ANY($1::text[]) AND NOT listing_done"
+            " AND settle_until IS NOT NULL ORDER BY id FOR UPDATE", groups)
+    out: list[tuple[Job, bool] | None] = [None] * len(items)
+    for i in sorted(range(len(items)), key=lambda i: items[i].job.dedupe_key or ""):
+        out[i] = await _record_drop(conn, now, items[i])
+    return [pair for pair in out if pair is not None]
+
+
+async def _record_drop(conn: Any, now: float, item: DropItem) -> tuple[Job, bool]:
+    job = item.job
+    if job.dedupe_key is not None:
+        row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE dedupe_key = $1",
+                                  job.dedupe_key)
+        if row is not None:
+            return job_from_row(row), False
+    if item.batch is None:
+        [pair] = await create_jobs(conn, now, [job])
+        return pair
+    try:
+        # A savepoint: a same-key job committed by a call outside our group lock makes this
+        # one a duplicate, and then the batch it opened or pushed out must not change.
+        async with conn.transaction():
+            batch_id = await _settling_batch(conn, now, item)
+            seq = await conn.fetchval(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs WHERE batch_id = $1", batch_id)
+            [(recorded, new)] = await create_jobs(
+                conn, now, [replace(job, batch_id=batch_id, seq=seq)])
+            if not new:
+                raise _Duplicate
+    except _Duplicate:
+        pass
+    return recorded, new
 
 
 async def _settling_batch(conn: Any, now: float, item: DropItem) -> str:
-    """The id of the group's batch still collecting images, its deadline pushed out."""
+    """The id of the group's batch still collecting images, its deadline pushed out.
+
+    The row lock (FOR UPDATE) orders this against housekeeping: a batch it closed meanwhile
+    is re-checked, found closed and passed over (a new batch opens); one we lock cannot be
+    closed until our job is committed in it, so its summary counts the job.
+    """
     assert item.batch is not None and item.batch.group_key
     row = await conn.fetchrow(
         "SELECT id, created_at FROM batches WHERE group_key = $1 AND NOT listing_done"
         " AND settle_until IS NOT NULL AND settle_until > $2"
-        " ORDER BY created_at DESC, pos DESC LIMIT 1",
+        " ORDER BY created_at DESC, pos DESC LIMIT 1 FOR UPDATE",
         item.batch.group_key, now,
     )
     if row is None:
@@ -89,9 +111,13 @@ async def _settling_batch(conn: Any, now: float, item: DropItem) -> str:
 
 
 async def close_settled_batches(conn: Any, now: float) -> list[str]:
+    """Close settled drop batches; one a drop is joining right now (row locked) is skipped and
+    closed on a later round, if its deadline has not moved by then."""
     rows = await conn.fetch(
-        "UPDATE batches SET listing_done = true WHERE NOT listing_done"
-        " AND settle_until IS NOT NULL AND settle_until <= $1 RETURNING id",
+        "UPDATE batches SET listing_done = true WHERE id IN (SELECT id FROM batches"
+        " WHERE NOT listing_done AND settle_until IS NOT NULL AND settle_until <= $1"
+        " FOR UPDATE SKIP LOCKED)"
+        " AND NOT listing_done AND settle_until <= $1 RETURNING id",
         now,
     )
     return [row["id"] for row in rows]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from imagedrop.errors import TransientError
 from imagedrop.ledger import Job, JobState, NewDelivery, NewJob
 from imagedrop.ledger._pg_rows import (
     INSERT_DELIVERIES,
@@ -92,9 +93,12 @@ async def claim_jobs(
 async def renew_leases(
     conn: Any, now: float, owner: str, job_ids: list[str], lease_seconds: float
 ) -> None:
+    # The object versions these jobs are editing stay theirs as long (one statement).
     await conn.execute(
-        "UPDATE jobs SET lease_expires = $1 WHERE state = 'running' AND lease_owner = $2"
-        " AND id = ANY($3::text[])",
+        "WITH renewed AS (UPDATE jobs SET lease_expires = $1 WHERE state = 'running'"
+        " AND lease_owner = $2 AND id = ANY($3::text[]) RETURNING id)"
+        " UPDATE version_leases SET lease_expires = $1"
+        " WHERE job_id IN (SELECT id FROM renewed)",
         now + lease_seconds, owner, job_ids,
     )
 
@@ -107,16 +111,24 @@ _OWNED = "WHERE id = $1 AND state = 'running' AND lease_owner = $2"
 _NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
 
 
+def _releasing(update: str) -> str:
+    """`update` (of jobs) that also releases the object versions the updated jobs held
+    (`claim_version`), in the same statement; it answers how many jobs it updated."""
+    return (f"WITH done AS ({update} RETURNING id),"
+            " gone AS (DELETE FROM version_leases WHERE job_id IN (SELECT id FROM done))"
+            " SELECT count(*) FROM done")
+
+
 async def complete_job(
     conn: Any, now: float, job_id: str, owner: str, result: dict[str, Any],
     deliveries: list[NewDelivery],
 ) -> bool:
-    status = await conn.execute(
+    done = await conn.fetchval(_releasing(
         f"UPDATE jobs SET state = 'completed', result = $3::text::jsonb, fallback_local = $4,"
-        f" error = NULL, finished_at = $5, input_data = NULL, {_NO_LEASE} {_OWNED}",
+        f" error = NULL, finished_at = $5, input_data = NULL, {_NO_LEASE} {_OWNED}"),
         job_id, owner, dumps(result), bool(result.get("fallback_local")), now,
     )
-    if status != "UPDATE 1":
+    if done != 1:
         return False
     await insert_deliveries(conn, now, deliveries, job_id=job_id)
     return True
@@ -125,12 +137,12 @@ async def complete_job(
 async def fail_job(
     conn: Any, now: float, job_id: str, owner: str, error: str, deliveries: list[NewDelivery]
 ) -> bool:
-    status = await conn.execute(
+    done = await conn.fetchval(_releasing(
         f"UPDATE jobs SET state = 'failed', error = $3, last_error = $3, finished_at = $4,"
-        f" {_NO_LEASE} {_OWNED}",
+        f" {_NO_LEASE} {_OWNED}"),
         job_id, owner, error, now,
     )
-    if status != "UPDATE 1":
+    if done != 1:
         return False
     await insert_deliveries(conn, now, deliveries, job_id=job_id)
     return True
@@ -139,12 +151,25 @@ async def fail_job(
 async def retry_job(
     conn: Any, now: float, job_id: str, owner: str, error: str, run_after: float
 ) -> bool:
-    status = await conn.execute(
+    done = await conn.fetchval(_releasing(
         f"UPDATE jobs SET state = 'queued', last_error = $3, run_after = $4, {_NO_LEASE}"
-        f" {_OWNED}",
+        f" {_OWNED}"),
         job_id, owner, error, float(run_after),
     )
-    return status == "UPDATE 1"
+    return bool(done == 1)
+
+
+async def defer_job(
+    conn: Any, now: float, job_id: str, owner: str, run_after: float, reason: str
+) -> bool:
+    """Requeue a running job that waits for another, giving back the attempt its claim counted:
+    waiting is not a failed try."""
+    done = await conn.fetchval(_releasing(
+        "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0),"
+        f" last_error = $3, run_after = $4, {_NO_LEASE} {_OWNED}"),
+        job_id, owner, reason, float(run_after),
+    )
+    return bool(done == 1)
 
 
 async def release_jobs(conn: Any, now: float, owner: str) -> int:
@@ -153,12 +178,47 @@ async def release_jobs(conn: Any, now: float, owner: str) -> int:
     Release is a graceful shutdown that abandoned the work, not a failed try, so it must not
     use up `max_attempts`. The job stays due at once; `started_at` keeps the first start.
     """
-    status = await conn.execute(
+    released = await conn.fetchval(_releasing(
         f"UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), {_NO_LEASE}"
-        " WHERE state = 'running' AND lease_owner = $1",
+        " WHERE state = 'running' AND lease_owner = $1"),
         owner,
     )
-    return rowcount(status)
+    return int(released)
+
+
+# A claim takes a version over from a lapsed lease, a holder that is not running, or itself.
+# In READ COMMITTED, ON CONFLICT waits for a concurrent claimant's commit and then decides on
+# the committed row, so two claimants never both get the version (REPEATABLE READ would raise
+# a serialization failure instead: these statements run in the default READ COMMITTED).
+_CLAIM_VERSION = (
+    "INSERT INTO version_leases AS v (version_key, job_id, lease_expires) VALUES ($1, $2, $3)"
+    " ON CONFLICT (version_key) DO UPDATE SET job_id = EXCLUDED.job_id,"
+    " lease_expires = EXCLUDED.lease_expires"
+    " WHERE v.job_id = EXCLUDED.job_id OR v.lease_expires < $4"
+    " OR NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = v.job_id AND jobs.state = 'running')"
+    " RETURNING job_id"
+)
+
+
+async def claim_version(
+    conn: Any, now: float, version_key: str, job_id: str, lease_seconds: float
+) -> str | None:
+    """Hold `version_key` for `job_id`: None when it does now, else the live holder's id."""
+    for _ in range(5):
+        if await conn.fetchval(_CLAIM_VERSION, version_key, job_id,
+                               now + lease_seconds, now) is not None:
+            return None
+        # A later statement sees the holder's commit; None: released meanwhile, claim again.
+        holder = await conn.fetchval(
+            "SELECT job_id FROM version_leases WHERE version_key = $1", version_key)
+        if holder is not None:
+            return str(holder)
+    raise TransientError("an object version's claim kept changing hands; trying again later")
+
+
+async def release_version(conn: Any, now: float, version_key: str, job_id: str) -> None:
+    await conn.execute("DELETE FROM version_leases WHERE version_key = $1 AND job_id = $2",
+                       version_key, job_id)
 
 
 async def list_jobs(

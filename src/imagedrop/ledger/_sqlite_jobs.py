@@ -79,16 +79,24 @@ def claim_jobs(
 def renew_leases(
     conn: sqlite3.Connection, now: float, owner: str, job_ids: list[str], lease_seconds: float
 ) -> None:
-    conn.execute(
+    renewed = [row[0] for row in conn.execute(
         "UPDATE jobs SET lease_expires = ? WHERE state = 'running' AND lease_owner = ?"
-        " AND id IN (SELECT value FROM json_each(?))",
+        " AND id IN (SELECT value FROM json_each(?)) RETURNING id",
         (now + lease_seconds, owner, _json_list(job_ids)),
-    )
+    )]
+    if renewed:  # the object versions these jobs are editing stay theirs as long
+        conn.execute(
+            "UPDATE version_leases SET lease_expires = ?"
+            " WHERE job_id IN (SELECT value FROM json_each(?))",
+            (now + lease_seconds, _json_list(renewed)),
+        )
 
 
 # The finishing updates below require `lease_owner = owner` but not an unexpired lease: a job
 # whose lease ran out and that nobody claimed since is still its owner's to finish, while one
-# claimed by another owner has a different lease_owner and is left alone.
+# claimed by another owner has a different lease_owner and is left alone. Each of them also
+# releases the object version the job held (`claim_version`), in the same transaction: a job
+# waiting for that version then finds the completed edit, or takes the version over.
 _OWNED = "WHERE id = ? AND state = 'running' AND lease_owner = ?"
 _NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
 
@@ -104,6 +112,7 @@ def complete_job(
     )
     if cursor.rowcount != 1:
         return False
+    _release_versions_of(conn, [job_id])
     insert_deliveries(conn, now, deliveries, job_id=job_id)
     return True
 
@@ -119,6 +128,7 @@ def fail_job(
     )
     if cursor.rowcount != 1:
         return False
+    _release_versions_of(conn, [job_id])
     insert_deliveries(conn, now, deliveries, job_id=job_id)
     return True
 
@@ -130,7 +140,27 @@ def retry_job(
         f"UPDATE jobs SET state = 'queued', last_error = ?, run_after = ?, {_NO_LEASE} {_OWNED}",
         (error, run_after, job_id, owner),
     )
-    return cursor.rowcount == 1
+    if cursor.rowcount != 1:
+        return False
+    _release_versions_of(conn, [job_id])
+    return True
+
+
+def defer_job(
+    conn: sqlite3.Connection, now: float, job_id: str, owner: str, run_after: float,
+    reason: str,
+) -> bool:
+    """Requeue a running job that waits for another, giving back the attempt its claim counted:
+    waiting is not a failed try."""
+    cursor = conn.execute(
+        "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), last_error = ?,"
+        f" run_after = ?, {_NO_LEASE} {_OWNED}",
+        (reason, run_after, job_id, owner),
+    )
+    if cursor.rowcount != 1:
+        return False
+    _release_versions_of(conn, [job_id])
+    return True
 
 
 def release_jobs(conn: sqlite3.Connection, now: float, owner: str) -> int:
@@ -139,12 +169,13 @@ def release_jobs(conn: sqlite3.Connection, now: float, owner: str) -> int:
     Release is a graceful shutdown that abandoned the work, not a failed try, so it must not
     use up `max_attempts`. The job stays due at once; `started_at` keeps the first start.
     """
-    cursor = conn.execute(
+    released = [row[0] for row in conn.execute(
         f"UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), {_NO_LEASE}"
-        " WHERE state = 'running' AND lease_owner = ?",
+        " WHERE state = 'running' AND lease_owner = ? RETURNING id",
         (owner,),
-    )
-    return cursor.rowcount
+    )]
+    _release_versions_of(conn, released)
+    return len(released)
 
 
 def list_jobs(
@@ -178,6 +209,47 @@ def insert_deliveries(
             for d in deliveries
         ],
     )
+
+
+# When a claim may take a version over: its own, a lapsed lease, or a holder that is not running.
+_TAKE_OVER = (
+    "job_id = excluded.job_id, lease_expires = excluded.lease_expires"
+    " WHERE version_leases.job_id = excluded.job_id OR version_leases.lease_expires < ?"
+    " OR NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = version_leases.job_id"
+    " AND jobs.state = 'running')"
+)
+
+
+def claim_version(
+    conn: sqlite3.Connection, now: float, version_key: str, job_id: str, lease_seconds: float
+) -> str | None:
+    """Hold `version_key` for `job_id`: None when it does now, else the live holder's id.
+
+    A holder whose lease lapsed (its process died) or that is no longer running is replaced;
+    the same job claiming again (after its own restart) keeps it.
+    """
+    row = conn.execute(
+        "INSERT INTO version_leases (version_key, job_id, lease_expires) VALUES (?, ?, ?)"
+        f" ON CONFLICT (version_key) DO UPDATE SET {_TAKE_OVER} RETURNING job_id",
+        (version_key, job_id, now + lease_seconds, now),
+    ).fetchone()
+    if row is not None:
+        return None
+    (holder,) = conn.execute("SELECT job_id FROM version_leases WHERE version_key = ?",
+                             (version_key,)).fetchone()
+    return str(holder)
+
+
+def release_version(conn: sqlite3.Connection, now: float, version_key: str, job_id: str
+                    ) -> None:
+    conn.execute("DELETE FROM version_leases WHERE version_key = ? AND job_id = ?",
+                 (version_key, job_id))
+
+
+def _release_versions_of(conn: sqlite3.Connection, job_ids: list[str]) -> None:
+    if job_ids:
+        conn.execute("DELETE FROM version_leases WHERE job_id IN (SELECT value FROM json_each(?))",
+                     (_json_list(job_ids),))
 
 
 def _json_list(values: list[str]) -> str:

@@ -144,7 +144,18 @@ CREATE TABLE provider_pauses (
 );
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+# Object versions being edited: a job holds its version while it runs, so a second job for the
+# same version and recipe waits for the first result instead of paying for the same edit.
+_V4 = """
+CREATE TABLE version_leases (
+    version_key     TEXT PRIMARY KEY,
+    job_id          TEXT NOT NULL,
+    lease_expires   REAL NOT NULL
+);
+CREATE INDEX version_leases_job ON version_leases (job_id);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 
 
 def split_statements(script: str) -> list[str]:

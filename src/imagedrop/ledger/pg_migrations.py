@@ -147,7 +147,18 @@ CREATE TABLE provider_pauses (
 );
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+# Object versions being edited: a job holds its version while it runs, so a second job for the
+# same version and recipe waits for the first result instead of paying for the same edit.
+_V3 = """
+CREATE TABLE version_leases (
+    version_key     TEXT PRIMARY KEY,
+    job_id          TEXT NOT NULL,
+    lease_expires   DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX version_leases_job ON version_leases (job_id);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 
 
 async def apply_migrations(conn: Any, now: float, schema: str | None) -> int:

@@ -69,7 +69,7 @@ class PostgresLedger:
         self._listener: Listener | None = None
         # Notifications arrive in bursts: concurrent drops share one transaction (one flush).
         self._drops: GroupWriter[DropItem, tuple[Job, bool]] = GroupWriter(
-            lambda items: self._write(drop_tx.record_drops, items, wake=_any_new))
+            lambda items: self._write(drop_tx.record_drops, items, self._clock, wake=_any_new))
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> PostgresLedger:
@@ -208,6 +208,17 @@ class PostgresLedger:
 
     async def retry_job(self, job_id: str, owner: str, error: str, run_after: float) -> bool:
         return await self._write(job_tx.retry_job, job_id, owner, error, run_after, wake=_any)
+
+    async def defer_job(self, job_id: str, owner: str, run_after: float, reason: str) -> bool:
+        # No NOTIFY: the job is not due before `run_after`.
+        return await self._single(job_tx.defer_job, job_id, owner, run_after, reason)
+
+    async def claim_version(self, version_key: str, job_id: str, lease_seconds: float
+                            ) -> str | None:
+        return await self._write(job_tx.claim_version, version_key, job_id, lease_seconds)
+
+    async def release_version(self, version_key: str, job_id: str) -> None:
+        await self._single(job_tx.release_version, version_key, job_id)
 
     async def release_jobs(self, owner: str) -> int:
         """See the Protocol; each released job gets back the attempt its claim counted."""

@@ -139,6 +139,17 @@ class SqliteLedger:
             self._notify()
         return done
 
+    async def defer_job(self, job_id: str, owner: str, run_after: float, reason: str) -> bool:
+        # No wake-up: the job is not due before `run_after`.
+        return await self._write(job_tx.defer_job, job_id, owner, run_after, reason)
+
+    async def claim_version(self, version_key: str, job_id: str, lease_seconds: float
+                            ) -> str | None:
+        return await self._write(job_tx.claim_version, version_key, job_id, lease_seconds)
+
+    async def release_version(self, version_key: str, job_id: str) -> None:
+        await self._write(job_tx.release_version, version_key, job_id)
+
     async def release_jobs(self, owner: str) -> int:
         """See the Protocol; each released job gets back the attempt its claim counted."""
         released = await self._write(job_tx.release_jobs, owner)

@@ -49,10 +49,13 @@ class ObjectStore(Protocol):
 
     name: str  # "cos" or "local"
 
-    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
+    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None,
+                  if_match: str | None = None) -> StoredObject:
         """Read an object. Raises NotFound, StorageUnavailable or StorageError.
 
         An object larger than `max_bytes` raises ImageRejected (413) before its body is read.
+        With `if_match` (an ETag, quoted or not), only that version is read: VersionSuperseded
+        when the object now has another ETag.
         """
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:

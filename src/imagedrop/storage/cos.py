@@ -17,7 +17,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 from imagedrop.config import StorageSettings
-from imagedrop.errors import MissingDependencyError, NotFound, StorageError, StorageUnavailable
+from imagedrop.errors import (
+    MissingDependencyError,
+    NotFound,
+    StorageError,
+    StorageUnavailable,
+    VersionSuperseded,
+)
 from imagedrop.storage import (
     OUTPUT_MARKER,
     ObjectInfo,
@@ -58,6 +64,9 @@ def _map_errors(op: str, bucket: str, key: str = "") -> Iterator[None]:
         text = f"COS {op} {where}: {code or 'error'} (HTTP {status or '?'})"
         if code in _NOT_FOUND:
             raise NotFound(text) from exc
+        if code == "PreconditionFailed" or status == 412:  # only a conditional GET asks
+            raise VersionSuperseded(f"COS {op} {where}: the object has been replaced by a "
+                                    "newer version") from exc
         if code in _TRANSIENT or status >= 500 or status == 429:
             raise StorageUnavailable(text) from exc
         raise StorageError(text) from exc
@@ -143,8 +152,12 @@ class CosStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
-    def _get_sync(self, bucket: str, key: str, max_bytes: int | None) -> StoredObject:
-        resp = self._client.get_object(Bucket=bucket, Key=key)
+    def _get_sync(self, bucket: str, key: str, max_bytes: int | None,
+                  if_match: str | None) -> StoredObject:
+        # The store compares the version itself (412 otherwise): no window between a HEAD
+        # and the GET in which another writer could replace the object.
+        conditions = {"IfMatch": f'"{normalise_etag(if_match)}"'} if if_match else {}
+        resp = self._client.get_object(Bucket=bucket, Key=key, **conditions)
         with resp["Body"] as body:  # read inside the thread: the body is a blocking stream
             # Checked before reading: an oversized object must never be held in memory.
             # Leaving the block closes the unread body (its connection is dropped, not reused).
@@ -153,9 +166,10 @@ class CosStore:
             data = body.read()
         return StoredObject(data=data, info=_info(bucket, key, resp))
 
-    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
+    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None,
+                  if_match: str | None = None) -> StoredObject:
         with _map_errors("get", bucket, key):
-            return await self._run(self._get_sync, bucket, key, max_bytes)
+            return await self._run(self._get_sync, bucket, key, max_bytes, if_match)
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         try:

@@ -20,8 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from imagedrop.errors import NotFound, StorageError
-from imagedrop.storage import OUTPUT_MARKER, ObjectInfo, StoredObject, too_large
+from imagedrop.errors import NotFound, StorageError, VersionSuperseded
+from imagedrop.storage import OUTPUT_MARKER, ObjectInfo, StoredObject, normalise_etag, too_large
 from imagedrop.storage.urlsign import download_url
 
 _META_DIR = ".imagedrop-meta"
@@ -167,7 +167,8 @@ class LocalStore:
                 return None
             return self._info(bucket, key, version, side)
 
-    def _get_sync(self, bucket: str, key: str, max_bytes: int | None) -> StoredObject:
+    def _get_sync(self, bucket: str, key: str, max_bytes: int | None,
+                  if_match: str | None = None) -> StoredObject:
         parts = _key_parts(key)
         path = self._bucket_dir(bucket, must_exist=True).joinpath(*parts)
         try:
@@ -184,6 +185,9 @@ class LocalStore:
         if info is None:  # deleted since we read it: what we read is still a valid answer
             info = ObjectInfo(bucket, key, hashlib.md5(data, usedforsecurity=False).hexdigest(),
                               len(data), st.st_mtime)
+        if if_match and info.etag != normalise_etag(if_match):  # the etag of the bytes read
+            raise VersionSuperseded(f"object {key!r} in bucket {bucket!r} has been replaced by "
+                                    "a newer version")
         return StoredObject(data=data, info=info)
 
     def _head_sync(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -258,8 +262,9 @@ class LocalStore:
                     break
         return page
 
-    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
-        return await self._run(self._get_sync, bucket, key, max_bytes)
+    async def get(self, bucket: str, key: str, *, max_bytes: int | None = None,
+                  if_match: str | None = None) -> StoredObject:
+        return await self._run(self._get_sync, bucket, key, max_bytes, if_match)
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         return await self._run(self._head_sync, bucket, key)
