@@ -104,6 +104,11 @@ async def serve(settings: Settings, *, host: str | None, port: int | None) -> in
         log.warning("no_api_key_configured",
                     message=f"serving on {host} with NO API key: anyone who can reach this port "
                             "can submit edits; set IMAGEDROP_API_KEYS")
+    if settings.server.api_keys and not settings.drops.intake_token:
+        log.warning("intake_uses_api_key",
+                    message="POST /events accepts an API key because IMAGEDROP_INTAKE_TOKEN is "
+                            "not set: stores would carry a key that also grants /trigger and "
+                            "/replay; set a separate IMAGEDROP_INTAKE_TOKEN for them")
     app = create_app(settings, public_url=public_url)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

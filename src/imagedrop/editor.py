@@ -66,6 +66,10 @@ class Editor:
         pause = await self.pauses.current()
         if pause is None:
             await self.limiter.acquire()  # a short wait inside this attempt, not a failure
+            # The wait for a rate slot may be long: another replica may have stopped the
+            # provider meanwhile.
+            pause = await self.pauses.current()
+        if pause is None:
             try:
                 return await self.primary.edit(image, mime, filename, spec), False
             except BillingLimitReached as exc:

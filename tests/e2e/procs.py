@@ -42,14 +42,20 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"imagedrop serve exited with {self.proc.returncode}")
+                raise AssertionError(f"imagedrop serve exited with {self.proc.returncode}; "
+                                     f"its log ends:\n{self._log_tail()}")
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:
                     return
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)
-        raise AssertionError("imagedrop serve did not become healthy")
+        raise AssertionError(f"imagedrop serve did not become healthy; its log ends:\n"
+                             f"{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 30) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
