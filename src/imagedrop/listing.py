@@ -87,7 +87,16 @@ class Lister:
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """List batches until `stop()`."""
+        """List batches until `stop()`; then hand back what is unfinished."""
+        try:
+            await self._run()
+        finally:
+            try:
+                await self.ledger.release_listings(self.owner)
+            except Exception:  # the leases lapse on their own
+                log.exception("listing_release_failed")
+
+    async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 batch = await self.ledger.claim_listing(self.owner, self.lease)

@@ -513,3 +513,17 @@ class TestSqliteUpgrade:
             assert job is not None and job.version_key is None and job.generation == 0
         finally:
             await ledger.close()
+
+
+class TestReleaseListings:
+    """A lister that stops hands its unfinished listings back at once."""
+
+    async def test_released_listing_is_claimed_by_another(self, ledger: Ledger):
+        batch = await ledger.create_batch(new_batch())
+        claimed = await ledger.claim_listing("l1", 600)
+        assert claimed is not None and claimed.id == batch.id
+        assert await ledger.claim_listing("l2", 600) is None
+        assert await ledger.release_listings("l1") == 1
+        again = await ledger.claim_listing("l2", 600)
+        assert again is not None and again.id == batch.id
+        assert await ledger.release_listings("l1") == 0

@@ -303,6 +303,10 @@ class Ledger(Protocol):
     async def claim_listing(self, owner: str, lease_seconds: float) -> Batch | None:
         """Lease one batch whose listing is unfinished (new, or its lister died)."""
 
+    async def release_listings(self, owner: str) -> int:
+        """Give back the unfinished listings `owner` holds (graceful stop): another lister
+        resumes them from their cursor at once instead of after the lease."""
+
     async def add_batch_jobs(
         self, batch_id: str, owner: str, jobs: list[NewJob], cursor: str, done: bool
     ) -> int:

@@ -72,6 +72,13 @@ async def claim_listing(conn: Any, now: float, owner: str, lease_seconds: float)
     return None if row is None else batch_from_row(row)
 
 
+async def release_listings(conn: Any, now: float, owner: str) -> int:
+    status = await conn.execute(
+        "UPDATE batches SET lease_owner = NULL, lease_expires = NULL"
+        " WHERE lease_owner = $1 AND NOT listing_done", owner)
+    return int(status.split()[-1])
+
+
 async def add_batch_jobs(
     conn: Any, now: float, batch_id: str, owner: str, jobs: list[NewJob], cursor: str,
     done: bool,

@@ -74,6 +74,12 @@ def claim_listing(
     return get_batch(conn, now, row[0])
 
 
+def release_listings(conn: sqlite3.Connection, now: float, owner: str) -> int:
+    return conn.execute(
+        "UPDATE batches SET lease_owner = NULL, lease_expires = NULL"
+        " WHERE lease_owner = ? AND listing_done = 0", (owner,)).rowcount
+
+
 def add_batch_jobs(
     conn: sqlite3.Connection, now: float, batch_id: str, owner: str, jobs: list[NewJob],
     cursor: str, done: bool,

@@ -240,6 +240,9 @@ class PostgresLedger:
     async def claim_listing(self, owner: str, lease_seconds: float) -> Batch | None:
         return await self._single(batch_tx.claim_listing, owner, lease_seconds)
 
+    async def release_listings(self, owner: str) -> int:
+        return await self._write(batch_tx.release_listings, owner, wake=_any)
+
     async def add_batch_jobs(
         self, batch_id: str, owner: str, jobs: list[NewJob], cursor: str, done: bool
     ) -> int:

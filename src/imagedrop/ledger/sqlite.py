@@ -175,6 +175,12 @@ class SqliteLedger:
     async def claim_listing(self, owner: str, lease_seconds: float) -> Batch | None:
         return await self._write(batch_tx.claim_listing, owner, lease_seconds)
 
+    async def release_listings(self, owner: str) -> int:
+        released = await self._write(batch_tx.release_listings, owner)
+        if released:
+            self._notify()
+        return released
+
     async def add_batch_jobs(
         self, batch_id: str, owner: str, jobs: list[NewJob], cursor: str, done: bool
     ) -> int:
