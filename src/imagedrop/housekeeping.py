@@ -31,12 +31,20 @@ class Housekeeper(Periodic):
         """One round; returns how many batches it closed."""
         closed = 0
         for batch_id in await self.ledger.close_settled_batches():
-            closed += await self.closer.maybe_finish(batch_id)
+            closed += await self._finish(batch_id)
         now = time.monotonic()
         if now - self._last_reconcile >= self.reconcile_every:
             self._last_reconcile = now
             for batch_id in await self.ledger.finishable_batches():
-                if await self.closer.maybe_finish(batch_id):
+                if await self._finish(batch_id):
                     closed += 1
                     log.info("batch_closed_late", batch_id=batch_id)
         return closed
+
+    async def _finish(self, batch_id: str) -> bool:
+        """One batch; its failure is logged and does not hold up the others."""
+        try:
+            return await self.closer.maybe_finish(batch_id)
+        except Exception:
+            log.exception("batch_close_failed", batch_id=batch_id)
+            return False
