@@ -293,3 +293,21 @@ class TestIntakeLimits:
         status, doc = await svc.post("/events?token=tok123", event)
         assert status == 200 and doc["recorded"] == []
         assert "control characters" in doc["ignored"][0]["reason"]
+
+
+class TestSnsSubscription:
+    """SNS subscription handshakes: only AWS SNS URLs are ever fetched."""
+
+    async def test_foreign_subscribe_url_is_not_fetched(self, start_service, drop_env, receiver):
+        svc = await start_service(drop_env)
+        for url in (receiver.url("/confirm"), "https://sns.example.com/?Action=Confirm",
+                    "http://sns.us-east-1.amazonaws.com/?Action=Confirm"):
+            envelope = {"Type": "SubscriptionConfirmation", "MessageId": "m1",
+                        "Token": "t" * 20, "TopicArn": "arn:aws:sns:us-east-1:1:drops",
+                        "Message": "confirm", "SubscribeURL": url,
+                        "Timestamp": "2026-11-26T00:00:00.000Z"}
+            headers = {"x-amz-sns-message-type": "SubscriptionConfirmation"}
+            status, doc = await svc.post("/events?token=tok123", envelope, headers=headers)
+            assert status == 200
+            assert "not an https AWS SNS URL" in doc["ignored"][-1]["reason"]
+        assert receiver.requests_for("/confirm") == []
