@@ -82,3 +82,15 @@ def write_replicas_section(r: dict) -> None:
 """
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     DOC.write_text(_replace(text, "replicas", body))
+
+
+def write_memory_section(r: dict) -> None:
+    ok = "✅" if r["peak_rss_mb"] <= 600 else "❌"
+    body = f"""Measured {r['when']} on {r['machine']}.
+
+| scenario | figure | target | result |
+|---|---|---|---|
+| `imagedrop edit` of a {r['megapixels']}-megapixel JPEG ({r['input_mb']} MB), local provider | peak RSS {r['peak_rss_mb']:.0f} MB, {r['seconds']:.1f} s | ≤ 600 MB | {ok} |
+"""
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    DOC.write_text(_replace(text, "memory", body))
