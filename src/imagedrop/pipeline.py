@@ -1,7 +1,5 @@
-"""One job, start to finish: fetch → check → edit → write → record the outcome and its callbacks.
-
-The pipeline never decides retries itself: errors go through `lifecycle.after_error`, and the
-outcome is written to the ledger together with the deliveries it causes, in one transaction.
+"""One job, start to finish: fetch → check → edit → write, then hand what it came to (a result
+or an error) to `outcomes.OutcomeRecorder`, which records it with its callbacks.
 """
 
 from __future__ import annotations
@@ -13,34 +11,28 @@ import posixpath
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from imagedrop import imaging, lifecycle, subscribers
+from imagedrop import imaging
 from imagedrop.batches import BatchCloser
 from imagedrop.config import ImagingSettings, WorkerSettings
 from imagedrop.editor import Editor
-from imagedrop.errors import (
-    ImageRejected,
-    InputError,
-    NotFound,
-    PermanentError,
-    TransientError,
-    VersionSuperseded,
-)
-from imagedrop.ledger import Job, JobKind, Ledger, NewDelivery
+from imagedrop.errors import InputError, NotFound, PermanentError, VersionSuperseded
+from imagedrop.ledger import Job, JobKind, Ledger
 from imagedrop.manifests import naming
+from imagedrop.outcomes import (  # Outcome and the errors stay importable from here
+    DEFER_DELAY,
+    Outcome,
+    OutcomeRecorder,
+    OutputNotInput,
+    Superseded,
+    VersionBusy,
+)
 from imagedrop.providers import EditSpec
 from imagedrop.storage import ObjectStore
-from imagedrop.web.models import (
-    B64Completed,
-    CosCompleted,
-    ImageFailed,
-)
 
 log = structlog.get_logger(__name__)
 
@@ -50,18 +42,6 @@ SOURCE_META = "imagedrop-source"
 #: A digest of the object version and recipe an output was made from: lets a job recognise an
 #: identical earlier result even when the ledger that recorded it is gone (a wiped volume).
 VERSION_META = "imagedrop-version"
-#: How long a job waits, at first and at most, before looking again for the result of another
-#: job editing the same object version (it polls less often the longer it has waited).
-DEFER_DELAY = 1.0
-DEFER_DELAY_CAP = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one run of a job came to (for logs and tests)."""
-
-    state: str  # completed | failed | retry | deferred | lost (lease lost to another worker)
-    reason: str | None = None
 
 
 def spec_from_recipe(recipe: dict[str, Any]) -> EditSpec:
@@ -95,11 +75,13 @@ class Pipeline:
         self.editor = editor
         self.limits = imaging_settings
         self.retry = worker_settings
-        self.presign_expires = presign_expires
         self.executor = executor
         self.clock = clock
-        self.defer_delay = defer_delay
         self.batches = BatchCloser(ledger, clock=clock)
+        self.outcomes = OutcomeRecorder(
+            ledger=ledger, storage=storage, worker_settings=worker_settings,
+            presign_expires=presign_expires, executor=executor, clock=clock,
+            defer_delay=defer_delay)
 
     async def run(self, job: Job, owner: str) -> Outcome:
         """Run one claimed job and record what happened. Never raises (but CancelledError)."""
@@ -119,9 +101,9 @@ class Pipeline:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is recorded; the service keeps serving
-                outcome = await self._record(job, owner, None, exc)
+                outcome = await self.outcomes.record(job, owner, None, exc)
             else:
-                outcome = await self._record(job, owner, result, None)
+                outcome = await self.outcomes.record(job, owner, result, None)
             log.info(
                 "job_" + outcome.state, reason=outcome.reason,
                 seconds=round(self.clock() - started, 3),
@@ -261,110 +243,6 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
-    # -- recording outcomes ---------------------------------------------------------------
-    async def _record(self, job: Job, owner: str, result: dict[str, Any] | None,
-                      error: Exception | None) -> Outcome:
-        """Record the outcome, retrying a busy ledger briefly; never raises."""
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(TransientError), stop=stop_after_attempt(4),
-                wait=wait_exponential(multiplier=0.2, max=2), reraise=True,
-            ):
-                with attempt:
-                    return await self._outcome(job, owner, result, error)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The lease lapses and the job runs again; its written output is reused then.
-            log.exception("job_outcome_not_recorded")
-        return Outcome("lost", "the outcome could not be recorded; the job will run again")
-
-    async def _outcome(self, job: Job, owner: str, result: dict[str, Any] | None,
-                       error: Exception | None) -> Outcome:
-        if result is not None:
-            try:
-                return await self._complete(job, owner, dict(result))
-            except (InputError, PermanentError) as exc:
-                error = exc  # e.g. no presigned URL possible: the job fails with that reason
-        assert error is not None
-        if isinstance(error, VersionBusy):
-            return await self._defer(job, owner, error)
-        return await self._after_error(job, owner, error)
-
-    async def _defer(self, job: Job, owner: str, busy: VersionBusy) -> Outcome:
-        """Wait for the job editing the same version: back in the queue, no attempt used."""
-        waited = self.clock() - (job.started_at or self.clock())
-        delay = min(DEFER_DELAY_CAP, max(self.defer_delay, waited / 4))
-        ok = await self.ledger.defer_job(job.id, owner, self.clock() + delay, str(busy))
-        return Outcome("deferred" if ok else "lost", str(busy))
-
-    async def _complete(self, job: Job, owner: str, result: dict[str, Any]) -> Outcome:
-        deliveries = []
-        if job.callback_url:
-            body = await self._completed_callback(job, result)
-            deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
-                                          job_id=job.id))
-        result.pop("image_base64", None)  # lives in the callback body only
-        if job.recipe.get("subscribers"):
-            url = await self._result_url(result)
-            deliveries += await self._subscriber_deliveries(
-                job, subscribers.IMAGE_COMPLETED,
-                subscribers.image_data(job, result=result, result_url=url))
-        ok = await self.ledger.complete_job(job.id, owner, result, deliveries)
-        return Outcome("completed" if ok else "lost")
-
-    async def _completed_callback(self, job: Job, result: dict[str, Any]) -> bytes:
-        if job.kind is JobKind.B64:
-            return await self._in_executor(lambda: B64Completed(
-                job_id=job.id, filename=job.filename, result_image_base64=result["image_base64"],
-                result_mime_type=result["mime_type"]).to_body())
-        url = await self.storage.presign_get(result["bucket"], result["key"],
-                                             self.presign_expires)
-        return CosCompleted(job_id=job.id, filename=job.filename, object_key=result["key"],
-                            result_url=url, expires_in=self.presign_expires).to_body()
-
-    async def _after_error(self, job: Job, owner: str, exc: Exception) -> Outcome:
-        decision = lifecycle.after_error(
-            exc, attempts=job.attempts, max_attempts=job.max_attempts,
-            base=self.retry.retry_base, cap=self.retry.retry_cap,
-        )
-        if isinstance(decision, lifecycle.Retry):
-            ok = await self.ledger.retry_job(job.id, owner, decision.reason,
-                                             self.clock() + decision.delay)
-            return Outcome("retry" if ok else "lost", decision.reason)
-        if not isinstance(exc, PermanentError | InputError):
-            log.error("job_unexpected_error", exc_info=exc)
-        deliveries = []
-        if job.callback_url:
-            body = ImageFailed(job_id=job.id, filename=job.filename,
-                               error=decision.reason).to_body()
-            deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
-                                          job_id=job.id))
-        # Neither is news for subscribers: an output is not their image, and a superseded
-        # version no longer exists (a dropped file's newer version has its own job and event).
-        if job.recipe.get("subscribers") and not isinstance(exc, OutputNotInput | Superseded):
-            deliveries += await self._subscriber_deliveries(
-                job, subscribers.IMAGE_FAILED, subscribers.image_data(job, error=decision.reason))
-        ok = await self.ledger.fail_job(job.id, owner, decision.reason, deliveries)
-        return Outcome("failed" if ok else "lost", decision.reason)
-
-    async def _result_url(self, result: dict[str, Any]) -> str | None:
-        """A download URL for subscribers, when the store can make one."""
-        if not result.get("bucket") or not result.get("key"):
-            return None
-        try:
-            return await self.storage.presign_get(result["bucket"], result["key"],
-                                                  self.presign_expires)
-        except PermanentError:
-            return None  # e.g. COS with an IAM key only: no presigned URLs
-
-    async def _subscriber_deliveries(self, job: Job, event_type: str, data: dict[str, Any]
-                                     ) -> list[NewDelivery]:
-        subs = job.recipe["subscribers"]
-        disabled = await self.ledger.disabled_endpoints([s["url"] for s in subs])
-        return subscribers.deliveries_for(event_type, data, subs, now=self.clock(),
-                                          disabled=disabled, job_id=job.id)
-
 
 def version_digest(version_key: str) -> str:
     """VERSION_META's value: ASCII and short, as S3 user metadata wants."""
@@ -383,22 +261,6 @@ def superseded_reason(job: Job) -> str:
                 "the newer version has its own job")
     return ("the object was overwritten after this job was planned, so the version it was "
             "planned for no longer exists; the newer version was not edited by this job")
-
-
-class OutputNotInput(ImageRejected):
-    """Raised when a job's source turns out to be an output imagedrop wrote."""
-
-
-class Superseded(VersionSuperseded):
-    """Raised when the job's object version was overwritten before the job read it."""
-
-
-class VersionBusy(Exception):
-    """Raised when another running job is editing the same object version and recipe."""
-
-    def __init__(self, holder: str) -> None:
-        super().__init__(f"waiting for job {holder}, which is editing the same object version")
-        self.holder = holder
 
 
 class ManifestRejected(InputError):

@@ -18,7 +18,7 @@ async def test_file_dropped_in_local_folder_is_edited(start_service, receiver, t
     folder = tmp_path / "data" / "imagedrop" / "inbox"
     folder.mkdir(parents=True)
     (folder / "imagedrop.yaml").write_text(
-        "prompt: warmer\nsettle_seconds: 0.2\n"
+        "prompt: warmer\nsettle_seconds: 2\n"
         f"subscribers:\n  - url: {receiver.url('/hook')}\n")
     (folder / "a.png").write_bytes(images.png(40, 30))
     (folder / "b.jpg").write_bytes(images.jpeg(30, 40))
