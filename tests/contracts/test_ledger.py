@@ -20,7 +20,8 @@ from imagedrop.ledger import (
     NewJob,
     open_ledger,
 )
-from imagedrop.ledger.migrations import MIGRATIONS, split_statements
+from imagedrop.ledger.schema import SQLITE_MIGRATIONS as MIGRATIONS
+from imagedrop.ledger.schema import split_statements
 from imagedrop.ledger.sqlite import SqliteLedger
 from tests.contracts.ledger_backends import FakeClock, LedgerBackend
 
@@ -494,13 +495,11 @@ class TestSqliteUpgrade:
     """A ledger written by an earlier schema opens and keeps its data."""
 
     async def test_version_1_file_upgrades(self, tmp_path: Path):
-        from imagedrop.ledger import migrations
-
         path = tmp_path / "old.db"
         with sqlite3.connect(path, isolation_level=None) as conn:
             conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
                          " applied_at REAL NOT NULL)")
-            for statement in split_statements(migrations.MIGRATIONS[0]):
+            for statement in split_statements(MIGRATIONS[0]):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version VALUES (1, 0)")
             conn.execute("INSERT INTO jobs (id, kind, state, filename, recipe, max_attempts,"

@@ -15,8 +15,10 @@ from imagedrop.ledger import DropItem, JobKind, NewBatch, NewJob
 from tests.contracts.ledger_backends import POSTGRES_URL, FakeClock, PostgresBackend
 
 asyncpg = pytest.importorskip("asyncpg")
-from imagedrop.ledger import _pg_drops as drop_tx  # noqa: E402 - needs the driver
-from imagedrop.ledger.postgres import PostgresLedger  # noqa: E402
+from imagedrop.ledger import tx_drops  # noqa: E402
+from imagedrop.ledger.dialect import POSTGRES  # noqa: E402
+from imagedrop.ledger.postgres import PostgresLedger, answers  # noqa: E402 - needs the driver
+from imagedrop.ledger.sql import drive  # noqa: E402
 
 T0 = 1_700_000_000.0
 GROUP = "b\x1ff/\x1fr1"
@@ -112,8 +114,9 @@ class TestCloseWhileJoining:
         conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": backend.schema})
         try:
             async with conn.transaction():
-                [(second, new)] = await drop_tx.record_drops(
-                    Hooked(conn, when, housekeeping), clock(), [item("f/2.jpg")], clock)
+                [(second, new)] = await drive(
+                    tx_drops.record_drops(POSTGRES, clock(), [item("f/2.jpg")]),
+                    answers(Hooked(conn, when, housekeeping), clock))
         finally:
             await conn.close()
         assert new
@@ -144,8 +147,8 @@ class TestCloseWhileJoining:
         conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": backend.schema})
         try:
             async with conn.transaction():
-                await drop_tx.record_drops(Hooked(conn, _after_batch_select, close), clock(),
-                                           [item("f/2.jpg")], clock)
+                await drive(tx_drops.record_drops(POSTGRES, clock(), [item("f/2.jpg")]),
+                            answers(Hooked(conn, _after_batch_select, close), clock))
         finally:
             await conn.close()
         assert closed == []

@@ -12,7 +12,7 @@ import pytest
 from imagedrop.errors import ConfigError, MissingDependencyError, TransientError
 from imagedrop.ledger import DropItem, JobKind, NewBatch, NewJob, open_ledger
 from imagedrop.ledger._pg_url import missing_driver_message, parse_url, redact, secrets_of
-from imagedrop.ledger.pg_migrations import MIGRATIONS
+from imagedrop.ledger.schema import POSTGRES_MIGRATIONS as MIGRATIONS
 from tests.contracts.ledger_backends import (
     POSTGRES_URL,
     FakeClock,
@@ -70,7 +70,8 @@ async def until(condition, what: str, deadline: float = 20.0) -> None:  # type: 
 
 def listener_pid(ledger: PostgresLedger) -> int | None:
     """The server process of the ledger's LISTEN connection (private: this file tests it)."""
-    conn = ledger._listener._conn if ledger._listener is not None else None
+    listener = ledger._pg._listener
+    conn = listener._conn if listener is not None else None
     return None if conn is None else conn.get_server_pid()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imagedrop.limits import EditLimiter, burst, pause_code, take_slot
+from imagedrop.gcra import burst, take_slot
+from imagedrop.limits import EditLimiter, pause_code
 
 
 class TestTakeSlot:

@@ -12,15 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from imagedrop.ledger._waiters import Waiters
-
 CHANNEL = "imagedrop_work"
 # The payload is the writer's schema: replicas of other ledgers sharing the database (test
 # schemas, staging next to prod) hear the channel too, and ignore what is not theirs.
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', current_schema())"
 _RETRY_MIN, _RETRY_MAX = 0.5, 30.0
 
-__all__ = ["CHANNEL", "NOTIFY", "Listener", "Waiters"]
+__all__ = ["CHANNEL", "NOTIFY", "Listener"]
 
 log = logging.getLogger(__name__)
 

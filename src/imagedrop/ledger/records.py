@@ -1,0 +1,217 @@
+"""The ledger's records: jobs, batches and callback deliveries, new and as recorded.
+
+Plain dataclasses and enums, no I/O; column names in the schema equal these field names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    """Where a job is in its life. `completed` and `failed` are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.COMPLETED, JobState.FAILED)
+
+
+class JobKind(StrEnum):
+    """Which door a job came in by; decides where its result goes."""
+
+    B64 = "b64"  # POST /process-image-async-b64: result in the callback as base64
+    COS = "cos"  # POST /process-image-async: result stored, presigned URL in the callback
+    BATCH = "batch"  # one object of a folder batch (WXO batch or trigger)
+    DROP = "drop"  # a dropped file found by a notification or the sweep
+
+
+class DeliveryState(StrEnum):
+    """Where a callback delivery is. Everything but `pending` is final."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # retries exhausted or a permanent refusal
+    DISABLED = "disabled"  # receiver answered 410 Gone
+
+
+@dataclass(slots=True)
+class NewJob:
+    """A job to record. `dedupe_key`, when set, makes recording it idempotent."""
+
+    kind: JobKind
+    filename: str
+    recipe: dict[str, Any]  # prompt and provider options (EditSpec fields)
+    id: str | None = None  # generated when None
+    dedupe_key: str | None = None
+    batch_id: str | None = None
+    seq: int = 0  # position within its batch; claims interleave batches by it
+    source_bucket: str | None = None
+    source_key: str | None = None
+    source_etag: str | None = None
+    input_data: bytes | None = None  # inline image for the WXO single-image endpoints
+    output_bucket: str | None = None
+    output_key: str | None = None
+    callback_url: str | None = None
+    max_attempts: int = 5
+    run_after: float = 0.0
+    version_key: str | None = None  # object version + recipe: finds an earlier identical edit
+
+
+@dataclass(slots=True)
+class Job:
+    """A recorded job."""
+
+    id: str
+    kind: JobKind
+    state: JobState
+    filename: str
+    recipe: dict[str, Any]
+    dedupe_key: str | None
+    batch_id: str | None
+    seq: int
+    source_bucket: str | None
+    source_key: str | None
+    source_etag: str | None
+    input_data: bytes | None
+    output_bucket: str | None
+    output_key: str | None
+    callback_url: str | None
+    attempts: int
+    max_attempts: int
+    run_after: float
+    lease_owner: str | None
+    lease_expires: float | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    result: dict[str, Any] | None
+    error: str | None
+    last_error: str | None
+    version_key: str | None = None
+    generation: int = 0  # bumped by a forced replay, so an earlier output is not reused
+
+
+@dataclass(slots=True)
+class NewBatch:
+    """A folder batch to record: listed page by page, then its jobs run."""
+
+    kind: str  # "wxo", "trigger" or "drop"
+    bucket: str
+    prefix: str
+    output_bucket: str
+    output_prefix: str
+    recipe: dict[str, Any]
+    id: str | None = None
+    callback_url: str | None = None
+    listing_done: bool = False  # True when jobs are added directly (drop batches)
+    extra: dict[str, Any] = field(default_factory=dict)
+    group_key: str | None = None  # drop batches: folder + manifest revision they collect for
+
+
+@dataclass(slots=True)
+class Batch:
+    """A recorded batch."""
+
+    id: str
+    kind: str
+    bucket: str
+    prefix: str
+    output_bucket: str
+    output_prefix: str
+    recipe: dict[str, Any]
+    callback_url: str | None
+    listing_cursor: str
+    listing_done: bool
+    lease_owner: str | None
+    lease_expires: float | None
+    created_at: float
+    finished_at: float | None
+    summary: dict[str, Any] | None
+    extra: dict[str, Any]
+    group_key: str | None = None
+    settle_until: float | None = None  # drop batches close when no image came for a while
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """Counts over a batch's jobs."""
+
+    total: int
+    queued: int
+    running: int
+    completed: int
+    failed: int
+    fallback_local: int  # completed by the local provider after a billing stop
+    listing_done: bool
+    finished: bool
+
+    @property
+    def all_final(self) -> bool:
+        return self.listing_done and self.queued == 0 and self.running == 0
+
+
+@dataclass(slots=True)
+class NewDelivery:
+    """A callback to deliver: the body is fixed now; signatures are made per attempt."""
+
+    kind: str  # "callback" (WXO callbackUrl / trigger summary) or "webhook" (subscriber)
+    url: str
+    body: bytes
+    event_type: str | None = None  # image.completed | image.failed | batch.completed | None
+    job_id: str | None = None
+    batch_id: str | None = None
+    secret_ref: str | None = None  # name of the env var holding the subscriber's whsec_ secret
+    id: str | None = None  # doubles as webhook-id; stable across retries
+    next_attempt_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A recorded delivery."""
+
+    id: str
+    kind: str
+    url: str
+    body: bytes
+    event_type: str | None
+    job_id: str | None
+    batch_id: str | None
+    secret_ref: str | None
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: float
+    lease_owner: str | None
+    lease_expires: float | None
+    created_at: float
+    finished_at: float | None
+    last_status: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One recorded try at a delivery."""
+
+    delivery_id: str
+    attempt: int
+    at: float
+    status: int | None  # HTTP status, None when no answer
+    error: str | None  # never contains the URL's query string or credentials
+    duration_ms: float
+
+
+@dataclass(slots=True)
+class DropItem:
+    """A dropped object's job, and the drop batch of its folder it joins (None: no batch)."""
+
+    job: NewJob
+    batch: NewBatch | None = None  # template; its group_key finds the batch still settling
+    settle_seconds: float = 5.0  # the batch closes when no image came for this long ...
+    max_settle_seconds: float = 300.0  # ... or this long after it opened

@@ -1,0 +1,212 @@
+"""Statements and rows: what a ledger transaction body yields, and how rows become records.
+
+A transaction body is a generator that yields `Stmt`s and is sent each one's answer (rows, one
+row, one value or a row count); drivers run it on SQLite or PostgreSQL. This module performs no
+I/O. SQL is written once with `:name` parameters; the PostgreSQL driver numbers them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import Any, Literal, TypeVar
+
+from imagedrop.ledger.records import (
+    Batch,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    Job,
+    JobKind,
+    JobState,
+    NewJob,
+)
+
+T = TypeVar("T")
+Want = Literal["rows", "row", "value", "count", "none", "now"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stmt:
+    """One statement and what its body wants back: all rows, one row (or None), the first
+    column of the first row (or None), the number of rows changed, nothing, or (`now`, with no
+    SQL) the driver's clock read again."""
+
+    sql: str
+    params: Mapping[str, Any] | Sequence[Any]
+    want: Want = "none"
+
+
+#: A transaction body: yields statements, receives their answers, returns its result.
+Tx = Generator[Stmt, Any, T]
+
+NOW = Stmt("", (), "now")
+
+
+def rows(sql: str, **params: Any) -> Stmt:
+    return Stmt(sql, params, "rows")
+
+
+def row(sql: str, **params: Any) -> Stmt:
+    return Stmt(sql, params, "row")
+
+
+def value(sql: str, **params: Any) -> Stmt:
+    return Stmt(sql, params, "value")
+
+
+def count(sql: str, **params: Any) -> Stmt:
+    return Stmt(sql, params, "count")
+
+
+def run(sql: str, **params: Any) -> Stmt:
+    return Stmt(sql, params, "none")
+
+
+async def drive(body: Tx[T], answer: Callable[[Stmt], Awaitable[Any]]) -> T:
+    """Run a transaction body to its end, answering each statement it yields."""
+    try:
+        stmt = next(body)
+        while True:
+            stmt = body.send(await answer(stmt))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        body.close()
+
+
+def result_of(coro: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends: `drive` with synchronous answers (SQLite,
+    on its own thread, outside any event loop)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("a synchronous ledger body suspended")
+
+
+# -- numbered parameters (PostgreSQL) ----------------------------------------------------------
+
+# A `:name` that is not half of a `::type` cast, outside single-quoted literals.
+_PARAM = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@lru_cache(maxsize=512)
+def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """`sql` with `:name` parameters as `$1, $2, …` and the names in that order (pure)."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:  # a string literal: left as it is
+            return match.group(0)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return _PARAM.sub(number, sql), tuple(names)
+
+
+# -- records <-> rows ----------------------------------------------------------------------------
+
+JOB_COLUMNS = ", ".join(f.name for f in fields(Job))
+# Listings leave the (possibly large) inline image out.
+JOB_COLUMNS_NO_DATA = JOB_COLUMNS.replace("input_data", "NULL AS input_data")
+BATCH_COLUMNS = ", ".join(f.name for f in fields(Batch))
+DELIVERY_COLUMNS = ", ".join(f.name for f in fields(Delivery))
+ATTEMPT_COLUMNS = ", ".join(f.name for f in fields(DeliveryAttempt))
+
+#: Columns of a new job, with the PostgreSQL type of each (bulk inserts send typed arrays).
+JOB_INSERT: tuple[tuple[str, str], ...] = (
+    ("id", "text"), ("kind", "text"), ("state", "text"), ("filename", "text"),
+    ("recipe", "jsonb"), ("dedupe_key", "text"), ("batch_id", "text"), ("seq", "int4"),
+    ("source_bucket", "text"), ("source_key", "text"), ("source_etag", "text"),
+    ("input_data", "bytea"), ("output_bucket", "text"), ("output_key", "text"),
+    ("callback_url", "text"), ("max_attempts", "int4"), ("run_after", "float8"),
+    ("created_at", "float8"), ("version_key", "text"),
+)
+DELIVERY_INSERT: tuple[tuple[str, str], ...] = (
+    ("id", "text"), ("kind", "text"), ("url", "text"), ("body", "bytea"),
+    ("event_type", "text"), ("job_id", "text"), ("batch_id", "text"), ("secret_ref", "text"),
+    ("state", "text"), ("next_attempt_at", "float8"), ("created_at", "float8"),
+)
+
+_JOB_TIMES = ("run_after", "lease_expires", "created_at", "started_at", "finished_at")
+_DELIVERY_TIMES = ("next_attempt_at", "lease_expires", "created_at", "finished_at")
+_BATCH_TIMES = ("lease_expires", "created_at", "finished_at", "settle_until")
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON for the JSON columns (TEXT in SQLite, jsonb in PostgreSQL)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _values(record: Mapping[str, Any], times: Iterable[str]) -> dict[str, Any]:
+    values = dict(record)
+    values.pop("pos", None)  # insertion order, selected only to sort by
+    # SQLite hands whole REALs back as int; records hold floats.
+    for name in times:
+        if values[name] is not None:
+            values[name] = float(values[name])
+    return values
+
+
+def job_from_row(record: Mapping[str, Any]) -> Job:
+    values = _values(record, _JOB_TIMES)
+    values["kind"] = JobKind(values["kind"])
+    values["state"] = JobState(values["state"])
+    values["recipe"] = json.loads(values["recipe"])
+    values["result"] = loads(values["result"])
+    return Job(**values)
+
+
+def batch_from_row(record: Mapping[str, Any]) -> Batch:
+    values = _values(record, _BATCH_TIMES)
+    values["listing_done"] = bool(values["listing_done"])
+    values["recipe"] = json.loads(values["recipe"])
+    values["summary"] = loads(values["summary"])
+    values["extra"] = json.loads(values["extra"])
+    return Batch(**values)
+
+
+def delivery_from_row(record: Mapping[str, Any]) -> Delivery:
+    values = _values(record, _DELIVERY_TIMES)
+    values["state"] = DeliveryState(values["state"])
+    return Delivery(**values)
+
+
+def attempt_from_row(record: Mapping[str, Any]) -> DeliveryAttempt:
+    values = _values(record, ("at", "duration_ms"))
+    return DeliveryAttempt(**values)
+
+
+def job_values(job: NewJob, job_id: str, now: float) -> tuple[Any, ...]:
+    """A new job's values in `JOB_INSERT` order."""
+    return (
+        job_id, str(job.kind), "queued", job.filename, dumps(job.recipe), job.dedupe_key,
+        job.batch_id, job.seq, job.source_bucket, job.source_key, job.source_etag,
+        job.input_data, job.output_bucket, job.output_key, job.callback_url, job.max_attempts,
+        float(job.run_after), now, job.version_key,
+    )
+
+
+def job_from_new(job: NewJob, job_id: str, now: float) -> Job:
+    """The Job a fresh insert of `job` produced, without reading it back (create is hot)."""
+    return Job(
+        id=job_id, kind=JobKind(job.kind), state=JobState.QUEUED, filename=job.filename,
+        recipe=json.loads(dumps(job.recipe)), dedupe_key=job.dedupe_key, batch_id=job.batch_id,
+        seq=job.seq, source_bucket=job.source_bucket, source_key=job.source_key,
+        source_etag=job.source_etag, input_data=job.input_data, output_bucket=job.output_bucket,
+        output_key=job.output_key, callback_url=job.callback_url, attempts=0,
+        max_attempts=job.max_attempts, run_after=float(job.run_after), lease_owner=None,
+        lease_expires=None, created_at=now, started_at=None, finished_at=None, result=None,
+        error=None, last_error=None, version_key=job.version_key, generation=0,
+    )

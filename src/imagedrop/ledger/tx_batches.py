@@ -1,0 +1,211 @@
+"""The ledger's batch and delivery transactions, written once for every database (sans-I/O).
+
+Bodies as in `tx_jobs`. Changes that must not race take the batch's row lock first where the
+database has row locks (on SQLite the one write lock orders them already).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from imagedrop.errors import NotFound
+from imagedrop.ledger.dialect import Dialect
+from imagedrop.ledger.records import (
+    Batch,
+    BatchProgress,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    NewBatch,
+    NewDelivery,
+    NewJob,
+)
+from imagedrop.ledger.sql import (
+    ATTEMPT_COLUMNS,
+    BATCH_COLUMNS,
+    DELIVERY_COLUMNS,
+    Tx,
+    attempt_from_row,
+    batch_from_row,
+    count,
+    delivery_from_row,
+    dumps,
+    row,
+    rows,
+    run,
+    value,
+)
+from imagedrop.ledger.tx_jobs import create_jobs, insert_deliveries, with_batch
+
+# -- batches ------------------------------------------------------------------------------
+
+
+def create_batch(d: Dialect, now: float, new: NewBatch) -> Tx[Batch]:
+    created = yield row(
+        "INSERT INTO batches (id, kind, bucket, prefix, output_bucket, output_prefix, recipe,"
+        " callback_url, listing_done, created_at, extra, group_key) VALUES (:id, :kind, :bucket,"
+        " :prefix, :output_bucket, :output_prefix, :recipe, :callback_url, :listing_done, :now,"
+        f" :extra, :group_key) RETURNING {BATCH_COLUMNS}",
+        id=new.id or str(uuid.uuid4()), kind=new.kind, bucket=new.bucket, prefix=new.prefix,
+        output_bucket=new.output_bucket, output_prefix=new.output_prefix,
+        recipe=dumps(new.recipe), callback_url=new.callback_url,
+        listing_done=new.listing_done, now=now, extra=dumps(new.extra),
+        group_key=new.group_key)
+    return batch_from_row(created)
+
+
+def get_batch(d: Dialect, now: float, batch_id: str) -> Tx[Batch | None]:
+    found = yield row(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = :id", id=batch_id)
+    return None if found is None else batch_from_row(found)
+
+
+def claim_listing(d: Dialect, now: float, owner: str, lease_seconds: float
+                  ) -> Tx[Batch | None]:
+    """Lease the oldest batch still being listed whose lister is absent or lapsed (one whose
+    lister is writing a page right now is passed over)."""
+    claimed = yield row(d.claim_listing, now=now, owner=owner, expires=now + lease_seconds,
+                        lease=float(lease_seconds))
+    return None if claimed is None else batch_from_row(claimed)
+
+
+def release_listings(d: Dialect, now: float, owner: str) -> Tx[int]:
+    return (yield count("UPDATE batches SET lease_owner = NULL, lease_expires = NULL"
+                        " WHERE lease_owner = :owner AND NOT listing_done", owner=owner))
+
+
+def add_batch_jobs(d: Dialect, now: float, batch_id: str, owner: str, jobs: Sequence[NewJob],
+                   cursor: str, done: bool) -> Tx[int]:
+    """Record a listed page if `owner` still holds the listing; returns how many jobs are new.
+
+    "Holds" means lease_owner is still `owner`: a lapsed lease nobody took over is still safe
+    to extend. The batch's row is read first (locked where rows lock), which orders this page
+    against a takeover, a finish or a replay.
+    """
+    holder = yield row(f"SELECT lease_owner, listing_done FROM batches WHERE id = :id{d.lock}",
+                       id=batch_id)
+    if holder is None or holder[0] != owner or holder[1]:
+        return 0
+    created = 0
+    if jobs:
+        created = sum(new for _, new in (yield from create_jobs(d, now, with_batch(jobs,
+                                                                                  batch_id))))
+    if done:  # the listing is over: nobody needs to hold it any more
+        yield run("UPDATE batches SET listing_cursor = :cursor, listing_done = TRUE,"
+                  " lease_owner = NULL, lease_expires = NULL WHERE id = :id",
+                  cursor=cursor, id=batch_id)
+    else:
+        yield run("UPDATE batches SET listing_cursor = :cursor,"
+                  " lease_expires = :now + lease_seconds WHERE id = :id",
+                  cursor=cursor, now=now, id=batch_id)
+    return created
+
+
+def batch_progress(d: Dialect, now: float, batch_id: str) -> Tx[BatchProgress]:
+    """Counts over the batch's jobs; raises `NotFound` for an unknown batch. Its statements
+    need one consistent view (the driver reads in one snapshot)."""
+    batch = yield row("SELECT listing_done, finished_at FROM batches WHERE id = :id",
+                      id=batch_id)
+    if batch is None:
+        raise NotFound(f"no batch {batch_id}")
+    counts = {"queued": 0, "running": 0, "completed": 0, "failed": 0}
+    fallback = 0
+    for state, number, local in (yield rows(
+        "SELECT state, COUNT(*), SUM(CASE WHEN fallback_local THEN 1 ELSE 0 END) FROM jobs"
+        " WHERE batch_id = :id GROUP BY state", id=batch_id,
+    )):
+        counts[state] = number
+        fallback += local if state == "completed" else 0
+    return BatchProgress(total=sum(counts.values()), fallback_local=fallback,
+                         listing_done=bool(batch[0]), finished=batch[1] is not None, **counts)
+
+
+_UNFINISHED_JOBS = "SELECT 1 FROM jobs WHERE batch_id = {} AND state IN ('queued', 'running')"
+
+
+def finishable_batches(d: Dialect, now: float, limit: int) -> Tx[list[str]]:
+    found = yield rows(
+        "SELECT id FROM batches b WHERE listing_done AND finished_at IS NULL"
+        f" AND NOT EXISTS ({_UNFINISHED_JOBS.format('b.id')})"
+        f" ORDER BY created_at, {d.pos} LIMIT :limit", limit=max(limit, 0))
+    return [r[0] for r in found]
+
+
+def finish_batch(d: Dialect, now: float, batch_id: str, summary: dict[str, Any],
+                 deliveries: Sequence[NewDelivery]) -> Tx[bool]:
+    """Close the batch if its listing is done and no job is left to run; True only once.
+
+    The row lock comes first and the job check after it, in a later statement whose snapshot
+    sees whatever a lister or replay committed while we waited.
+    """
+    batch = yield row(f"SELECT listing_done, finished_at FROM batches WHERE id = :id{d.lock}",
+                      id=batch_id)
+    if batch is None or not batch[0] or batch[1] is not None:
+        return False
+    if (yield value(f"SELECT EXISTS ({_UNFINISHED_JOBS.format(':id')})", id=batch_id)):
+        return False
+    yield run("UPDATE batches SET finished_at = :now, summary = :summary, lease_owner = NULL,"
+              " lease_expires = NULL WHERE id = :id", now=now, summary=dumps(summary),
+              id=batch_id)
+    yield from insert_deliveries(d, now, deliveries, batch_id=batch_id)
+    return True
+
+
+# -- deliveries ---------------------------------------------------------------------------
+
+
+def claim_deliveries(d: Dialect, now: float, owner: str, limit: int, lease_seconds: float
+                     ) -> Tx[list[Delivery]]:
+    claimed = yield rows(d.claim_deliveries, now=now, limit=limit, owner=owner,
+                         expires=now + lease_seconds)
+    ordered = sorted(claimed, key=lambda r: (r["next_attempt_at"], r["created_at"], r["pos"]))
+    return [delivery_from_row(r) for r in ordered]
+
+
+def record_attempt(d: Dialect, now: float, delivery_id: str, owner: str,
+                   attempt: DeliveryAttempt, state: DeliveryState,
+                   next_attempt_at: float | None) -> Tx[bool]:
+    """Record the attempt; move the delivery on if `owner` holds it. True if it was moved on.
+
+    The attempt row is always written (the request was made, the history must say so), but a
+    sender whose lease was taken over must not overwrite the new holder's outcome.
+    """
+    final = state is not DeliveryState.PENDING
+    moved = (yield count(
+        "UPDATE deliveries SET attempts = attempts + 1, last_status = :status,"
+        " last_error = :error, state = :state, next_attempt_at = :next, finished_at = :finished,"
+        " lease_owner = NULL, lease_expires = NULL"
+        " WHERE id = :id AND state = 'pending' AND lease_owner = :owner",
+        status=attempt.status, error=attempt.error, state=str(state),
+        next=now if next_attempt_at is None else float(next_attempt_at),
+        finished=now if final else None, id=delivery_id, owner=owner)) == 1
+    if not moved and (yield from get_delivery(d, now, delivery_id)) is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    yield run(f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS})"
+              " VALUES (:id, :attempt, :at, :status, :error, :duration)",
+              id=delivery_id, attempt=attempt.attempt, at=float(attempt.at),
+              status=attempt.status, error=attempt.error, duration=float(attempt.duration_ms))
+    return moved
+
+
+def get_delivery(d: Dialect, now: float, delivery_id: str) -> Tx[Delivery | None]:
+    found = yield row(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = :id",
+                      id=delivery_id)
+    return None if found is None else delivery_from_row(found)
+
+
+def list_deliveries(d: Dialect, now: float, job_id: str | None, batch_id: str | None
+                    ) -> Tx[list[Delivery]]:
+    where = [clause for clause, given in (("job_id = :job_id", job_id),
+                                          ("batch_id = :batch_id", batch_id)) if given is not None]
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    found = yield rows(f"SELECT {DELIVERY_COLUMNS} FROM deliveries {clause}"
+                       f" ORDER BY created_at, {d.pos}", job_id=job_id, batch_id=batch_id)
+    return [delivery_from_row(r) for r in found]
+
+
+def list_attempts(d: Dialect, now: float, delivery_id: str) -> Tx[list[DeliveryAttempt]]:
+    found = yield rows(f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts"
+                       f" WHERE delivery_id = :id ORDER BY attempt, {d.pos}", id=delivery_id)
+    return [attempt_from_row(r) for r in found]

@@ -1,0 +1,259 @@
+"""The ledger's transactions for dropped files, replays, subscribers and provider limits,
+written once for every database (sans-I/O generators, as in `tx_jobs`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from imagedrop.gcra import take_slot
+from imagedrop.ledger.dialect import Dialect
+from imagedrop.ledger.records import Delivery, DropItem, Job
+from imagedrop.ledger.sql import (
+    DELIVERY_COLUMNS,
+    JOB_COLUMNS,
+    JOB_COLUMNS_NO_DATA,
+    NOW,
+    Tx,
+    count,
+    delivery_from_row,
+    dumps,
+    job_from_row,
+    loads,
+    row,
+    rows,
+    run,
+    value,
+)
+from imagedrop.ledger.tx_batches import create_batch
+from imagedrop.ledger.tx_jobs import create_jobs
+
+# -- dropped files ----------------------------------------------------------------------------
+
+
+def record_drops(d: Dialect, now: float, items: Sequence[DropItem]
+                 ) -> Tx[list[tuple[Job, bool]]]:
+    """Each new job joins its group's settling batch (made if none); duplicates join nothing.
+
+    Two replicas dropping into one folder at once must not open two batches: each takes a lock
+    per group for the rest of its transaction, all of them up front and in one order (so two
+    calls with the same groups cannot deadlock), and looks for the settling batch only once it
+    holds them; `now` is read again after the locks, since a wait behind another replica must
+    not leave it stale. Items are written in dedupe_key order, so two replicas recording the
+    same objects in different orders wait for each other instead of deadlocking; the results
+    come back in the caller's order.
+    """
+    groups = sorted({item.batch.group_key for item in items
+                     if item.batch is not None and item.batch.group_key})
+    for stmt in d.group_locks(groups):  # noqa: UP028 - each is sent its answer
+        yield stmt
+    if groups:
+        now = yield NOW
+        if d.row_locks:
+            # The groups' open batches, locked in id order (as replays and finishes lock
+            # them): housekeeping cannot close one under us (close skips locked batches).
+            yield run(f"SELECT 1 FROM batches WHERE {d.in_list('group_key', 'groups')}"
+                      f" AND NOT listing_done AND settle_until IS NOT NULL ORDER BY id{d.lock}",
+                      groups=d.list_param(groups))
+    out: list[tuple[Job, bool] | None] = [None] * len(items)
+    for i in sorted(range(len(items)), key=lambda i: items[i].job.dedupe_key or ""):
+        out[i] = yield from _record_drop(d, now, items[i])
+    return [pair for pair in out if pair is not None]
+
+
+def _record_drop(d: Dialect, now: float, item: DropItem) -> Tx[tuple[Job, bool]]:
+    job = item.job
+    if job.dedupe_key is not None:
+        known = yield row(f"SELECT {JOB_COLUMNS} FROM jobs WHERE dedupe_key = :key",
+                          key=job.dedupe_key)
+        if known is not None:
+            return job_from_row(known), False
+    if item.batch is None:
+        [pair] = yield from create_jobs(d, now, [job])
+        return pair
+    # A savepoint: a same-key job committed meanwhile by a call outside our group lock makes
+    # this one a duplicate, and then the batch it opened or pushed out must not change.
+    yield run("SAVEPOINT drop_item")
+    batch_id = yield from _settling_batch(d, now, item)
+    # The next position in the batch: one index probe, however large the batch grows.
+    seq = yield value("SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs WHERE batch_id = :id",
+                      id=batch_id)
+    [(recorded, new)] = yield from create_jobs(d, now, [replace(job, batch_id=batch_id,
+                                                                seq=seq)])
+    if not new:
+        yield run("ROLLBACK TO SAVEPOINT drop_item")
+    yield run("RELEASE SAVEPOINT drop_item")
+    return recorded, new
+
+
+def _settling_batch(d: Dialect, now: float, item: DropItem) -> Tx[str]:
+    """The id of the group's batch still collecting images, its deadline pushed out.
+
+    Where rows lock, the lock orders this against housekeeping: a batch it closed meanwhile is
+    re-checked, found closed and passed over (a new batch opens); one we lock cannot be closed
+    until our job is committed in it, so its summary counts the job.
+    """
+    assert item.batch is not None and item.batch.group_key
+    open_batch = yield row(
+        "SELECT id, created_at FROM batches WHERE group_key = :group AND NOT listing_done"
+        " AND settle_until IS NOT NULL AND settle_until > :now"
+        f" ORDER BY created_at DESC, {d.pos} DESC LIMIT 1{d.lock}",
+        group=item.batch.group_key, now=now)
+    if open_batch is None:
+        batch_id, opened = (yield from create_batch(d, now, item.batch)).id, now
+    else:
+        batch_id, opened = open_batch[0], float(open_batch[1])
+    until = min(now + item.settle_seconds, opened + item.max_settle_seconds)
+    yield run("UPDATE batches SET settle_until = :until WHERE id = :id", until=until,
+              id=batch_id)
+    return str(batch_id)
+
+
+def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
+    """Close settled drop batches; one a drop is joining right now (row locked) is skipped and
+    closed on a later round, if its deadline has not moved by then."""
+    closed = yield rows(
+        "UPDATE batches SET listing_done = TRUE WHERE id IN (SELECT id FROM batches"
+        " WHERE NOT listing_done AND settle_until IS NOT NULL AND settle_until <= :now"
+        f"{d.skip_locked}) AND NOT listing_done AND settle_until <= :now RETURNING id", now=now)
+    return [r[0] for r in closed]
+
+
+def versions_with_jobs(d: Dialect, now: float, bucket: str, versions: Sequence[tuple[str, str]]
+                       ) -> Tx[set[tuple[str, str]]]:
+    """Which (key, etag) versions of a bucket already have a job, of any recipe."""
+    found = yield rows(
+        "SELECT DISTINCT source_key, source_etag FROM jobs WHERE source_bucket = :bucket"
+        f" AND {d.in_list('source_key', 'keys')}",
+        bucket=bucket, keys=d.list_param(sorted({key for key, _ in versions})))
+    wanted = set(versions)
+    return {(key, etag) for key, etag in found if (key, etag) in wanted}
+
+
+def find_completed_version(d: Dialect, now: float, version_key: str) -> Tx[Job | None]:
+    found = yield row(
+        f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs WHERE version_key = :key"
+        f" AND state = 'completed' ORDER BY finished_at DESC, {d.pos} DESC LIMIT 1",
+        key=version_key)
+    return None if found is None else job_from_row(found)
+
+
+# -- replays ----------------------------------------------------------------------------------
+
+
+def requeue_jobs(d: Dialect, now: float, job_ids: Sequence[str] | None, batch_id: str | None,
+                 bucket: str | None, prefix: str | None, include_completed: bool
+                 ) -> Tx[list[Job]]:
+    where, params = _filters(d, job_ids=job_ids, batch_id=batch_id, bucket=bucket,
+                             prefix=prefix)
+    params["states"] = d.list_param(["failed", "completed"] if include_completed
+                                    else ["failed"])
+    if d.row_locks:
+        # Lock the batches first, as finish_batch does, so a finish cannot slip in between
+        # requeueing a batch's jobs and reopening it.
+        yield run(f"SELECT 1 FROM batches WHERE id IN (SELECT batch_id FROM jobs WHERE"
+                  f" {d.in_list('state', 'states')} AND {where}) ORDER BY id{d.lock}", **params)
+    requeued = yield rows(
+        "UPDATE jobs SET state = 'queued', attempts = 0, run_after = :now, error = NULL,"
+        " finished_at = NULL, lease_owner = NULL, lease_expires = NULL,"
+        " generation = generation + CASE WHEN state = 'completed' THEN 1 ELSE 0 END"
+        f" WHERE {d.in_list('state', 'states')} AND {where}"
+        f" RETURNING {d.pos} AS pos, {JOB_COLUMNS_NO_DATA}", now=now, **params)
+    jobs = [job_from_row(r) for r in sorted(requeued, key=lambda r: (r["created_at"],
+                                                                    r["pos"]))]
+    batches = sorted({job.batch_id for job in jobs if job.batch_id})
+    if batches:
+        # A replayed batch reports again: its old summary is kept in `extra`.
+        for batch_id, summary, extra in (yield rows(
+            "SELECT id, summary, extra FROM batches WHERE finished_at IS NOT NULL"
+            f" AND {d.in_list('id', 'ids')} ORDER BY id", ids=d.list_param(batches),
+        )):
+            kept = {**loads(extra), "previous_summary": loads(summary)}
+            yield run("UPDATE batches SET finished_at = NULL, summary = NULL, extra = :extra"
+                      " WHERE id = :id", extra=dumps(kept), id=batch_id)
+    return jobs
+
+
+def requeue_deliveries(d: Dialect, now: float, delivery_ids: Sequence[str] | None,
+                       job_id: str | None, batch_id: str | None) -> Tx[list[Delivery]]:
+    where, params = _filters(d, delivery_ids=delivery_ids, job_id=job_id, batch_id=batch_id)
+    requeued = yield rows(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = :now,"
+        " finished_at = NULL, lease_owner = NULL, lease_expires = NULL"
+        f" WHERE state IN ('failed', 'disabled') AND {where}"
+        f" RETURNING {d.pos} AS pos, {DELIVERY_COLUMNS}", now=now, **params)
+    ordered = sorted(requeued, key=lambda r: (r["created_at"], r["pos"]))
+    return [delivery_from_row(r) for r in ordered]
+
+
+_FILTER_COLUMNS = {"job_ids": "id", "delivery_ids": "id", "batch_id": "batch_id",
+                   "job_id": "job_id", "bucket": "source_bucket"}
+
+
+def _filters(d: Dialect, **given: object) -> tuple[str, dict[str, object]]:
+    """AND-ed WHERE conditions for the filters given; refuses an unfiltered (whole-table) call."""
+    clauses: list[str] = []
+    params: dict[str, object] = {}
+    for name, wanted in given.items():
+        if wanted is None:
+            continue
+        if name == "prefix":
+            # LIKE would treat % and _ in keys as wildcards; compare the key's start instead.
+            clauses.append("substr(source_key, 1, :prefix_length) = :prefix")
+            params.update(prefix=wanted, prefix_length=len(str(wanted)))
+        elif isinstance(wanted, list | tuple):
+            clauses.append(d.in_list(_FILTER_COLUMNS[name], name))
+            params[name] = d.list_param(wanted)
+        else:
+            clauses.append(f"{_FILTER_COLUMNS[name]} = :{name}")
+            params[name] = wanted
+    if not clauses:
+        raise ValueError("a filter is required (ids, batch, job, bucket or prefix)")
+    return " AND ".join(clauses), params
+
+
+# -- subscriber endpoints -----------------------------------------------------------------------
+
+
+def disable_endpoint(d: Dialect, now: float, url: str, reason: str) -> Tx[None]:
+    yield run("INSERT INTO endpoints (url, disabled_at, reason) VALUES (:url, :now, :reason)"
+              " ON CONFLICT (url) DO NOTHING", url=url, now=now, reason=reason)
+
+
+def enable_endpoint(d: Dialect, now: float, url: str) -> Tx[bool]:
+    return (yield count("DELETE FROM endpoints WHERE url = :url", url=url)) == 1
+
+
+def disabled_endpoints(d: Dialect, now: float, urls: Sequence[str]) -> Tx[dict[str, str]]:
+    found = yield rows(f"SELECT url, reason FROM endpoints WHERE {d.in_list('url', 'urls')}",
+                       urls=d.list_param(urls))
+    return {r[0]: r[1] for r in found}
+
+
+# -- provider limits shared by every replica -----------------------------------------------------
+
+
+def take_edit_slot(d: Dialect, now: float, key: str, per_minute: int) -> Tx[float]:
+    # Creates the row if missing and, where rows lock, locks it until commit (an upsert's DO
+    # UPDATE takes the row lock and sees the latest committed tat): askers are served in turn.
+    stored = yield value("INSERT INTO rate_limits (key, tat) VALUES (:key, 0) ON CONFLICT (key)"
+                         " DO UPDATE SET tat = rate_limits.tat RETURNING tat", key=key)
+    wait, tat = take_slot(float(stored), now, per_minute)
+    if wait <= 0:
+        yield run("UPDATE rate_limits SET tat = :tat WHERE key = :key", tat=tat, key=key)
+    return wait
+
+
+def pause_provider(d: Dialect, now: float, key: str, until: float, reason: str) -> Tx[None]:
+    # A later deadline wins; a shorter pause never cuts one already in force.
+    yield run("INSERT INTO provider_pauses (key, until, reason, paused_at)"
+              " VALUES (:key, :until, :reason, :now) ON CONFLICT (key) DO UPDATE SET"
+              " until = excluded.until, reason = excluded.reason, paused_at = excluded.paused_at"
+              " WHERE excluded.until >= provider_pauses.until",
+              key=key, until=float(until), reason=reason, now=now)
+
+
+def provider_pause(d: Dialect, now: float, key: str) -> Tx[tuple[float, str] | None]:
+    found = yield row("SELECT until, reason FROM provider_pauses WHERE key = :key"
+                      " AND until > :now", key=key, now=now)
+    return None if found is None else (float(found[0]), str(found[1]))

@@ -1,0 +1,233 @@
+"""The ledger's job transactions, written once for every database (sans-I/O generators).
+
+Each body takes the `Dialect` and the clock's `now` (read by the driver as it begins), yields
+statements and returns its result; the driver begins and commits. Every time is the injected
+clock's, never the database's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+
+from imagedrop.errors import TransientError
+from imagedrop.ledger.dialect import Dialect
+from imagedrop.ledger.records import Job, JobState, NewDelivery, NewJob
+from imagedrop.ledger.sql import (
+    DELIVERY_INSERT,
+    JOB_COLUMNS,
+    JOB_COLUMNS_NO_DATA,
+    JOB_INSERT,
+    Tx,
+    count,
+    dumps,
+    job_from_new,
+    job_from_row,
+    job_values,
+    row,
+    rows,
+    run,
+    value,
+)
+
+
+def create_jobs(d: Dialect, now: float, jobs: Sequence[NewJob]) -> Tx[list[tuple[Job, bool]]]:
+    """Insert each job unless its dedupe_key (or id) is already recorded; answers (job, new)
+    in the given order, the recorded job for a duplicate."""
+    ids = [job.id or str(uuid.uuid4()) for job in jobs]
+    inserted: set[str] = set()
+    for stmt in d.insert("jobs", JOB_INSERT,
+                         [job_values(job, job_id, now) for job, job_id in zip(jobs, ids,
+                                                                              strict=True)],
+                         returning="id", ignore_conflicts=True):
+        inserted.update(r[0] for r in (yield stmt))
+    # A caller may reuse an id within one call: only its first occurrence was inserted.
+    out: list[tuple[Job, bool] | None] = []
+    for job, job_id in zip(jobs, ids, strict=True):
+        fresh = job_id in inserted
+        inserted.discard(job_id)
+        out.append((job_from_new(job, job_id, now), True) if fresh else None)
+    missing = [i for i, pair in enumerate(out) if pair is None]
+    if missing:
+        keys = [jobs[i].dedupe_key for i in missing if jobs[i].dedupe_key is not None]
+        found = yield rows(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {d.in_list('dedupe_key', 'keys')}"
+            f" OR {d.in_list('id', 'ids')}",
+            keys=d.list_param(keys), ids=d.list_param([ids[i] for i in missing]))
+        by_key = {r["dedupe_key"]: r for r in found if r["dedupe_key"] is not None}
+        by_id = {r["id"]: r for r in found}
+        for i in missing:
+            key = jobs[i].dedupe_key
+            match = by_key.get(key) if key is not None else None
+            out[i] = (job_from_row(match if match is not None else by_id[ids[i]]), False)
+    return [pair for pair in out if pair is not None]
+
+
+def get_job(d: Dialect, now: float, job_id: str, with_input: bool = True) -> Tx[Job | None]:
+    columns = JOB_COLUMNS if with_input else JOB_COLUMNS_NO_DATA
+    found = yield row(f"SELECT {columns} FROM jobs WHERE id = :id", id=job_id)
+    return None if found is None else job_from_row(found)
+
+
+def claim_jobs(d: Dialect, now: float, owner: str, limit: int, lease_seconds: float
+               ) -> Tx[list[Job]]:
+    """Lease due jobs: single jobs first, then batch jobs by position, so batches take turns
+    and a 10,000-object batch cannot hold up an image sent on its own. `started_at` keeps the
+    first start, `attempts` counts every claim."""
+    claimed = yield rows(d.claim_jobs, now=now, limit=limit, owner=owner,
+                         expires=now + lease_seconds)
+    jobs = sorted(claimed, key=lambda r: (r["batch_id"] is not None, r["seq"], r["created_at"],
+                                          r["pos"]))  # RETURNING has no defined order
+    return [job_from_row(r) for r in jobs]
+
+
+def renew_leases(d: Dialect, now: float, owner: str, job_ids: Sequence[str],
+                 lease_seconds: float) -> Tx[None]:
+    renewed = yield rows(
+        "UPDATE jobs SET lease_expires = :expires WHERE state = 'running'"
+        f" AND lease_owner = :owner AND {d.in_list('id', 'ids')} RETURNING id",
+        expires=now + lease_seconds, owner=owner, ids=d.list_param(job_ids))
+    if renewed:  # the object versions these jobs are editing stay theirs as long
+        yield run(f"UPDATE version_leases SET lease_expires = :expires"
+                  f" WHERE {d.in_list('job_id', 'ids')}",
+                  expires=now + lease_seconds, ids=d.list_param([r[0] for r in renewed]))
+
+
+# The finishing updates below require `lease_owner = owner` but not an unexpired lease: a job
+# whose lease ran out and that nobody claimed since is still its owner's to finish, while one
+# claimed by another owner has a different lease_owner and is left alone (on PostgreSQL the
+# UPDATE waits for a concurrent claim's row lock and re-checks on the new row). Each also
+# releases the object version the job held (`claim_version`), in the same transaction: a job
+# waiting for that version then finds the completed edit, or takes the version over.
+_OWNED = "WHERE id = :id AND state = 'running' AND lease_owner = :owner"
+_NO_LEASE = "lease_owner = NULL, lease_expires = NULL"
+_GIVE_BACK = "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+
+
+def _finish(d: Dialect, now: float, job_id: str, owner: str, assignments: str,
+            deliveries: Sequence[NewDelivery] = (), **params: object) -> Tx[bool]:
+    changed = yield count(f"UPDATE jobs SET {assignments}, {_NO_LEASE} {_OWNED}",
+                          id=job_id, owner=owner, now=now, **params)
+    if changed != 1:
+        return False
+    yield from release_versions_of(d, [job_id])
+    yield from insert_deliveries(d, now, deliveries, job_id=job_id)
+    return True
+
+
+def complete_job(d: Dialect, now: float, job_id: str, owner: str, result: dict[str, object],
+                 deliveries: Sequence[NewDelivery]) -> Tx[bool]:
+    """Completed, with its deliveries; the inline image is dropped (a failed job keeps it, so
+    a replay can run it again)."""
+    return (yield from _finish(
+        d, now, job_id, owner, "state = 'completed', result = :result, fallback_local = :local,"
+        " error = NULL, finished_at = :now, input_data = NULL", deliveries,
+        result=dumps(result), local=bool(result.get("fallback_local"))))
+
+
+def fail_job(d: Dialect, now: float, job_id: str, owner: str, error: str,
+             deliveries: Sequence[NewDelivery]) -> Tx[bool]:
+    return (yield from _finish(
+        d, now, job_id, owner, "state = 'failed', error = :error, last_error = :error,"
+        " finished_at = :now", deliveries, error=error))
+
+
+def retry_job(d: Dialect, now: float, job_id: str, owner: str, error: str, run_after: float
+              ) -> Tx[bool]:
+    return (yield from _finish(
+        d, now, job_id, owner, "state = 'queued', last_error = :error, run_after = :run_after",
+        error=error, run_after=float(run_after)))
+
+
+def defer_job(d: Dialect, now: float, job_id: str, owner: str, run_after: float, reason: str
+              ) -> Tx[bool]:
+    """Requeue a running job that waits for another, giving back the attempt its claim
+    counted: waiting is not a failed try."""
+    return (yield from _finish(
+        d, now, job_id, owner, f"state = 'queued', {_GIVE_BACK}, last_error = :reason,"
+        " run_after = :run_after", reason=reason, run_after=float(run_after)))
+
+
+def release_jobs(d: Dialect, now: float, owner: str) -> Tx[int]:
+    """Requeue `owner`'s running jobs, giving back the attempt each claim counted.
+
+    Release is a graceful shutdown that abandoned the work, not a failed try, so it must not
+    use up `max_attempts`. The job stays due at once; `started_at` keeps the first start.
+    """
+    released = yield rows(
+        f"UPDATE jobs SET state = 'queued', {_GIVE_BACK}, {_NO_LEASE}"
+        " WHERE state = 'running' AND lease_owner = :owner RETURNING id", owner=owner)
+    yield from release_versions_of(d, [r[0] for r in released])
+    return len(released)
+
+
+def list_jobs(d: Dialect, now: float, batch_id: str | None, state: JobState | None,
+              limit: int) -> Tx[list[Job]]:
+    where = [clause for clause, given in (("batch_id = :batch_id", batch_id),
+                                          ("state = :state", state)) if given is not None]
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    found = yield rows(
+        f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs {clause} ORDER BY created_at, {d.pos}"
+        " LIMIT :limit", batch_id=batch_id, state=None if state is None else str(state),
+        limit=max(limit, 0))
+    return [job_from_row(r) for r in found]
+
+
+def insert_deliveries(d: Dialect, now: float, deliveries: Sequence[NewDelivery], *,
+                      job_id: str | None = None, batch_id: str | None = None) -> Tx[None]:
+    """Record deliveries as pending; one without an id gets a uuid4 (its webhook-id), and the
+    job/batch ids fill in what the caller left out."""
+    for stmt in d.insert("deliveries", DELIVERY_INSERT, [  # noqa: UP028 - sent answers
+        (x.id or str(uuid.uuid4()), x.kind, x.url, x.body, x.event_type, x.job_id or job_id,
+         x.batch_id or batch_id, x.secret_ref, "pending", float(x.next_attempt_at), now)
+        for x in deliveries
+    ]):
+        yield stmt
+
+
+# A claim takes a version over from a lapsed lease (its holder's process died), a holder that
+# is not running, or itself (after its own restart). On PostgreSQL, in READ COMMITTED, ON
+# CONFLICT waits for a concurrent claimant's commit and then decides on the committed row, so
+# two claimants never both get the version.
+_CLAIM_VERSION = (
+    "INSERT INTO version_leases AS v (version_key, job_id, lease_expires)"
+    " VALUES (:key, :job_id, :expires)"
+    " ON CONFLICT (version_key) DO UPDATE SET job_id = excluded.job_id,"
+    " lease_expires = excluded.lease_expires"
+    " WHERE v.job_id = excluded.job_id OR v.lease_expires < :now"
+    " OR NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = v.job_id AND jobs.state = 'running')"
+    " RETURNING job_id"
+)
+
+
+def claim_version(d: Dialect, now: float, version_key: str, job_id: str, lease_seconds: float
+                  ) -> Tx[str | None]:
+    """Hold `version_key` for `job_id`: None when it does now, else the live holder's id."""
+    for _ in range(5):
+        took = yield value(_CLAIM_VERSION, key=version_key, job_id=job_id,
+                           expires=now + lease_seconds, now=now)
+        if took is not None:
+            return None
+        # A later statement sees the holder's commit; None: released meanwhile, claim again.
+        holder = yield value("SELECT job_id FROM version_leases WHERE version_key = :key",
+                             key=version_key)
+        if holder is not None:
+            return str(holder)
+    raise TransientError("an object version's claim kept changing hands; trying again later")
+
+
+def release_version(d: Dialect, now: float, version_key: str, job_id: str) -> Tx[None]:
+    yield run("DELETE FROM version_leases WHERE version_key = :key AND job_id = :job_id",
+              key=version_key, job_id=job_id)
+
+
+def release_versions_of(d: Dialect, job_ids: Sequence[str]) -> Tx[None]:
+    if job_ids:
+        yield run(f"DELETE FROM version_leases WHERE {d.in_list('job_id', 'ids')}",
+                  ids=d.list_param(job_ids))
+
+
+def with_batch(jobs: Sequence[NewJob], batch_id: str) -> list[NewJob]:
+    """The jobs, each belonging to `batch_id`."""
+    return [job if job.batch_id == batch_id else replace(job, batch_id=batch_id) for job in jobs]
