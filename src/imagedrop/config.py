@@ -123,6 +123,10 @@ class WorkerSettings(BaseModel):
     retry_base: float = Field(2.0, ge=0, description="First retry delay, doubled each attempt.")
     retry_cap: float = Field(300.0, ge=0, description="Longest retry delay.")
     shutdown_grace: float = Field(30.0, ge=0, description="Seconds to finish in-flight work.")
+    reap_interval: float = Field(
+        0.5, gt=0, description="Seconds between looks for dead processes whose work to take "
+        "over (an owner must be seen dead twice in a row, so takeover follows death within "
+        "about twice this).")
 
 
 class CallbackSettings(BaseModel):
@@ -231,6 +235,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_RETRY_BASE": ("worker", "retry_base"),
     "IMAGEDROP_RETRY_CAP": ("worker", "retry_cap"),
     "IMAGEDROP_SHUTDOWN_GRACE": ("worker", "shutdown_grace"),
+    "IMAGEDROP_REAP_INTERVAL": ("worker", "reap_interval"),
     "IMAGEDROP_ALLOW_PRIVATE_CALLBACKS": ("callbacks", "allow_private"),
     "IMAGEDROP_ALLOW_PRIVATE_SUBSCRIBERS": ("callbacks", "allow_private_subscribers"),
     "IMAGEDROP_SUBSCRIBER_HOSTS": ("callbacks", "subscriber_hosts"),

@@ -29,6 +29,7 @@ from imagedrop.editor import Editor
 from imagedrop.housekeeping import Housekeeper
 from imagedrop.ledger import Ledger, open_ledger
 from imagedrop.listing import Lister
+from imagedrop.liveness import Reaper
 from imagedrop.manifests import ManifestResolver
 from imagedrop.pipeline import Pipeline
 from imagedrop.providers import ImageProvider, open_provider
@@ -158,6 +159,8 @@ async def start_background(rt: Runtime) -> None:
 
     s = rt.settings
     assert rt.planner is not None
+    # From here on this process holds leases: its liveness lock tells others it is alive.
+    await rt.ledger.register_owner(rt.owner)
     # Deliveries connect only to addresses the callback policy checked (no DNS rebinding).
     rt.session = aiohttp.ClientSession(connector=make_connector(
         allow_private=s.callbacks.allow_private,
@@ -170,12 +173,14 @@ async def start_background(rt: Runtime) -> None:
     housekeeper = Housekeeper(rt.ledger, rt.pipeline.batches, interval=s.worker.poll_interval)
     deliverer = Deliverer(rt.ledger, rt.session, s.callbacks, owner=rt.owner, secrets=s.secrets,
                           poll_interval=s.worker.poll_interval)
-    services: list[tuple[str, Any]] = [("lister", lister)]
+    services: list[tuple[str, Any]] = [("reaper", Reaper(rt.ledger, rt.owner,
+                                                         interval=s.worker.reap_interval)),
+                                       ("lister", lister)]
     interval = s.storage.sweep_interval(s.drops)
     if interval > 0:
         buckets = s.drops.sweep_buckets or (s.storage.resolved_input_bucket,)
-        services.append(("sweep", Sweeper(rt.storage, rt.planner, rt.ledger,
-                                          buckets=buckets, interval=interval)))
+        services.append(("sweep", Sweeper(rt.storage, rt.planner, rt.ledger, buckets=buckets,
+                                          interval=interval, owner=rt.owner)))
     services.append(("housekeeper", housekeeper))
     if s.worker.enabled:
         services.append(("worker", worker))
@@ -198,3 +203,7 @@ async def stop_background(rt: Runtime) -> None:
     rt.tasks.clear()
     if rt.session is not None:
         await rt.session.close()
+    try:  # everything is handed back: nothing of ours to take over
+        await rt.ledger.unregister_owner(rt.owner)
+    except Exception:  # stopping anyway: the reaper of another process cleans up
+        log.warning("owner_not_unregistered", exc_info=True)

@@ -37,8 +37,12 @@ class Sweeper(Periodic):
     def __init__(self, storage: ObjectStore, planner: DropPlanner, ledger: Ledger, *,
                  buckets: Sequence[str], interval: float, page_size: int = 1000,
                  remember: int = 200_000, quiet: float | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, owner: str | None = None) -> None:
         super().__init__(interval)
+        # With an owner, a bucket is swept only by the replica holding its sweep lease; a
+        # sweeper that dies hands it on at once (the reaper), one that stalls never.
+        self.owner = owner
+        self.lease_seconds = max(60.0, 5 * interval)
         self.storage = storage
         self.planner = planner
         self.ledger = ledger
@@ -59,6 +63,9 @@ class Sweeper(Periodic):
         """One pass over every watched bucket."""
         stats = SweepStats()
         for bucket in self.buckets:
+            if self.owner is not None and not await self.ledger.claim_sweep(
+                    bucket, self.owner, self.lease_seconds):
+                continue  # another replica sweeps it
             async for page in self.storage.list(bucket, "", page_size=self.page_size):
                 stats.listed += len(page)
                 settled_before = self.clock() - self.quiet
@@ -86,6 +93,11 @@ class Sweeper(Periodic):
         if stats.recorded:
             log.info("sweep_recorded", jobs=stats.recorded, listed=stats.listed)
         return stats
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.owner is not None:  # another replica sweeps from its next tick on
+            await self.ledger.release_sweeps(self.owner)
 
     def _remember(self, bucket: str, key: str, etag: str) -> None:
         """Skip this version from now on (skips are not remembered: a manifest may appear)."""

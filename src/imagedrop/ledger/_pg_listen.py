@@ -33,6 +33,9 @@ class Listener:
         self._schema: str | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
+        # Liveness keys: held as session advisory locks on this connection, so they last as
+        # long as the process (a SIGKILLed replica's connection closes and its locks go).
+        self._keys: set[int] = set()
 
     async def start(self) -> None:
         """Connect and LISTEN; raises the driver's error if the server cannot be reached."""
@@ -40,6 +43,8 @@ class Listener:
         try:
             self._schema = await conn.fetchval("SELECT current_schema()")
             await conn.add_listener(CHANNEL, self._heard)
+            for key in self._keys:  # again after a reconnect
+                await conn.execute("SELECT pg_advisory_lock($1)", key)
             conn.add_termination_listener(self._lost)
         except BaseException:
             await conn.close()
@@ -50,6 +55,17 @@ class Listener:
     def connected(self) -> bool:
         """Whether notifications are being heard (False while reconnecting)."""
         return self._conn is not None and not self._conn.is_closed()
+
+    async def hold(self, key: int) -> None:
+        """Hold the advisory lock `key` on this connection, now and after every reconnect."""
+        self._keys.add(key)
+        if self.connected:
+            await self._conn.execute("SELECT pg_advisory_lock($1)", key)
+
+    async def drop(self, key: int) -> None:
+        self._keys.discard(key)
+        if self.connected:
+            await self._conn.execute("SELECT pg_advisory_unlock($1)", key)
 
     async def stop(self) -> None:
         self._closed = True

@@ -16,10 +16,13 @@ invariants and wake-up policy; drivers only run what it hands them.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
-from imagedrop.ledger import tx_batches, tx_drops, tx_jobs
+from imagedrop.ledger import tx_batches, tx_drops, tx_jobs, tx_owners
 from imagedrop.ledger._grouping import GroupWriter
 from imagedrop.ledger._waiters import Waiters
 from imagedrop.ledger.dialect import Dialect
@@ -64,6 +67,15 @@ class Driver(Protocol):
         """Run `body(dialect, now, *args)`; `tell_others(result)` true: other processes
         waiting for work hear of it once this commits."""
 
+    async def hold_liveness(self, key: int) -> None:
+        """Take the lock on `key` that says this process lives (the dialect's `alive`)."""
+
+    async def drop_liveness(self, key: int) -> None:
+        """Give the lock on `key` back."""
+
+    async def forget_liveness(self, keys: Sequence[int]) -> None:
+        """Clean up after owners found dead (their locks are gone already)."""
+
 
 def _any(result: object) -> bool:
     return bool(result)
@@ -105,6 +117,50 @@ class Ledger:
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be claimable (a hint), or after `timeout` seconds."""
         await self._waiters.wait(timeout)
+
+    # -- owners: who holds leases, and whether it still lives ------------------------------
+
+    async def register_owner(self, owner: str) -> None:
+        """Record this process as lease owner `owner` and hold its liveness lock from now until
+        `unregister_owner` or the process's death: then its leases are taken over at once
+        (`take_over`), and until then never, however stale they get."""
+        key = secrets.randbits(62) + 1
+        await self._driver.hold_liveness(key)  # held before anyone can look it up
+        try:
+            await self._run("write", tx_owners.register_owner, owner, key, socket.gethostname(),
+                            os.getpid())
+        except BaseException:
+            await self._driver.drop_liveness(key)
+            raise
+
+    async def unregister_owner(self, owner: str) -> None:
+        """Forget `owner` and drop its liveness lock (a graceful stop, after releasing work)."""
+        key = await self._run("write", tx_owners.unregister_owner, owner)
+        if key is not None:
+            await self._driver.drop_liveness(key)
+
+    async def dead_owners(self, me: str) -> list[str]:
+        """Registered owners other than `me` whose process is gone."""
+        return await self._run("read", tx_owners.dead_owners, me)
+
+    async def take_over(self, owners: list[str]) -> int:
+        """Expire every lease of these dead owners so their work is claimed at once, and forget
+        them; returns how many leases were freed (an owner alive after all keeps its own)."""
+        if not owners:
+            return 0
+        freed, keys = await self._run("write", tx_owners.take_over, owners,
+                                      wake=lambda done: done[0] > 0)
+        await self._driver.forget_liveness(keys)
+        return freed
+
+    async def claim_sweep(self, bucket: str, owner: str, lease_seconds: float) -> bool:
+        """Hold the sweep of `bucket` for `owner` (renewing it): True while it is ours. One
+        replica sweeps a bucket; another takes over once the sweeper is dead."""
+        return await self._run("single", tx_owners.claim_sweep, bucket, owner, lease_seconds)
+
+    async def release_sweeps(self, owner: str) -> int:
+        """Give back the sweeps `owner` holds (graceful stop)."""
+        return await self._run("single", tx_owners.release_sweeps, owner)
 
     # -- jobs -----------------------------------------------------------------------------
 

@@ -22,19 +22,19 @@ _CLAIM_JOB_SET = (
     "UPDATE jobs SET state = 'running', lease_owner = :owner, lease_expires = :expires,"
     " attempts = attempts + 1, started_at = COALESCE(started_at, :now)"
 )
+# `{free}`: the row's lease may be taken (see `Dialect.free`).
 _DUE_JOBS = (
-    "state IN ('queued', 'running') AND run_after <= :now"
-    " AND (state = 'queued' OR lease_expires < :now)"
+    "state IN ('queued', 'running') AND run_after <= :now AND (state = 'queued' OR {free})"
     " ORDER BY (batch_id IS NOT NULL), seq, created_at"
 )
 _DUE_DELIVERIES = (
-    "state = 'pending' AND next_attempt_at <= :now"
-    " AND (lease_owner IS NULL OR lease_expires < :now) ORDER BY next_attempt_at, created_at"
+    "state = 'pending' AND next_attempt_at <= :now AND (lease_owner IS NULL OR {free})"
+    " ORDER BY next_attempt_at, created_at"
 )
 _LISTABLE = (
     "NOT listing_done AND finished_at IS NULL"
     " AND settle_until IS NULL"  # drop batches are filled by notifications, not listed
-    " AND (lease_owner IS NULL OR lease_expires < :now) ORDER BY created_at"
+    " AND (lease_owner IS NULL OR {free}) ORDER BY created_at"
 )
 _CLAIM_LISTING_SET = (
     "UPDATE batches SET lease_owner = :owner, lease_expires = :expires, lease_seconds = :lease"
@@ -57,6 +57,19 @@ class Dialect:
     claim_jobs: str  # :now :limit :owner :expires -> pos + job columns
     claim_deliveries: str  # :now :limit :owner :expires -> pos + delivery columns
     claim_listing: str  # :now :owner :expires :lease -> batch columns
+    _alive: str  # a condition on `{}`, an owner name: its process is known to be alive
+
+    def alive(self, owner: str) -> str:
+        """A condition: the process that registered as `owner` (an SQL expression) still
+        lives. False for an owner that never registered: only its leases can tell."""
+        return self._alive.format(owner)
+
+    def free(self, lease_expires: str = "lease_expires", owner: str = "lease_owner") -> str:
+        """A condition: a lease may be taken over. Only once it expired, and never from an
+        owner that is alive, however long it went without renewing (a stalled loop); the
+        reaper expires a dead owner's leases at once (`tx_owners.take_over`)."""
+        return (f"CASE WHEN {lease_expires} < :now THEN NOT {self.alive(owner)}"
+                " ELSE FALSE END")
 
     def in_list(self, column: str, name: str) -> str:
         """A condition: `column` is one of the values of list parameter `name`."""
@@ -86,21 +99,24 @@ class SqliteDialect(Dialect):
     row_locks = False
     lock = ""
     skip_locked = ""
-    # INDEXED BY pins the claim-order plan: left alone, the planner picks `jobs_state` and sorts
-    # every due job.
-    claim_jobs = (
-        f"{_CLAIM_JOB_SET} WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim"
-        f" WHERE {_DUE_JOBS} LIMIT :limit) RETURNING rowid AS pos, {JOB_COLUMNS}"
-    )
-    claim_deliveries = (
-        "UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires"
-        f" WHERE id IN (SELECT id FROM deliveries WHERE {_DUE_DELIVERIES} LIMIT :limit)"
-        f" RETURNING rowid AS pos, {DELIVERY_COLUMNS}"
-    )
-    claim_listing = (
-        f"{_CLAIM_LISTING_SET} WHERE id = (SELECT id FROM batches WHERE {_LISTABLE}, rowid"
-        f" LIMIT 1) RETURNING {BATCH_COLUMNS}"
-    )
+    # The driver defines owner_alive(key): whether the key's lock file is held.
+    _alive = "owner_alive((SELECT key FROM owners WHERE owner = {}))"
+
+    def __init__(self) -> None:
+        free = self.free()
+        # INDEXED BY pins the claim-order plan: left alone, the planner picks `jobs_state` and
+        # sorts every due job.
+        self.claim_jobs = (
+            f"{_CLAIM_JOB_SET} WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim"
+            f" WHERE {_DUE_JOBS.format(free=free)} LIMIT :limit)"
+            f" RETURNING rowid AS pos, {JOB_COLUMNS}")
+        self.claim_deliveries = (
+            "UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires WHERE id IN"
+            f" (SELECT id FROM deliveries WHERE {_DUE_DELIVERIES.format(free=free)} LIMIT :limit)"
+            f" RETURNING rowid AS pos, {DELIVERY_COLUMNS}")
+        self.claim_listing = (
+            f"{_CLAIM_LISTING_SET} WHERE id = (SELECT id FROM batches WHERE"
+            f" {_LISTABLE.format(free=free)}, rowid LIMIT 1) RETURNING {BATCH_COLUMNS}")
     # Bound parameters per statement stay well under SQLite's limit (32,766).
     _ROWS_PER_INSERT = 500
 
@@ -141,24 +157,35 @@ class PostgresDialect(Dialect):
     row_locks = True
     lock = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
-    # SKIP LOCKED passes over rows another replica is claiming right now instead of queueing
-    # behind it; MATERIALIZED makes the LIMIT apply once (an inlined subquery may be rescanned).
-    claim_jobs = (
-        f"WITH due AS MATERIALIZED (SELECT id FROM jobs WHERE {_DUE_JOBS}, pos LIMIT :limit"
-        f" FOR UPDATE SKIP LOCKED) {_CLAIM_JOB_SET} FROM due WHERE jobs.id = due.id"
-        " RETURNING jobs.pos, " + _prefixed("jobs", JOB_COLUMNS)
+    # An owner holds a session-level advisory lock on its key (bigint form: the high half is
+    # classid, the low half objid) for as long as its connection lives.
+    _alive = (
+        "EXISTS (SELECT 1 FROM owners o, pg_locks l WHERE o.owner = {} AND l.granted"
+        " AND l.locktype = 'advisory' AND l.objsubid = 1 AND l.classid = (o.key >> 32)::oid"
+        " AND l.objid = (o.key & 4294967295)::oid"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
     )
-    claim_deliveries = (
-        f"WITH due AS MATERIALIZED (SELECT id FROM deliveries WHERE {_DUE_DELIVERIES}, pos"
-        " LIMIT :limit FOR UPDATE SKIP LOCKED) UPDATE deliveries SET lease_owner = :owner,"
-        " lease_expires = :expires FROM due WHERE deliveries.id = due.id RETURNING"
-        " deliveries.pos, " + _prefixed("deliveries", DELIVERY_COLUMNS)
-    )
-    claim_listing = (
-        f"WITH free AS MATERIALIZED (SELECT id FROM batches WHERE {_LISTABLE}, pos LIMIT 1"
-        f" FOR UPDATE SKIP LOCKED) {_CLAIM_LISTING_SET} FROM free WHERE batches.id = free.id"
-        " RETURNING " + _prefixed("batches", BATCH_COLUMNS)
-    )
+
+    def __init__(self) -> None:
+        free = self.free()
+        # SKIP LOCKED passes over rows another replica is claiming right now instead of
+        # queueing behind it; MATERIALIZED makes the LIMIT apply once (an inlined subquery
+        # may be rescanned).
+        self.claim_jobs = (
+            f"WITH due AS MATERIALIZED (SELECT id FROM jobs WHERE {_DUE_JOBS.format(free=free)},"
+            f" pos LIMIT :limit FOR UPDATE SKIP LOCKED) {_CLAIM_JOB_SET} FROM due"
+            " WHERE jobs.id = due.id RETURNING jobs.pos, " + _prefixed("jobs", JOB_COLUMNS))
+        self.claim_deliveries = (
+            "WITH due AS MATERIALIZED (SELECT id FROM deliveries WHERE"
+            f" {_DUE_DELIVERIES.format(free=free)}, pos LIMIT :limit FOR UPDATE SKIP LOCKED)"
+            " UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires FROM due"
+            " WHERE deliveries.id = due.id RETURNING deliveries.pos, "
+            + _prefixed("deliveries", DELIVERY_COLUMNS))
+        self.claim_listing = (
+            f"WITH free AS MATERIALIZED (SELECT id FROM batches WHERE"
+            f" {_LISTABLE.format(free=free)}, pos LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            f" {_CLAIM_LISTING_SET} FROM free WHERE batches.id = free.id"
+            " RETURNING " + _prefixed("batches", BATCH_COLUMNS))
 
     def in_list(self, column: str, name: str) -> str:
         return f"{column} = ANY(:{name}::text[])"

@@ -8,7 +8,7 @@ JSON columns travel as text (asyncpg's default for jsonb), as they do on SQLite.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from imagedrop.errors import MissingDependencyError
@@ -142,6 +142,24 @@ class PostgresDriver:
     @property
     def listening(self) -> bool:
         return self._listener is not None and self._listener.connected
+
+    async def hold_liveness(self, key: int) -> None:
+        if self._listener is None:
+            raise RuntimeError("the ledger is not open")
+        try:
+            await self._listener.hold(key)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, self._secrets, self.where) from exc
+
+    async def drop_liveness(self, key: int) -> None:
+        if self._listener is not None:
+            try:
+                await self._listener.drop(key)
+            except DRIVER_ERRORS as exc:
+                raise translate(exc, self._secrets, self.where) from exc
+
+    async def forget_liveness(self, keys: Sequence[int]) -> None:
+        """Nothing to clean: a dead session's advisory locks are gone with it."""
 
     async def run(self, mode: Mode, body: Body[T], *args: Any,
                   tell_others: Callable[[T], bool] | None = None) -> T:

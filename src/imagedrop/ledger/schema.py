@@ -189,11 +189,31 @@ CREATE INDEX batches_unfinished ON batches (created_at)
 """
 
 
+# Who holds leases, and how to tell whether it still lives: each process registers a random
+# key and holds a lock on it for its lifetime (a lock file on SQLite, a session advisory lock
+# on PostgreSQL), which the OS or the server drops the instant the process dies. And one
+# sweeper per bucket across replicas.
+_V6 = """
+CREATE TABLE owners (
+    owner           TEXT PRIMARY KEY,
+    key             BIGINT NOT NULL UNIQUE,
+    host            TEXT NOT NULL,
+    pid             INTEGER NOT NULL,
+    started_at      {REAL} NOT NULL
+);
+CREATE TABLE sweep_leases (
+    bucket          TEXT PRIMARY KEY,
+    lease_owner     TEXT NOT NULL,
+    lease_expires   {REAL} NOT NULL
+);
+"""
+
+
 def migrations(backend: Backend) -> list[str]:
     """The scripts for `backend`, in order; script n brings the schema to version n."""
     words = _WORDS[backend]
-    scripts = [_V1 + _V2, _V3, _V4] if backend == "postgres" else [_V1, _V2, _V3, _V4,
-                                                                    _V5_SQLITE]
+    scripts = ([_V1 + _V2, _V3, _V4] if backend == "postgres"
+               else [_V1, _V2, _V3, _V4, _V5_SQLITE]) + [_V6]
     return [script.format(**words) for script in scripts]
 
 

@@ -10,10 +10,12 @@ survive a power cut.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -97,6 +99,10 @@ class SqliteDriver:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._pending: list[_Write] = []
+        # Liveness: one lock file per owner key beside the database (SQLite is one host); the
+        # kernel drops a dead process's flock at once. Touched only on the ledger's thread.
+        self._owners_dir = None if path == MEMORY else Path(f"{path}.owners")
+        self._held: dict[int, int] = {}  # our own keys -> the descriptor holding the lock
 
     async def open(self, on_work: Callable[[], None]) -> None:
         # Other processes on this file are not heard: they are found by polling.
@@ -114,6 +120,8 @@ class SqliteDriver:
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        for key in list(self._held):
+            await asyncio.wrap_future(executor.submit(self._drop, key))
         await asyncio.wrap_future(executor.submit(self._disconnect))
         executor.shutdown(wait=True)  # the thread is idle now: this join returns at once
 
@@ -128,7 +136,58 @@ class SqliteDriver:
         executor.submit(self._drain)  # one drain per write: the first may do them all
         return await self._await(future)
 
+    async def hold_liveness(self, key: int) -> None:
+        await self._await(self._require().submit(self._hold, key))
+
+    async def drop_liveness(self, key: int) -> None:
+        await self._await(self._require().submit(self._drop, key))
+
+    async def forget_liveness(self, keys: Sequence[int]) -> None:
+        if self._owners_dir is not None:
+            for key in keys:
+                self._lock_file(key).unlink(missing_ok=True)
+
     # -- on the ledger's thread ---------------------------------------------------------------
+
+    def _lock_file(self, key: int) -> Path:
+        assert self._owners_dir is not None
+        return self._owners_dir / f"{int(key)}.lock"
+
+    def _hold(self, key: int) -> None:
+        fd = -1  # an in-memory ledger has no other process to tell
+        if self._owners_dir is not None:
+            self._owners_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._lock_file(key), os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BaseException:
+                os.close(fd)
+                raise
+        self._held[key] = fd
+
+    def _drop(self, key: int) -> None:
+        fd = self._held.pop(key, -1)
+        if fd >= 0:
+            self._lock_file(key).unlink(missing_ok=True)
+            os.close(fd)
+
+    def _alive(self, key: int | None) -> bool:
+        """SQL's owner_alive(key): whether the process holding `key`'s lock file lives."""
+        if key is None or self._owners_dir is None:
+            return key in self._held
+        if key in self._held:
+            return True
+        try:
+            fd = os.open(self._lock_file(key), os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close below
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def _connect(self) -> None:
         if self.path != MEMORY:
@@ -140,6 +199,7 @@ class SqliteDriver:
             conn.execute("PRAGMA journal_mode = WAL")  # an in-memory database stays "memory"
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.create_function("owner_alive", 1, self._alive)
             apply_migrations(conn, self._clock())
         except BaseException:
             conn.close()

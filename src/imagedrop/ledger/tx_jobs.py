@@ -186,26 +186,28 @@ def insert_deliveries(d: Dialect, now: float, deliveries: Sequence[NewDelivery],
         yield stmt
 
 
-# A claim takes a version over from a lapsed lease (its holder's process died), a holder that
-# is not running, or itself (after its own restart). On PostgreSQL, in READ COMMITTED, ON
+# A claim takes a version over from a lapsed lease whose holder's owner is not alive, a holder
+# that is not running, or itself (after its own restart). On PostgreSQL, in READ COMMITTED, ON
 # CONFLICT waits for a concurrent claimant's commit and then decides on the committed row, so
 # two claimants never both get the version.
-_CLAIM_VERSION = (
-    "INSERT INTO version_leases AS v (version_key, job_id, lease_expires)"
-    " VALUES (:key, :job_id, :expires)"
-    " ON CONFLICT (version_key) DO UPDATE SET job_id = excluded.job_id,"
-    " lease_expires = excluded.lease_expires"
-    " WHERE v.job_id = excluded.job_id OR v.lease_expires < :now"
-    " OR NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = v.job_id AND jobs.state = 'running')"
-    " RETURNING job_id"
-)
+def _claim_version_sql(d: Dialect) -> str:
+    holder_owner = "(SELECT lease_owner FROM jobs WHERE jobs.id = v.job_id)"
+    return (
+        "INSERT INTO version_leases AS v (version_key, job_id, lease_expires)"
+        " VALUES (:key, :job_id, :expires)"
+        " ON CONFLICT (version_key) DO UPDATE SET job_id = excluded.job_id,"
+        " lease_expires = excluded.lease_expires"
+        f" WHERE v.job_id = excluded.job_id OR {d.free('v.lease_expires', holder_owner)}"
+        " OR NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = v.job_id AND jobs.state = 'running')"
+        " RETURNING job_id"
+    )
 
 
 def claim_version(d: Dialect, now: float, version_key: str, job_id: str, lease_seconds: float
                   ) -> Tx[str | None]:
     """Hold `version_key` for `job_id`: None when it does now, else the live holder's id."""
     for _ in range(5):
-        took = yield value(_CLAIM_VERSION, key=version_key, job_id=job_id,
+        took = yield value(_claim_version_sql(d), key=version_key, job_id=job_id,
                            expires=now + lease_seconds, now=now)
         if took is not None:
             return None
