@@ -95,7 +95,8 @@ def cos_env(endpoint: str, pg_url: str, fake_openai: Any, **extra: str) -> dict[
     return serve_env(
         COS_ENDPOINT=endpoint, COS_REGION="us-east-1", COS_BUCKET=BUCKET,
         COS_ACCESS_KEY_ID="test", COS_SECRET_ACCESS_KEY="test", HOOK_SECRET=SECRET,
-        IMAGEDROP_DATABASE_URL=pg_url, IMAGEDROP_LEASE_SECONDS="2",
+        # Ten-minute leases: the killed replica's work must be taken over by liveness.
+        IMAGEDROP_DATABASE_URL=pg_url, IMAGEDROP_LEASE_SECONDS="600",
         IMAGEDROP_SWEEP_INTERVAL="0", IMAGEDROP_INTAKE_TOKEN=TOKEN, IMAGEDROP_LOG_LEVEL="WARNING",
         OPENAI_API_KEY=fake_openai.api_key, OPENAI_BASE_URL=fake_openai.base_url, **extra)
 
