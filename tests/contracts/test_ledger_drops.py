@@ -140,8 +140,8 @@ class TestRequeueJobs:
         assert await ledger.finish_batch(a.batch_id, {"status": "completed_with_errors"}, [])
         assert len(claimed) == 2
 
-        jobs = await ledger.requeue_jobs(batch_id=a.batch_id)
-        assert [j.id for j in jobs] == [b.id]
+        page = await ledger.requeue_jobs(batch_id=a.batch_id)
+        assert [j.id for j in page.jobs] == [b.id] and not page.more
         again = await ledger.get_job(b.id)
         assert again.state is JobState.QUEUED and again.attempts == 0 and again.error is None
         assert again.generation == 0
@@ -154,16 +154,29 @@ class TestRequeueJobs:
     async def test_completed_only_when_forced(self, ledger: Ledger):
         [(a, _)] = await ledger.record_drops([drop("a.jpg")])
         await finish_all(ledger)
-        assert await ledger.requeue_jobs(job_ids=[a.id]) == []
-        [forced] = await ledger.requeue_jobs(job_ids=[a.id], include_completed=True)
+        assert (await ledger.requeue_jobs(job_ids=[a.id])).jobs == []
+        [forced] = (await ledger.requeue_jobs(job_ids=[a.id], include_completed=True)).jobs
         assert forced.state is JobState.QUEUED and forced.generation == 1
 
     async def test_by_prefix_is_literal(self, ledger: Ledger):
         await ledger.record_drops([drop("a.jpg", folder="f_1/"), drop("b.jpg", folder="f%1/")])
         for job in await ledger.claim_jobs("w", 10, LEASE):
             await ledger.fail_job(job.id, "w", "x", [])
-        jobs = await ledger.requeue_jobs(bucket="b", prefix="f_1/")
-        assert [j.source_key for j in jobs] == ["f_1/a.jpg"]
+        page = await ledger.requeue_jobs(bucket="b", prefix="f_1/")
+        assert [j.source_key for j in page.jobs] == ["f_1/a.jpg"]
+
+    async def test_in_pages(self, ledger: Ledger):
+        await ledger.record_drops([drop(f"{i}.jpg") for i in range(7)])
+        for job in await ledger.claim_jobs("w", 10, LEASE):
+            await ledger.fail_job(job.id, "w", "x", [])
+        pages = []
+        while True:
+            page = await ledger.requeue_jobs(bucket="b", prefix="", limit=3)
+            pages.append(len(page.jobs))
+            if not page.more:
+                break
+        assert pages == [3, 3, 1]
+        assert len(await ledger.list_jobs(state=JobState.QUEUED)) == 7
 
     async def test_a_filter_is_required(self, ledger: Ledger):
         with pytest.raises(ValueError, match="filter"):

@@ -21,6 +21,7 @@ from imagedrop.ledger.records import (
     NewBatch,
     NewDelivery,
     NewJob,
+    Requeued,
 )
 
 
@@ -44,5 +45,6 @@ def open_ledger(database_url: str) -> Ledger:
 
 __all__ = [
     "Batch", "BatchProgress", "Delivery", "DeliveryAttempt", "DeliveryState", "DropItem", "Job",
-    "JobKind", "JobState", "Ledger", "NewBatch", "NewDelivery", "NewJob", "open_ledger",
+    "JobKind", "JobState", "Ledger", "NewBatch", "NewDelivery", "NewJob", "Requeued",
+    "open_ledger",
 ]

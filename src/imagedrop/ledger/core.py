@@ -38,6 +38,7 @@ from imagedrop.ledger.records import (
     NewBatch,
     NewDelivery,
     NewJob,
+    Requeued,
 )
 from imagedrop.ledger.sql import Tx
 
@@ -322,12 +323,16 @@ class Ledger:
     async def requeue_jobs(
         self, *, job_ids: list[str] | None = None, batch_id: str | None = None,
         bucket: str | None = None, prefix: str | None = None, include_completed: bool = False,
-    ) -> list[Job]:
+        limit: int = 1000,
+    ) -> Requeued:
         """Queue final jobs again (failed ones; completed ones too when include_completed,
-        bumping their generation so the edit is redone). Their finished batches reopen, so
-        each sends a fresh summary. At least one filter is required. Returns the jobs."""
+        bumping their generation so the edit is redone), at most `limit` of them, oldest
+        first: the answer says whether more matched (call again for the next page). Their
+        finished batches reopen, so each sends a fresh summary. At least one filter is
+        required."""
         return await self._run("write", tx_drops.requeue_jobs, job_ids, batch_id, bucket,
-                               prefix, include_completed, wake=_any)
+                               prefix, include_completed, max(1, limit),
+                               wake=lambda page: bool(page.jobs))
 
     async def requeue_deliveries(
         self, *, delivery_ids: list[str] | None = None, job_id: str | None = None,

@@ -215,3 +215,11 @@ class DropItem:
     batch: NewBatch | None = None  # template; its group_key finds the batch still settling
     settle_seconds: float = 5.0  # the batch closes when no image came for this long ...
     max_settle_seconds: float = 300.0  # ... or this long after it opened
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """One page of a replay: the jobs queued again, and whether more matched than the page."""
+
+    jobs: list[Job]
+    more: bool

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from imagedrop.gcra import take_slot
 from imagedrop.ledger.dialect import Dialect
-from imagedrop.ledger.records import Delivery, DropItem, Job
+from imagedrop.ledger.records import Delivery, DropItem, Job, Requeued
 from imagedrop.ledger.sql import (
     DELIVERY_COLUMNS,
     JOB_COLUMNS,
@@ -142,23 +142,31 @@ def find_completed_version(d: Dialect, now: float, version_key: str) -> Tx[Job |
 
 
 def requeue_jobs(d: Dialect, now: float, job_ids: Sequence[str] | None, batch_id: str | None,
-                 bucket: str | None, prefix: str | None, include_completed: bool
-                 ) -> Tx[list[Job]]:
+                 bucket: str | None, prefix: str | None, include_completed: bool, limit: int
+                 ) -> Tx[Requeued]:
+    """Queue at most `limit` matching final jobs again, oldest first: a page, never one
+    unbounded statement (those queued are no longer final, so the next call takes the next)."""
     where, params = _filters(d, job_ids=job_ids, batch_id=batch_id, bucket=bucket,
                              prefix=prefix)
     params["states"] = d.list_param(["failed", "completed"] if include_completed
                                     else ["failed"])
+    picked = yield rows(f"SELECT id FROM jobs WHERE {d.in_list('state', 'states')} AND {where}"
+                        f" ORDER BY created_at, {d.pos} LIMIT :limit", limit=limit + 1, **params)
+    ids = d.list_param([r[0] for r in picked[:limit]])
+    if not picked:
+        return Requeued([], False)
     if d.row_locks:
         # Lock the batches first, as finish_batch does, so a finish cannot slip in between
         # requeueing a batch's jobs and reopening it.
         yield run(f"SELECT 1 FROM batches WHERE id IN (SELECT batch_id FROM jobs WHERE"
-                  f" {d.in_list('state', 'states')} AND {where}) ORDER BY id{d.lock}", **params)
+                  f" {d.in_list('id', 'ids')}) ORDER BY id{d.lock}", ids=ids)
     requeued = yield rows(
         "UPDATE jobs SET state = 'queued', attempts = 0, run_after = :now, error = NULL,"
         " finished_at = NULL, lease_owner = NULL, lease_expires = NULL,"
         " generation = generation + CASE WHEN state = 'completed' THEN 1 ELSE 0 END"
-        f" WHERE {d.in_list('state', 'states')} AND {where}"
-        f" RETURNING {d.pos} AS pos, {JOB_COLUMNS_NO_DATA}", now=now, **params)
+        f" WHERE {d.in_list('state', 'states')} AND {d.in_list('id', 'ids')}"
+        f" RETURNING {d.pos} AS pos, {JOB_COLUMNS_NO_DATA}", now=now, ids=ids,
+        states=params["states"])
     jobs = [job_from_row(r) for r in sorted(requeued, key=lambda r: (r["created_at"],
                                                                     r["pos"]))]
     batches = sorted({job.batch_id for job in jobs if job.batch_id})
@@ -171,7 +179,7 @@ def requeue_jobs(d: Dialect, now: float, job_ids: Sequence[str] | None, batch_id
             kept = {**loads(extra), "previous_summary": loads(summary)}
             yield run("UPDATE batches SET finished_at = NULL, summary = NULL, extra = :extra"
                       " WHERE id = :id", extra=dumps(kept), id=batch_id)
-    return jobs
+    return Requeued(jobs, len(picked) > limit)
 
 
 def requeue_deliveries(d: Dialect, now: float, delivery_ids: Sequence[str] | None,

@@ -81,11 +81,11 @@ async def replay(request: web.Request) -> web.Response:
         raise NotFound(f"no batch with id {body.batch_id!r}")
     jobs = []
     if body.job_ids or body.batch_id or body.prefix is not None:
-        jobs = await ledger.requeue_jobs(
+        jobs = (await ledger.requeue_jobs(
             job_ids=body.job_ids or None, batch_id=body.batch_id,
             bucket=(body.bucket or settings.storage.resolved_input_bucket)
             if body.prefix is not None else None,
-            prefix=body.prefix, include_completed=body.force)
+            prefix=body.prefix, include_completed=body.force)).jobs
     deliveries = []
     if body.delivery_ids:
         deliveries += await ledger.requeue_deliveries(delivery_ids=body.delivery_ids)
