@@ -40,6 +40,8 @@ def create_app(
             app[keys.SIGNING_KEY] = rt.signing_key
             assert rt.planner is not None
             app[intake.PLANNER] = rt.planner
+            assert rt.healer is not None
+            app[intake.HEALER] = rt.healer
             if background:
                 await start_background(rt)
             try:

@@ -28,11 +28,13 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """An object that starts nothing, and why (logged, and returned by /events)."""
+    """An object that starts nothing, and why (logged, and returned by /events). A manifest
+    carries its ETag: its folder may have images to heal (`healing.Healer`)."""
 
     bucket: str
     key: str
     reason: str
+    manifest_etag: str | None = None
 
 
 def version_key(bucket: str, key: str, etag: str, revision: str) -> str:
@@ -85,7 +87,8 @@ class DropPlanner:
                         "characters; such objects are not taken")
         if name in MANIFEST_NAMES:
             self.resolver.invalidate(bucket, key, etag)
-            return Skip(bucket, key, "a manifest: the folder's settings were refreshed")
+            return Skip(bucket, key, "a manifest: the folder's settings were refreshed",
+                        manifest_etag=etag or None)
         if not name or posixpath.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
             return Skip(bucket, key, "not an image file name")
         if not etag:
@@ -132,13 +135,14 @@ class DropPlanner:
     def _broken(self, bucket: str, key: str, etag: str, resolved: Resolved) -> DropItem:
         """A job that fails with the manifest's problems: the image is skipped, visibly."""
         problems = "; ".join(str(p) for p in resolved.error.problems) if resolved.error else ""
-        reason = (f"skipped: the manifest is invalid: {problems} (fix it, then POST /trigger "
-                  "for this folder)")
+        reason = (f"skipped: the manifest is invalid: {problems} (fix it: the images it "
+                  "skipped are queued again when its new version arrives)")
         return DropItem(job=NewJob(
             kind=JobKind.DROP, filename=posixpath.basename(key),
             recipe={"prompt": "", "manifest_error": reason},
             dedupe_key=drop_dedupe_key(bucket, key, etag), source_bucket=bucket,
             source_key=key, source_etag=etag, max_attempts=1,
+            blocked_by=f"{resolved.bucket}\x1f{resolved.source_key}\x1f{resolved.etag}",
         ))
 
     async def plan_trigger_page(self, batch: Batch, page: list[ObjectInfo], first_seq: int

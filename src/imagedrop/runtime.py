@@ -26,6 +26,7 @@ from imagedrop.delivery.policy import make_connector, rewrite_targets
 from imagedrop.delivery.sender import Deliverer
 from imagedrop.drops import DropPlanner
 from imagedrop.editor import Editor
+from imagedrop.healing import Healer
 from imagedrop.housekeeping import Housekeeper
 from imagedrop.ledger import Ledger, open_ledger
 from imagedrop.listing import Lister
@@ -53,6 +54,7 @@ class Runtime:
     signing_key: bytes
     owner: str
     planner: DropPlanner | None = None
+    healer: Healer | None = None
     session: aiohttp.ClientSession | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     services: list[Any] = field(default_factory=list)
@@ -144,7 +146,7 @@ async def open_runtime(
                               max_settle=settings.drops.max_settle, outputs=root_outputs(settings))
         yield Runtime(settings=settings, ledger=ledger, storage=storage, editor=editor,
                       pipeline=pipeline, executor=executor, signing_key=signing_key,
-                      owner=make_owner(), planner=planner)
+                      owner=make_owner(), planner=planner, healer=Healer(planner, ledger))
 
 
 def root_outputs(settings: Settings) -> list[tuple[str, str]]:
@@ -180,7 +182,7 @@ async def start_background(rt: Runtime) -> None:
     if interval > 0:
         buckets = s.drops.sweep_buckets or (s.storage.resolved_input_bucket,)
         services.append(("sweep", Sweeper(rt.storage, rt.planner, rt.ledger, buckets=buckets,
-                                          interval=interval, owner=rt.owner)))
+                                          interval=interval, owner=rt.owner, healer=rt.healer)))
     services.append(("housekeeper", housekeeper))
     if s.worker.enabled:
         services.append(("worker", worker))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from imagedrop.drops import DropPlanner, Skip
+from imagedrop.healing import Healer
 from imagedrop.ledger import DropItem, Ledger
 from imagedrop.periodic import Periodic
 from imagedrop.storage import ObjectStore
@@ -37,12 +38,16 @@ class Sweeper(Periodic):
     def __init__(self, storage: ObjectStore, planner: DropPlanner, ledger: Ledger, *,
                  buckets: Sequence[str], interval: float, page_size: int = 1000,
                  remember: int = 200_000, quiet: float | None = None,
-                 clock: Callable[[], float] = time.time, owner: str | None = None) -> None:
+                 clock: Callable[[], float] = time.time, owner: str | None = None,
+                 healer: Healer | None = None) -> None:
         super().__init__(interval)
         # With an owner, a bucket is swept only by the replica holding its sweep lease; a
         # sweeper that dies hands it on at once (the reaper), one that stalls never.
         self.owner = owner
         self.lease_seconds = max(60.0, 5 * interval)
+        # Manifest versions seen: a new one (or the first after a start) may heal its folder.
+        self.healer = healer
+        self._manifests: dict[tuple[str, str], str] = {}
         self.storage = storage
         self.planner = planner
         self.ledger = ledger
@@ -84,6 +89,8 @@ class Sweeper(Periodic):
                     plan = await self.planner.plan(info.bucket, info.key, info.etag, info.size)
                     if not isinstance(plan, Skip):
                         items.append(plan)
+                    elif plan.manifest_etag:
+                        await self._manifest_seen(bucket, info.key, plan.manifest_etag)
                 if items:
                     recorded = await self.ledger.record_drops(items)
                     stats.recorded += sum(1 for _, new in recorded if new)
@@ -93,6 +100,12 @@ class Sweeper(Periodic):
         if stats.recorded:
             log.info("sweep_recorded", jobs=stats.recorded, listed=stats.listed)
         return stats
+
+    async def _manifest_seen(self, bucket: str, key: str, etag: str) -> None:
+        if self.healer is None or self._manifests.get((bucket, key)) == etag:
+            return
+        await self.healer.manifest_written(bucket, key, etag)
+        self._manifests[(bucket, key)] = etag  # after healing: a failed heal is tried again
 
     async def stop(self) -> None:
         await super().stop()

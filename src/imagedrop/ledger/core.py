@@ -320,6 +320,16 @@ class Ledger:
         """The latest completed job that edited this object version with this recipe."""
         return await self._run("read", tx_drops.find_completed_version, version_key)
 
+    async def blocked_jobs(self, bucket: str, manifest_key: str, etag: str, limit: int = 200
+                           ) -> list[Job]:
+        """Failed jobs that a broken version of this manifest (not version `etag`) blocked."""
+        return await self._run("read", tx_drops.blocked_jobs, bucket, manifest_key, etag, limit)
+
+    async def unblock(self, job_ids: list[str]) -> None:
+        """These jobs are healed (or no longer concern their manifest): not blocked any more."""
+        if job_ids:
+            await self._run("write", tx_drops.unblock, job_ids)
+
     async def requeue_jobs(
         self, *, job_ids: list[str] | None = None, batch_id: str | None = None,
         bucket: str | None = None, prefix: str | None = None, include_completed: bool = False,

@@ -62,6 +62,7 @@ class NewJob:
     max_attempts: int = 5
     run_after: float = 0.0
     version_key: str | None = None  # object version + recipe: finds an earlier identical edit
+    blocked_by: str | None = None  # the broken manifest version (bucket␟key␟etag) it failed by
 
 
 @dataclass(slots=True)
@@ -96,6 +97,7 @@ class Job:
     last_error: str | None
     version_key: str | None = None
     generation: int = 0  # bumped by a forced replay, so an earlier output is not reused
+    blocked_by: str | None = None  # failed under this broken manifest version: healed by the next
 
 
 @dataclass(slots=True)

@@ -192,7 +192,8 @@ CREATE INDEX batches_unfinished ON batches (created_at)
 # Who holds leases, and how to tell whether it still lives: each process registers a random
 # key and holds a lock on it for its lifetime (a lock file on SQLite, a session advisory lock
 # on PostgreSQL), which the OS or the server drops the instant the process dies. And one
-# sweeper per bucket across replicas.
+# sweeper per bucket across replicas. And images that failed under a broken manifest, to be
+# queued again when it is fixed.
 _V6 = """
 CREATE TABLE owners (
     owner           TEXT PRIMARY KEY,
@@ -206,6 +207,9 @@ CREATE TABLE sweep_leases (
     lease_owner     TEXT NOT NULL,
     lease_expires   {REAL} NOT NULL
 );
+
+ALTER TABLE jobs ADD COLUMN blocked_by TEXT;  -- bucket␟key␟etag of the broken manifest
+CREATE INDEX jobs_blocked ON jobs (blocked_by) WHERE blocked_by IS NOT NULL;
 """
 
 

@@ -127,7 +127,7 @@ JOB_INSERT: tuple[tuple[str, str], ...] = (
     ("source_bucket", "text"), ("source_key", "text"), ("source_etag", "text"),
     ("input_data", "bytea"), ("output_bucket", "text"), ("output_key", "text"),
     ("callback_url", "text"), ("max_attempts", "int4"), ("run_after", "float8"),
-    ("created_at", "float8"), ("version_key", "text"),
+    ("created_at", "float8"), ("version_key", "text"), ("blocked_by", "text"),
 )
 DELIVERY_INSERT: tuple[tuple[str, str], ...] = (
     ("id", "text"), ("kind", "text"), ("url", "text"), ("body", "bytea"),
@@ -194,7 +194,7 @@ def job_values(job: NewJob, job_id: str, now: float) -> tuple[Any, ...]:
         job_id, str(job.kind), "queued", job.filename, dumps(job.recipe), job.dedupe_key,
         job.batch_id, job.seq, job.source_bucket, job.source_key, job.source_etag,
         job.input_data, job.output_bucket, job.output_key, job.callback_url, job.max_attempts,
-        float(job.run_after), now, job.version_key,
+        float(job.run_after), now, job.version_key, job.blocked_by,
     )
 
 
@@ -209,4 +209,5 @@ def job_from_new(job: NewJob, job_id: str, now: float) -> Job:
         max_attempts=job.max_attempts, run_after=float(job.run_after), lease_owner=None,
         lease_expires=None, created_at=now, started_at=None, finished_at=None, result=None,
         error=None, last_error=None, version_key=job.version_key, generation=0,
+        blocked_by=job.blocked_by,
     )

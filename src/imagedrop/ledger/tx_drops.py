@@ -138,6 +138,23 @@ def find_completed_version(d: Dialect, now: float, version_key: str) -> Tx[Job |
     return None if found is None else job_from_row(found)
 
 
+def blocked_jobs(d: Dialect, now: float, bucket: str, manifest_key: str, etag: str, limit: int
+                 ) -> Tx[list[Job]]:
+    """Failed jobs blocked by a version of this manifest other than `etag`, oldest first."""
+    manifest = f"{bucket}\x1f{manifest_key}\x1f"
+    found = yield rows(
+        f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs WHERE blocked_by IS NOT NULL AND state = 'failed'"
+        " AND substr(blocked_by, 1, :length) = :manifest AND blocked_by <> :current"
+        f" ORDER BY created_at, {d.pos} LIMIT :limit", length=len(manifest), manifest=manifest,
+        current=manifest + etag, limit=limit)
+    return [job_from_row(r) for r in found]
+
+
+def unblock(d: Dialect, now: float, job_ids: Sequence[str]) -> Tx[None]:
+    yield run(f"UPDATE jobs SET blocked_by = NULL WHERE {d.in_list('id', 'ids')}",
+              ids=d.list_param(job_ids))
+
+
 # -- replays ----------------------------------------------------------------------------------
 
 

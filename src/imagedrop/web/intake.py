@@ -24,6 +24,7 @@ from imagedrop.events import (
     matches_any,
     parse_notification,
 )
+from imagedrop.healing import Healer
 from imagedrop.ledger import DropItem
 from imagedrop.web import keys
 from imagedrop.web.offload import run_cpu
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 PLANNER = web.AppKey("drop_planner", DropPlanner)
+HEALER = web.AppKey("healer", Healer)
 # SNS confirmation URLs point at the regional SNS endpoint; nothing else is fetched.
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
@@ -72,6 +74,7 @@ async def events(request: web.Request) -> web.Response:
     if parsed.subscription_confirmation:
         ignored.append(await _confirm(parsed.subscription_confirmation))
     items: list[DropItem] = []
+    manifests: list[Skip] = []
     planner = request.app[PLANNER]
     for event in parsed.events:
         where = f"{event.bucket}/{event.key}"
@@ -88,9 +91,15 @@ async def events(request: web.Request) -> web.Response:
             continue
         if isinstance(plan, Skip):
             ignored.append({"object": f"{plan.bucket}/{plan.key}", "reason": plan.reason})
+            if plan.manifest_etag:
+                manifests.append(plan)
         else:
             items.append(plan)
     recorded = await request.app[keys.LEDGER].record_drops(items)
+    for manifest in manifests:  # a new version may heal what a broken one failed
+        assert manifest.manifest_etag is not None
+        await request.app[HEALER].manifest_written(manifest.bucket, manifest.key,
+                                                   manifest.manifest_etag)
     new = [job.id for job, created in recorded if created]
     for skip in ignored:
         log.info("event_ignored", **skip)
