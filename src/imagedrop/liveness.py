@@ -17,8 +17,9 @@ log = structlog.get_logger(__name__)
 
 
 class Reaper(Periodic):
-    """Takes over the work of owners seen dead on two looks in a row (`interval` apart): a
-    PostgreSQL session that is reconnecting is gone for a moment, but not for two looks."""
+    """Takes over the work of owners seen dead. Where liveness locks can lapse for a moment (a
+    PostgreSQL session reconnecting), only of owners seen dead on two looks in a row
+    (`interval` apart); a lock file held by a process lapses only with it."""
 
     name = "reaper"
 
@@ -31,7 +32,7 @@ class Reaper(Periodic):
     async def tick(self) -> int:
         """One look; returns how many leases it freed."""
         dead = set(await self.ledger.dead_owners(self.owner))
-        confirmed = sorted(dead & self._suspects)
+        confirmed = sorted(dead if self.ledger.steady_liveness else dead & self._suspects)
         self._suspects = dead - set(confirmed)
         if not confirmed:
             return 0

@@ -175,9 +175,12 @@ async def start_background(rt: Runtime) -> None:
     housekeeper = Housekeeper(rt.ledger, rt.pipeline.batches, interval=s.worker.poll_interval)
     deliverer = Deliverer(rt.ledger, rt.session, s.callbacks, owner=rt.owner, secrets=s.secrets,
                           poll_interval=s.worker.poll_interval)
-    services: list[tuple[str, Any]] = [("reaper", Reaper(rt.ledger, rt.owner,
-                                                         interval=s.worker.reap_interval)),
-                                       ("lister", lister)]
+    reaper = Reaper(rt.ledger, rt.owner, interval=s.worker.reap_interval)
+    try:  # before the worker's first claim: a predecessor's jobs come first, in claim order
+        await reaper.tick()
+    except Exception:
+        log.warning("reaper_failed", exc_info=True)
+    services: list[tuple[str, Any]] = [("reaper", reaper), ("lister", lister)]
     interval = s.storage.sweep_interval(s.drops)
     if interval > 0:
         buckets = s.drops.sweep_buckets or (s.storage.resolved_input_bucket,)

@@ -56,6 +56,9 @@ class Driver(Protocol):
     #: True when concurrent writes already share commits (SQLite's thread); else the ledger
     #: groups the hottest write (dropped files) itself.
     groups_writes: bool
+    #: True when a live owner's liveness lock never lapses (a lock file held by the process);
+    #: False when it can, for a moment (a PostgreSQL session reconnecting).
+    steady_liveness: bool
 
     async def open(self, on_work: Callable[[], None]) -> None:
         """Connect and migrate; call `on_work` when another process reports new work."""
@@ -139,6 +142,11 @@ class Ledger:
         key = await self._run("write", tx_owners.unregister_owner, owner)
         if key is not None:
             await self._driver.drop_liveness(key)
+
+    @property
+    def steady_liveness(self) -> bool:
+        """Whether an owner seen dead once is dead (else look twice: see `liveness.Reaper`)."""
+        return self._driver.steady_liveness
 
     async def dead_owners(self, me: str) -> list[str]:
         """Registered owners other than `me` whose process is gone."""

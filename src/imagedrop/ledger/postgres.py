@@ -89,6 +89,7 @@ class PostgresDriver:
 
     dialect = POSTGRES
     groups_writes = False
+    steady_liveness = False
 
     def __init__(self, dsn: str, *, clock: Callable[[], float], schema: str | None,
                  pool_min: int, pool_max: int) -> None:

@@ -90,6 +90,7 @@ class SqliteDriver:
 
     dialect = SQLITE
     groups_writes = True
+    steady_liveness = True
 
     def __init__(self, path: str, synchronous: str, clock: Callable[[], float]) -> None:
         self.path = path
