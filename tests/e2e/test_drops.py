@@ -242,8 +242,30 @@ class TestTriggerAndReplay:
         assert first["failed"] == 1
         status, replayed = await svc.post("/replay", {"batch_id": body["batch_id"]})
         assert status == 200 and len(replayed["jobs"]) == 1
+        assert replayed["requeued"] == 1 and replayed["more"] is False
         job = await svc.wait_job(replayed["jobs"][0], state="completed")
         assert job["state"] == "completed"
+
+    async def test_replay_by_prefix_in_pages(self, start_service, receiver, drop_env,
+                                             s3_endpoint, fake_openai):
+        env = drop_env | {"OPENAI_API_KEY": fake_openai.api_key,
+                          "OPENAI_BASE_URL": fake_openai.base_url, "IMAGEDROP_MAX_ATTEMPTS": "1"}
+        svc = await start_service(env)
+        for i in range(5):
+            await asyncio.to_thread(put, s3_endpoint, f"g/{i}.png", images.png(20 + i, 20))
+        status, body = await svc.post("/trigger", {"prefix": "g/", "prompt": "[moderation]"},
+                                      callback=receiver.url("/s"))
+        assert json.loads((await receiver.await_requests(1, "/s", 60))[0].body)["failed"] == 5
+        pages = []
+        while True:
+            status, page = await svc.post("/replay", {"prefix": "g/", "limit": 2})
+            assert status == 200
+            pages.append(page["requeued"])
+            if not page["more"]:
+                break
+        assert pages == [2, 2, 1]
+        status, bad = await svc.post("/replay", {"prefix": "g/", "limit": 0})
+        assert status == 422 and "limit" in bad["error"]
 
 
 class TestRedelivery:

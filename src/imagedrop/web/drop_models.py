@@ -107,6 +107,10 @@ class ReplayRequest(_Request):
     redeliver: bool = Field(
         False, description="Also make failed or disabled callback deliveries of the selected "
                            "jobs or batch pending again.")
+    limit: int = Field(
+        1000, ge=1, le=10_000,
+        description="Queue at most this many jobs in this call, oldest first; the answer says "
+                    "whether more remain (call again for the next page).")
 
     @field_validator("prefix")
     @classmethod
@@ -128,6 +132,9 @@ class ReplayResult(JsonBody):
     """200 answer of POST /replay: what was queued again."""
 
     jobs: list[str] = Field(description="Ids of the jobs queued again.")
+    requeued: int = Field(description="How many jobs were queued again by this call.")
+    more: bool = Field(description="Whether more jobs match than this call's limit took: call "
+                                   "again with the same body for the next page.")
     deliveries: list[str] = Field(description="Ids of the deliveries made pending again.")
 
 

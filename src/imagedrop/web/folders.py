@@ -79,13 +79,14 @@ async def replay(request: web.Request) -> web.Response:
     body = await parse_body(request, ReplayRequest)
     if body.batch_id and await ledger.get_batch(body.batch_id) is None:
         raise NotFound(f"no batch with id {body.batch_id!r}")
-    jobs = []
+    jobs, more = [], False
     if body.job_ids or body.batch_id or body.prefix is not None:
-        jobs = (await ledger.requeue_jobs(
+        page = await ledger.requeue_jobs(
             job_ids=body.job_ids or None, batch_id=body.batch_id,
             bucket=(body.bucket or settings.storage.resolved_input_bucket)
             if body.prefix is not None else None,
-            prefix=body.prefix, include_completed=body.force)).jobs
+            prefix=body.prefix, include_completed=body.force, limit=body.limit)
+        jobs, more = page.jobs, page.more
     deliveries = []
     if body.delivery_ids:
         deliveries += await ledger.requeue_deliveries(delivery_ids=body.delivery_ids)
@@ -97,5 +98,5 @@ async def replay(request: web.Request) -> web.Response:
     for delivery in deliveries:  # an explicit replay re-enables a subscriber that said 410
         if delivery.kind == "webhook":
             await ledger.enable_endpoint(delivery.url)
-    return web.json_response({"jobs": [job.id for job in jobs],
-                              "deliveries": sorted({d.id for d in deliveries})})
+    return web.json_response({"jobs": [job.id for job in jobs], "requeued": len(jobs),
+                              "more": more, "deliveries": sorted({d.id for d in deliveries})})
