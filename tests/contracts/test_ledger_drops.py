@@ -141,7 +141,7 @@ class TestRequeueJobs:
         assert len(claimed) == 2
 
         page = await ledger.requeue_jobs(batch_id=a.batch_id)
-        assert [j.id for j in page.jobs] == [b.id] and not page.more
+        assert [j.id for j in page.items] == [b.id] and not page.more
         again = await ledger.get_job(b.id)
         assert again.state is JobState.QUEUED and again.attempts == 0 and again.error is None
         assert again.generation == 0
@@ -154,8 +154,8 @@ class TestRequeueJobs:
     async def test_completed_only_when_forced(self, ledger: Ledger):
         [(a, _)] = await ledger.record_drops([drop("a.jpg")])
         await finish_all(ledger)
-        assert (await ledger.requeue_jobs(job_ids=[a.id])).jobs == []
-        [forced] = (await ledger.requeue_jobs(job_ids=[a.id], include_completed=True)).jobs
+        assert (await ledger.requeue_jobs(job_ids=[a.id])).items == []
+        [forced] = (await ledger.requeue_jobs(job_ids=[a.id], include_completed=True)).items
         assert forced.state is JobState.QUEUED and forced.generation == 1
 
     async def test_by_prefix_is_literal(self, ledger: Ledger):
@@ -163,7 +163,7 @@ class TestRequeueJobs:
         for job in await ledger.claim_jobs("w", 10, LEASE):
             await ledger.fail_job(job.id, "w", "x", [])
         page = await ledger.requeue_jobs(bucket="b", prefix="f_1/")
-        assert [j.source_key for j in page.jobs] == ["f_1/a.jpg"]
+        assert [j.source_key for j in page.items] == ["f_1/a.jpg"]
 
     async def test_in_pages(self, ledger: Ledger):
         await ledger.record_drops([drop(f"{i}.jpg") for i in range(7)])
@@ -172,7 +172,7 @@ class TestRequeueJobs:
         pages = []
         while True:
             page = await ledger.requeue_jobs(bucket="b", prefix="", limit=3)
-            pages.append(len(page.jobs))
+            pages.append(len(page.items))
             if not page.more:
                 break
         assert pages == [3, 3, 1]
@@ -193,10 +193,10 @@ class TestRequeueDeliveries:
         [d] = await ledger.claim_deliveries("s", 1, LEASE)
         await ledger.record_attempt(d.id, "s", attempt(d.id, 1, 0.0, 410),
                                     state=DeliveryState.DISABLED)
-        [again] = await ledger.requeue_deliveries(job_id=job_id)
+        [again] = (await ledger.requeue_deliveries(job_id=job_id)).items
         assert again.state is DeliveryState.PENDING and again.attempts == 0
         assert len(await ledger.list_attempts(d.id)) == 1  # history kept
-        assert await ledger.requeue_deliveries(job_id=job_id) == []  # pending: untouched
+        assert (await ledger.requeue_deliveries(job_id=job_id)).items == []  # pending: untouched
 
 
 class TestEndpoints:

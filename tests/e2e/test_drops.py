@@ -253,8 +253,9 @@ class TestTriggerAndReplay:
         svc = await start_service(env)
         for i in range(5):
             await asyncio.to_thread(put, s3_endpoint, f"g/{i}.png", images.png(20 + i, 20))
-        status, body = await svc.post("/trigger", {"prefix": "g/", "prompt": "[moderation]"},
-                                      callback=receiver.url("/s"))
+        status, _ = await svc.post("/trigger", {"prefix": "g/", "prompt": "[moderation]"},
+                                   callback=receiver.url("/s"))
+        assert status == 202
         assert json.loads((await receiver.await_requests(1, "/s", 60))[0].body)["failed"] == 5
         pages = []
         while True:

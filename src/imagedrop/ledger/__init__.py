@@ -13,15 +13,20 @@ from imagedrop.ledger.records import (
     BatchProgress,
     Delivery,
     DeliveryAttempt,
+    DeliveryFilter,
+    DeliveryLog,
     DeliveryState,
     DropItem,
     Job,
+    JobFilter,
     JobKind,
     JobState,
     NewBatch,
     NewDelivery,
     NewJob,
+    Page,
     Requeued,
+    SubscriberState,
 )
 
 
@@ -44,7 +49,7 @@ def open_ledger(database_url: str) -> Ledger:
 
 
 __all__ = [
-    "Batch", "BatchProgress", "Delivery", "DeliveryAttempt", "DeliveryState", "DropItem", "Job",
-    "JobKind", "JobState", "Ledger", "NewBatch", "NewDelivery", "NewJob", "Requeued",
-    "open_ledger",
+    "Batch", "BatchProgress", "Delivery", "DeliveryAttempt", "DeliveryFilter", "DeliveryLog",
+    "DeliveryState", "DropItem", "Job", "JobFilter", "JobKind", "JobState", "Ledger", "NewBatch",
+    "NewDelivery", "NewJob", "Page", "Requeued", "SubscriberState", "open_ledger",
 ]

@@ -22,7 +22,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
-from imagedrop.ledger import tx_batches, tx_drops, tx_jobs, tx_owners
+from imagedrop.ledger import tx_batches, tx_drops, tx_jobs, tx_listings, tx_owners
 from imagedrop.ledger._grouping import GroupWriter
 from imagedrop.ledger._waiters import Waiters
 from imagedrop.ledger.dialect import Dialect
@@ -31,14 +31,19 @@ from imagedrop.ledger.records import (
     BatchProgress,
     Delivery,
     DeliveryAttempt,
+    DeliveryFilter,
+    DeliveryLog,
     DeliveryState,
     DropItem,
     Job,
+    JobFilter,
     JobState,
     NewBatch,
     NewDelivery,
     NewJob,
+    Page,
     Requeued,
+    SubscriberState,
 )
 from imagedrop.ledger.sql import Tx
 
@@ -342,7 +347,7 @@ class Ledger:
         self, *, job_ids: list[str] | None = None, batch_id: str | None = None,
         bucket: str | None = None, prefix: str | None = None, include_completed: bool = False,
         limit: int = 1000,
-    ) -> Requeued:
+    ) -> Requeued[Job]:
         """Queue final jobs again (failed ones; completed ones too when include_completed,
         bumping their generation so the edit is redone), at most `limit` of them, oldest
         first: the answer says whether more matched (call again for the next page). Their
@@ -350,16 +355,20 @@ class Ledger:
         required."""
         return await self._run("write", tx_drops.requeue_jobs, job_ids, batch_id, bucket,
                                prefix, include_completed, max(1, limit),
-                               wake=lambda page: bool(page.jobs))
+                               wake=lambda page: bool(page.items))
 
     async def requeue_deliveries(
         self, *, delivery_ids: list[str] | None = None, job_id: str | None = None,
-        batch_id: str | None = None,
-    ) -> list[Delivery]:
+        batch_id: str | None = None, url: str | None = None, since: float | None = None,
+        limit: int = 1000,
+    ) -> Requeued[Delivery]:
         """Make failed or disabled deliveries pending again: due now, a fresh retry schedule
-        (attempt history kept). At least one filter is required. Returns the deliveries."""
+        (attempt history kept); at most `limit`, oldest first, the answer says whether more
+        matched. `url` and `since` (recorded at or after) select all failed deliveries to one
+        endpoint since a time. At least one filter is required."""
         return await self._run("write", tx_drops.requeue_deliveries, delivery_ids, job_id,
-                               batch_id, wake=_any)
+                               batch_id, url, since, max(1, limit),
+                               wake=lambda page: bool(page.items))
 
     async def disable_endpoint(self, url: str, reason: str) -> None:
         """Stop delivering to a subscriber URL (it answered 410 Gone)."""
@@ -422,3 +431,26 @@ class Ledger:
     async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
         """Every recorded attempt of a delivery, in order."""
         return await self._run("read", tx_batches.list_attempts, delivery_id)
+
+    # -- listings for operators ------------------------------------------------------------
+
+    async def page_jobs(self, where: JobFilter, *, after: str | None = None, limit: int = 50
+                        ) -> Page[Job]:
+        """Jobs matching `where`, newest first, `limit` per page (input data left out);
+        `after` is the previous page's `next` (an InputError if it is not one)."""
+        return await self._run("read", tx_listings.page_jobs, where, after, max(1, limit))
+
+    async def page_deliveries(self, where: DeliveryFilter, *, after: str | None = None,
+                              limit: int = 50) -> Page[DeliveryLog]:
+        """Callback deliveries (bodies left out) with every attempt, newest first."""
+        return await self._run("snapshot", tx_listings.page_deliveries, where, after,
+                               max(1, limit))
+
+    async def page_subscribers(self, *, after: str | None = None, limit: int = 100
+                               ) -> Page[SubscriberState]:
+        """Every subscriber URL that was sent an event or is disabled, by URL, with its state."""
+        return await self._run("read", tx_listings.page_subscribers, after, max(1, limit))
+
+    async def count_jobs(self, state: JobState) -> int:
+        """How many jobs are in `state` now (across every replica)."""
+        return await self._run("read", tx_listings.count_jobs, str(state))

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class JobState(StrEnum):
@@ -220,8 +222,61 @@ class DropItem:
 
 
 @dataclass(frozen=True, slots=True)
-class Requeued:
-    """One page of a replay: the jobs queued again, and whether more matched than the page."""
+class Requeued(Generic[T]):
+    """One page of a replay: the jobs or deliveries queued again, and whether more matched."""
 
-    jobs: list[Job]
+    items: list[T]
     more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a listing shows (every field optional; all given must hold)."""
+
+    state: JobState | None = None
+    kind: JobKind | None = None
+    bucket: str | None = None  # of the input
+    prefix: str | None = None  # the input key starts with this (literally)
+    batch_id: str | None = None
+    since: float | None = None  # recorded at or after (epoch seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """Which callback deliveries a listing shows."""
+
+    state: DeliveryState | None = None
+    url: str | None = None
+    job_id: str | None = None
+    since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryLog:
+    """A delivery (its body left out) with every attempt made at it, in order."""
+
+    delivery: Delivery
+    attempts: list[DeliveryAttempt]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberState:
+    """One subscriber URL as its deliveries show it."""
+
+    url: str
+    state: str  # active | failing (its latest outcome is a failure) | disabled (said 410)
+    disabled_reason: str | None
+    delivered: int
+    failed: int
+    pending: int
+    last_success: float | None
+    last_failure: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing, newest first; `next` is the opaque cursor of the page after it
+    (None: this was the last)."""
+
+    items: list[T]
+    next: str | None

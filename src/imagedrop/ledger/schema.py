@@ -193,7 +193,7 @@ CREATE INDEX batches_unfinished ON batches (created_at)
 # key and holds a lock on it for its lifetime (a lock file on SQLite, a session advisory lock
 # on PostgreSQL), which the OS or the server drops the instant the process dies. And one
 # sweeper per bucket across replicas. And images that failed under a broken manifest, to be
-# queued again when it is fixed.
+# queued again when it is fixed; and indexes for the operators' listings.
 _V6 = """
 CREATE TABLE owners (
     owner           TEXT PRIMARY KEY,
@@ -210,6 +210,10 @@ CREATE TABLE sweep_leases (
 
 ALTER TABLE jobs ADD COLUMN blocked_by TEXT;  -- bucket␟key␟etag of the broken manifest
 CREATE INDEX jobs_blocked ON jobs (blocked_by) WHERE blocked_by IS NOT NULL;
+
+-- Operators' listings: deliveries newest first, and by subscriber URL.
+CREATE INDEX deliveries_created ON deliveries (created_at{_POS});
+CREATE INDEX deliveries_url ON deliveries (url, kind);
 """
 
 

@@ -7,6 +7,7 @@ I/O. SQL is written once with `:name` parameters; the PostgreSQL driver numbers 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping, Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
+from imagedrop.errors import InputError
 from imagedrop.ledger.records import (
     Batch,
     Delivery,
@@ -211,3 +213,34 @@ def job_from_new(job: NewJob, job_id: str, now: float) -> Job:
         error=None, last_error=None, version_key=job.version_key, generation=0,
         blocked_by=job.blocked_by,
     )
+
+
+# -- cursors of listings --------------------------------------------------------------------------
+
+_CURSOR_MAX = 512
+
+
+def encode_cursor(*values: float | int | str) -> str:
+    """An opaque cursor (URL-safe) for a listing's next page: where the last page ended."""
+    raw = json.dumps(list(values), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str, *shape: type) -> tuple[Any, ...]:
+    """The values `encode_cursor` packed, checked against `shape` (their types, in order);
+    InputError for anything else, as a cursor comes from the caller."""
+    try:
+        if len(text) > _CURSOR_MAX:
+            raise ValueError
+        values = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(values, list) or len(values) != len(shape):
+            raise ValueError
+        for item, kind in zip(values, shape, strict=True):
+            # bool is an int to Python: never a valid position.
+            if isinstance(item, bool) or not isinstance(item, kind if kind is not float
+                                                         else (int, float)):
+                raise ValueError
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise InputError("cursor: not one this listing gave out (use the `next` of the previous "
+                         "page as it came)") from None
+    return tuple(values)

@@ -160,7 +160,7 @@ def unblock(d: Dialect, now: float, job_ids: Sequence[str]) -> Tx[None]:
 
 def requeue_jobs(d: Dialect, now: float, job_ids: Sequence[str] | None, batch_id: str | None,
                  bucket: str | None, prefix: str | None, include_completed: bool, limit: int
-                 ) -> Tx[Requeued]:
+                 ) -> Tx[Requeued[Job]]:
     """Queue at most `limit` matching final jobs again, oldest first: a page, never one
     unbounded statement (those queued are no longer final, so the next call takes the next)."""
     where, params = _filters(d, job_ids=job_ids, batch_id=batch_id, bucket=bucket,
@@ -200,19 +200,28 @@ def requeue_jobs(d: Dialect, now: float, job_ids: Sequence[str] | None, batch_id
 
 
 def requeue_deliveries(d: Dialect, now: float, delivery_ids: Sequence[str] | None,
-                       job_id: str | None, batch_id: str | None) -> Tx[list[Delivery]]:
-    where, params = _filters(d, delivery_ids=delivery_ids, job_id=job_id, batch_id=batch_id)
+                       job_id: str | None, batch_id: str | None, url: str | None,
+                       since: float | None, limit: int) -> Tx[Requeued[Delivery]]:
+    """Make at most `limit` matching failed or disabled deliveries pending again, oldest first."""
+    where, params = _filters(d, delivery_ids=delivery_ids, job_id=job_id, batch_id=batch_id,
+                             url=url, since=since)
+    picked = yield rows(f"SELECT id FROM deliveries WHERE state IN ('failed', 'disabled')"
+                        f" AND {where} ORDER BY created_at, {d.pos} LIMIT :limit",
+                        limit=limit + 1, **params)
+    if not picked:
+        return Requeued([], False)
     requeued = yield rows(
         "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = :now,"
         " finished_at = NULL, lease_owner = NULL, lease_expires = NULL"
-        f" WHERE state IN ('failed', 'disabled') AND {where}"
-        f" RETURNING {d.pos} AS pos, {DELIVERY_COLUMNS}", now=now, **params)
+        f" WHERE state IN ('failed', 'disabled') AND {d.in_list('id', 'ids')}"
+        f" RETURNING {d.pos} AS pos, {DELIVERY_COLUMNS}", now=now,
+        ids=d.list_param([r[0] for r in picked[:limit]]))
     ordered = sorted(requeued, key=lambda r: (r["created_at"], r["pos"]))
-    return [delivery_from_row(r) for r in ordered]
+    return Requeued([delivery_from_row(r) for r in ordered], len(picked) > limit)
 
 
 _FILTER_COLUMNS = {"job_ids": "id", "delivery_ids": "id", "batch_id": "batch_id",
-                   "job_id": "job_id", "bucket": "source_bucket"}
+                   "job_id": "job_id", "bucket": "source_bucket", "url": "url"}
 
 
 def _filters(d: Dialect, **given: object) -> tuple[str, dict[str, object]]:
@@ -226,6 +235,9 @@ def _filters(d: Dialect, **given: object) -> tuple[str, dict[str, object]]:
             # LIKE would treat % and _ in keys as wildcards; compare the key's start instead.
             clauses.append("substr(source_key, 1, :prefix_length) = :prefix")
             params.update(prefix=wanted, prefix_length=len(str(wanted)))
+        elif name == "since":
+            clauses.append("created_at >= :since")
+            params["since"] = float(wanted)  # type: ignore[arg-type]
         elif isinstance(wanted, list | tuple):
             clauses.append(d.in_list(_FILTER_COLUMNS[name], name))
             params[name] = d.list_param(wanted)
@@ -233,7 +245,7 @@ def _filters(d: Dialect, **given: object) -> tuple[str, dict[str, object]]:
             clauses.append(f"{_FILTER_COLUMNS[name]} = :{name}")
             params[name] = wanted
     if not clauses:
-        raise ValueError("a filter is required (ids, batch, job, bucket or prefix)")
+        raise ValueError("a filter is required (ids, batch, job, bucket, prefix or url)")
     return " AND ".join(clauses), params
 
 

@@ -86,15 +86,15 @@ async def replay(request: web.Request) -> web.Response:
             bucket=(body.bucket or settings.storage.resolved_input_bucket)
             if body.prefix is not None else None,
             prefix=body.prefix, include_completed=body.force, limit=body.limit)
-        jobs, more = page.jobs, page.more
+        jobs, more = page.items, page.more
     deliveries = []
     if body.delivery_ids:
-        deliveries += await ledger.requeue_deliveries(delivery_ids=body.delivery_ids)
+        deliveries += (await ledger.requeue_deliveries(delivery_ids=body.delivery_ids)).items
     if body.redeliver:
         for job_id in body.job_ids:
-            deliveries += await ledger.requeue_deliveries(job_id=job_id)
+            deliveries += (await ledger.requeue_deliveries(job_id=job_id)).items
         if body.batch_id:
-            deliveries += await ledger.requeue_deliveries(batch_id=body.batch_id)
+            deliveries += (await ledger.requeue_deliveries(batch_id=body.batch_id)).items
     for delivery in deliveries:  # an explicit replay re-enables a subscriber that said 410
         if delivery.kind == "webhook":
             await ledger.enable_endpoint(delivery.url)

@@ -1,0 +1,142 @@
+"""The ledger's listings for operators: jobs, callback deliveries with their attempts, and
+subscribers; newest first and cursor-paginated (sans-I/O generators, as in `tx_jobs`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+
+from imagedrop.ledger.dialect import Dialect
+from imagedrop.ledger.records import (
+    Delivery,
+    DeliveryFilter,
+    DeliveryLog,
+    Job,
+    JobFilter,
+    Page,
+    SubscriberState,
+)
+from imagedrop.ledger.sql import (
+    ATTEMPT_COLUMNS,
+    JOB_COLUMNS_NO_DATA,
+    Tx,
+    attempt_from_row,
+    decode_cursor,
+    delivery_from_row,
+    encode_cursor,
+    job_from_row,
+    rows,
+    value,
+)
+
+# A listing leaves the (possibly large) callback body out.
+_DELIVERY_LISTED = ", ".join(f.name for f in fields(Delivery) if f.name != "body")
+
+
+def _newest_first(d: Dialect, where: list[str], params: dict[str, object], after: str | None,
+                  limit: int) -> str:
+    """The ORDER/LIMIT tail of a newest-first listing, continuing after cursor `after`."""
+    if after is not None:
+        at, pos = decode_cursor(after, float, int)
+        where.append(f"(created_at < :c_at OR (created_at = :c_at AND {d.pos} < :c_pos))")
+        params.update(c_at=float(at), c_pos=pos)
+    params["limit"] = limit + 1  # one more than the page: is there a next one?
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return f"{clause} ORDER BY created_at DESC, {d.pos} DESC LIMIT :limit"
+
+
+def _page(found: Sequence[object], limit: int) -> tuple[list[object], str | None]:
+    items = list(found[:limit])
+    if len(found) <= limit:
+        return items, None
+    last = items[-1]
+    return items, encode_cursor(float(last["created_at"]), int(last["pos"]))  # type: ignore[index]
+
+
+def page_jobs(d: Dialect, now: float, f: JobFilter, after: str | None, limit: int
+              ) -> Tx[Page[Job]]:
+    where: list[str] = []
+    params: dict[str, object] = {}
+    for column, given in (("state", f.state), ("kind", f.kind), ("source_bucket", f.bucket),
+                          ("batch_id", f.batch_id)):
+        if given is not None:
+            where.append(f"{column} = :{column}")
+            params[column] = str(given)
+    if f.prefix:
+        # LIKE would treat % and _ in keys as wildcards; compare the key's start instead.
+        where.append("substr(source_key, 1, :prefix_length) = :prefix")
+        params.update(prefix=f.prefix, prefix_length=len(f.prefix))
+    if f.since is not None:
+        where.append("created_at >= :since")
+        params["since"] = float(f.since)
+    tail = _newest_first(d, where, params, after, limit)
+    found = yield rows(f"SELECT {d.pos} AS pos, {JOB_COLUMNS_NO_DATA} FROM jobs {tail}",
+                       **params)
+    items, cursor = _page(found, limit)
+    return Page([job_from_row(r) for r in items], cursor)  # type: ignore[arg-type]
+
+
+def page_deliveries(d: Dialect, now: float, f: DeliveryFilter, after: str | None, limit: int
+                    ) -> Tx[Page[DeliveryLog]]:
+    where: list[str] = []
+    params: dict[str, object] = {}
+    for column, given in (("state", f.state), ("url", f.url), ("job_id", f.job_id)):
+        if given is not None:
+            where.append(f"{column} = :{column}")
+            params[column] = str(given)
+    if f.since is not None:
+        where.append("created_at >= :since")
+        params["since"] = float(f.since)
+    tail = _newest_first(d, where, params, after, limit)
+    found = yield rows(f"SELECT {d.pos} AS pos, {_DELIVERY_LISTED} FROM deliveries {tail}",
+                       **params)
+    items, cursor = _page(found, limit)
+    deliveries = [delivery_from_row({**r, "body": b""}) for r in items]  # type: ignore[dict-item]
+    attempts = []
+    if deliveries:
+        attempts = yield rows(
+            f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE"
+            f" {d.in_list('delivery_id', 'ids')} ORDER BY delivery_id, attempt, {d.pos}",
+            ids=d.list_param([x.id for x in deliveries]))
+    by_delivery: dict[str, list[object]] = {}
+    for attempt in attempts:
+        by_delivery.setdefault(attempt["delivery_id"], []).append(attempt_from_row(attempt))
+    return Page([DeliveryLog(x, by_delivery.get(x.id, [])) for x in deliveries],  # type: ignore[misc]
+                cursor)
+
+
+def page_subscribers(d: Dialect, now: float, after: str | None, limit: int
+                     ) -> Tx[Page[SubscriberState]]:
+    """Every subscriber URL that has been sent an event or disabled, by URL."""
+    start = decode_cursor(after, str)[0] if after is not None else ""
+    found = yield rows(
+        "SELECT u.url, e.reason,"
+        " SUM(CASE WHEN x.state = 'delivered' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN x.state = 'failed' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN x.state = 'pending' THEN 1 ELSE 0 END),"
+        " MAX(CASE WHEN x.state = 'delivered' THEN x.finished_at END),"
+        " MAX(CASE WHEN x.state IN ('failed', 'disabled') THEN x.finished_at END),"
+        " MAX(CASE WHEN x.state = 'pending' AND x.attempts > 0 THEN 1 ELSE 0 END)"
+        " FROM (SELECT url FROM deliveries WHERE kind = 'webhook' AND url > :start"
+        " UNION SELECT url FROM endpoints WHERE url > :start) u"
+        " LEFT JOIN deliveries x ON x.url = u.url AND x.kind = 'webhook'"
+        " LEFT JOIN endpoints e ON e.url = u.url"
+        " GROUP BY u.url, e.reason ORDER BY u.url LIMIT :limit", start=start, limit=limit + 1)
+    out = []
+    for url, reason, delivered, failed, pending, success, failure, retrying in found[:limit]:
+        if reason is not None:
+            state = "disabled"
+        elif retrying or (failure is not None and (success is None or failure > success)):
+            state = "failing"
+        else:
+            state = "active"
+        out.append(SubscriberState(
+            url=url, state=state, disabled_reason=reason, delivered=int(delivered or 0),
+            failed=int(failed or 0), pending=int(pending or 0),
+            last_success=None if success is None else float(success),
+            last_failure=None if failure is None else float(failure)))
+    return Page(out, encode_cursor(out[-1].url) if len(found) > limit else None)
+
+
+def count_jobs(d: Dialect, now: float, state: str) -> Tx[int]:
+    return int((yield value("SELECT COUNT(*) FROM jobs WHERE state = :state", state=state)))
