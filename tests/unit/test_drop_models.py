@@ -107,8 +107,9 @@ class TestReplayRequest:
         assert "job_ids.0" in _error(ReplayRequest, {"job_ids": [" "]})
 
     def test_answers(self) -> None:
-        assert json.loads(ReplayResult(jobs=["j1"], deliveries=[]).to_body()) == {
-            "jobs": ["j1"], "deliveries": []}
+        answer = ReplayResult(jobs=["j1"], requeued=1, more=False, deliveries=[])
+        assert json.loads(answer.to_body()) == {
+            "jobs": ["j1"], "requeued": 1, "more": False, "deliveries": []}
         result = EventsResult(recorded=["j1"], duplicates=2,
                               ignored=[{"object": "in/a.txt", "reason": "not an image"}])
         assert json.loads(result.to_body())["ignored"] == [
