@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
 from imagedrop import subscribers
 from imagedrop.ledger import Batch, JobState, Ledger, NewDelivery
-from imagedrop.web.models import MAX_SUMMARY_ERRORS, BatchSummary
+from imagedrop.payloads import MAX_SUMMARY_ERRORS, BatchSummary
 
 log = structlog.get_logger(__name__)
 
@@ -36,11 +34,10 @@ class BatchCloser:
                                                 await self._deliveries(batch, summary))
         if closed:
             log.info("batch_finished", batch_id=batch_id, kind=batch.kind,
-                     status=summary["status"], total=summary["total_files"],
-                     failed=summary["failed"])
+                     status=summary.status, total=summary.total_files, failed=summary.failed)
         return closed
 
-    async def summary(self, batch: Batch, *, error: str | None = None) -> dict[str, Any]:
+    async def summary(self, batch: Batch, *, error: str | None = None) -> BatchSummary:
         """The WXO batch summary (SPEC §4.1) plus the batch id."""
         progress = await self.ledger.batch_progress(batch.id)
         errors = [f"{job.source_key or job.filename}: {job.error}"
@@ -48,7 +45,7 @@ class BatchCloser:
                       batch_id=batch.id, state=JobState.FAILED, limit=MAX_SUMMARY_ERRORS)]
         if error is None and progress.total == 0:
             error = f"no images found in bucket {batch.bucket!r} under {batch.prefix!r}"
-        summary = BatchSummary(
+        return BatchSummary(
             job_id=batch.id, batch_id=batch.id, total_files=progress.total,
             processed=progress.completed - progress.fallback_local, failed=progress.failed,
             fallback_local=progress.fallback_local,
@@ -56,17 +53,16 @@ class BatchCloser:
             output_bucket=batch.output_bucket, output_prefix=batch.output_prefix,
             errors=errors, error=error,
         )
-        return json.loads(summary.to_body())
 
-    async def _deliveries(self, batch: Batch, summary: dict[str, Any]) -> list[NewDelivery]:
+    async def _deliveries(self, batch: Batch, summary: BatchSummary) -> list[NewDelivery]:
         out = []
         if batch.callback_url:
             out.append(NewDelivery(kind="callback", url=batch.callback_url, batch_id=batch.id,
-                                   body=json.dumps(summary, separators=(",", ":")).encode()))
-        subs = batch.recipe.get("subscribers") or []
+                                   body=summary.to_body()))
+        subs = batch.recipe.subscribers
         if subs:
-            disabled = await self.ledger.disabled_endpoints([s["url"] for s in subs])
+            disabled = await self.ledger.disabled_endpoints([s.url for s in subs])
             out += subscribers.deliveries_for(
-                subscribers.BATCH_COMPLETED, subscribers.batch_data(batch, summary), subs,
-                now=self.clock(), disabled=disabled, batch_id=batch.id)
+                subscribers.batch_event(batch, summary, now=self.clock()), subs,
+                disabled=disabled, batch_id=batch.id)
         return out

@@ -6,21 +6,25 @@ object version under the same keys — which is what makes them harmless to one 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import structlog
 
 from imagedrop import subscribers
 from imagedrop.config import ProviderSettings
+from imagedrop.errors import RequestInvalid
 from imagedrop.ledger import Batch, DropItem, JobKind, NewBatch, NewJob
 from imagedrop.listing import IMAGE_EXTENSIONS, jobs_for_page
 from imagedrop.manifests import MANIFEST_NAMES, ManifestResolver, Resolved
+from imagedrop.payloads import ManifestRef
+from imagedrop.providers import spec_from_settings
+from imagedrop.recipes import SPEC_FIELDS, Recipe
 from imagedrop.storage import ObjectInfo
 
 log = structlog.get_logger(__name__)
@@ -49,20 +53,25 @@ def drop_dedupe_key(bucket: str, key: str, etag: str) -> str:
     return f"drop\x1f{bucket}\x1f{key}\x1f{etag}"
 
 
-def recipe_for(resolved: Resolved, defaults: ProviderSettings) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class TriggerPlan:
+    """How a folder trigger runs: its batch's recipe and where its results go."""
+
+    recipe: Recipe
+    output_bucket: str
+    output_prefix: str
+
+
+def recipe_for(resolved: Resolved, defaults: ProviderSettings) -> Recipe:
     """A job's recipe from its manifest: the edit spec, plus what the outcome needs."""
     manifest = resolved.manifest
     assert manifest is not None
-    recipe: dict[str, Any] = dict(manifest.recipe(defaults))
-    recipe.update(
-        fallback=manifest.fallback,
+    return Recipe(
+        **manifest.recipe(defaults), fallback=manifest.fallback, provider=manifest.provider,
         subscribers=subscribers.subscriber_refs(manifest.subscribers),
-        manifest={"bucket": resolved.bucket, "key": resolved.source_key, "etag": resolved.etag,
-                  "revision": manifest.revision},
+        manifest=ManifestRef(bucket=resolved.bucket, key=resolved.source_key,
+                             etag=resolved.etag, revision=manifest.revision),
     )
-    if manifest.provider:
-        recipe["provider"] = manifest.provider
-    return recipe
 
 
 class DropPlanner:
@@ -111,7 +120,8 @@ class DropPlanner:
         assert manifest is not None
         recipe = recipe_for(resolved, self.defaults)
         out_bucket, out_key = manifest.output_location(resolved.folder, key, bucket, etag,
-                                                       recipe["output_format"], when=self.clock())
+                                                       recipe.output_format or "png",
+                                                       when=self.clock())
         revision = manifest.revision
         job = NewJob(
             kind=JobKind.DROP, filename=posixpath.basename(key), recipe=recipe,
@@ -125,8 +135,8 @@ class DropPlanner:
         batch = NewBatch(
             kind="drop", bucket=bucket, prefix=resolved.folder, output_bucket=out_bucket,
             output_prefix=manifest.output_prefix(resolved.folder),
-            recipe={"prompt": manifest.prompt, "subscribers": recipe["subscribers"],
-                    "manifest": recipe["manifest"]},
+            recipe=Recipe(prompt=manifest.prompt, subscribers=recipe.subscribers,
+                          manifest=recipe.manifest),
             group_key=f"{bucket}\x1f{resolved.folder}\x1f{revision}",
         )
         return DropItem(job=job, batch=batch, settle_seconds=manifest.settle_seconds,
@@ -139,7 +149,7 @@ class DropPlanner:
                   "skipped are queued again when its new version arrives)")
         return DropItem(job=NewJob(
             kind=JobKind.DROP, filename=posixpath.basename(key),
-            recipe={"prompt": "", "manifest_error": reason},
+            recipe=Recipe(manifest_error=reason),
             dedupe_key=drop_dedupe_key(bucket, key, etag), source_bucket=bucket,
             source_key=key, source_etag=etag, max_attempts=1,
             blocked_by=f"{resolved.bucket}\x1f{resolved.source_key}\x1f{resolved.etag}",
@@ -150,10 +160,10 @@ class DropPlanner:
         """A folder trigger's jobs for one listed page: each object as its manifest says
         (with the trigger's overrides), keyed by object version so that versions already
         edited with the same recipe are counted, not edited again."""
-        if batch.recipe.get("mode") == "prompt":  # no manifest: the request's own recipe
+        if batch.recipe.mode == "prompt":  # no manifest: the request's own recipe
             return jobs_for_page(batch, page, first_seq=first_seq,
                                  max_attempts=self.max_attempts, outputs=self.outputs)
-        override = batch.recipe.get("override") or {}
+        override = batch.recipe.override or {}
         tag = hashlib.sha256(json.dumps(override, sort_keys=True).encode()).hexdigest()[:16]
         jobs: list[NewJob] = []
         for info in page:
@@ -164,10 +174,44 @@ class DropPlanner:
                 log.debug("trigger_skipped", key=info.key, reason=plan.reason)
                 continue
             job = plan.job
-            recipe = {**job.recipe, **override} if override else job.recipe
+            recipe = job.recipe.overridden(override)
             version = f"{job.version_key}\x1f{tag}" if override and job.version_key else (
                 job.version_key)
             jobs.append(replace(
                 job, kind=JobKind.BATCH, batch_id=batch.id, seq=first_seq + len(jobs),
                 dedupe_key=f"batch:{batch.id}:{info.key}", recipe=recipe, version_key=version))
         return jobs
+
+    async def plan_trigger(self, bucket: str, prefix: str, overrides: dict[str, str], *,
+                           batch_id: str, default_output: tuple[str, str]) -> TriggerPlan:
+        """How POST /trigger edits the folder `prefix`: as the manifest governing it says
+        (`overrides` — spec fields the request gave — replacing its own), or, with no manifest,
+        with the request's prompt into `default_output` (bucket, prefix) + the batch id.
+        RequestInvalid when the manifest is broken, or there is none and no prompt."""
+        # "photos/food" names the folder photos/food/ when it has a manifest, else whatever
+        # governs photos/.
+        probes = [prefix + "/x"] if prefix and not prefix.endswith("/") else []
+        probes.append(prefix.rsplit("/", 1)[0] + "/x" if "/" in prefix.rstrip("/") or
+                      prefix.endswith("/") else "x")
+        resolved = None
+        for probe in probes:
+            resolved = await self.resolver.resolve(bucket, probe.lstrip("/"))
+            if resolved is not None:
+                break
+        if resolved is not None and resolved.error is not None:
+            raise RequestInvalid(f"the folder's manifest is invalid: {resolved.error}", "prefix")
+        if resolved is not None and resolved.manifest is not None:
+            manifest = resolved.manifest
+            return TriggerPlan(
+                Recipe(mode="manifest", override=overrides,
+                       prompt=overrides.get("prompt") or manifest.prompt,
+                       subscribers=subscribers.subscriber_refs(manifest.subscribers)),
+                manifest.output.bucket or bucket, manifest.output_prefix(resolved.folder))
+        if "prompt" not in overrides:
+            raise RequestInvalid(f"no imagedrop.yaml governs {bucket}/{prefix} and no prompt "
+                                 "was given: add a manifest to the folder or send a prompt",
+                                 "prompt")
+        spec = spec_from_settings(self.defaults, **{k: overrides.get(k) for k in SPEC_FIELDS})
+        out_bucket, out_prefix = default_output
+        return TriggerPlan(Recipe(mode="prompt", **dataclasses.asdict(spec)), out_bucket,
+                           f"{out_prefix}{batch_id}/")

@@ -3,6 +3,7 @@
     ImagedropError
     ├── ConfigError                 operator's fault: start-up stops with one message
     ├── InputError                  caller's fault, never retried (HTTP 4xx)
+    │   ├── RequestInvalid          well-formed, but not doable as asked (422, names the field)
     │   ├── ImageRejected           not an image, too large, too many pixels, bad base64
     │   ├── CallbackRefused         callback URL not allowed (private address, bad scheme)
     │   └── NotFound                no such job/object
@@ -33,6 +34,16 @@ class InputError(ImagedropError):
     """Raised when the caller sent something imagedrop cannot accept."""
 
     status = 400
+
+
+class RequestInvalid(InputError):
+    """Raised when a request is well-formed but cannot be done as asked: 422 by default, with
+    the first offending field named."""
+
+    def __init__(self, message: str, field: str | None = None, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
 
 
 class ImageRejected(InputError):

@@ -17,7 +17,8 @@ import structlog
 from imagedrop.errors import PermanentError, TransientError
 from imagedrop.ledger import Batch, JobKind, Ledger, NewJob
 from imagedrop.manifests import MANIFEST_NAMES
-from imagedrop.pipeline import Pipeline, result_key
+from imagedrop.manifests.naming import result_key
+from imagedrop.pipeline import Pipeline
 from imagedrop.storage import ObjectInfo, ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -44,8 +45,9 @@ def jobs_for_page(batch: Batch, page: list[ObjectInfo], *, first_seq: int,
                   max_attempts: int, outputs: Sequence[tuple[str, str]] = ()) -> list[NewJob]:
     """The jobs one listed page contributes to a WXO folder batch (pure)."""
     jobs = []
-    fmt = batch.recipe.get("output_format", "png")
-    recipe_hash = hashlib.sha256(json.dumps(batch.recipe, sort_keys=True).encode()).hexdigest()
+    fmt = batch.recipe.output_format or "png"
+    recipe_hash = hashlib.sha256(json.dumps(batch.recipe.to_dict(), sort_keys=True).encode()
+                                 ).hexdigest()
     where = [(batch.output_bucket, batch.output_prefix), *outputs]
     for info in page:
         if not is_candidate(info, outputs=where):

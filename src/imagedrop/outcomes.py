@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -23,12 +22,9 @@ from imagedrop.errors import (
     VersionSuperseded,
 )
 from imagedrop.ledger import Job, JobKind, Ledger, NewDelivery
+from imagedrop.payloads import B64Completed, CosCompleted, ImageEventData, ImageFailed
+from imagedrop.recipes import JobResult
 from imagedrop.storage import ObjectStore
-from imagedrop.web.models import (
-    B64Completed,
-    CosCompleted,
-    ImageFailed,
-)
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +32,15 @@ log = structlog.get_logger(__name__)
 #: job editing the same object version (it polls less often the longer it has waited).
 DEFER_DELAY = 1.0
 DEFER_DELAY_CAP = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Edited:
+    """What a run produced: its result, and (for the base64 endpoint) the image as base64,
+    which travels in the callback only."""
+
+    result: JobResult
+    image_base64: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,7 @@ class OutcomeRecorder:
         self.clock = clock
         self.defer_delay = defer_delay
 
-    async def record(self, job: Job, owner: str, result: dict[str, Any] | None,
+    async def record(self, job: Job, owner: str, edited: Edited | None,
                      error: Exception | None) -> Outcome:
         """Record the outcome, retrying a busy ledger briefly; never raises."""
         try:
@@ -71,7 +76,7 @@ class OutcomeRecorder:
                 wait=wait_exponential(multiplier=0.2, max=2), reraise=True,
             ):
                 with attempt:
-                    return await self._outcome(job, owner, result, error)
+                    return await self._outcome(job, owner, edited, error)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -79,11 +84,11 @@ class OutcomeRecorder:
             log.exception("job_outcome_not_recorded")
         return Outcome("lost", "the outcome could not be recorded; the job will run again")
 
-    async def _outcome(self, job: Job, owner: str, result: dict[str, Any] | None,
+    async def _outcome(self, job: Job, owner: str, edited: Edited | None,
                        error: Exception | None) -> Outcome:
-        if result is not None:
+        if edited is not None:
             try:
-                return await self._complete(job, owner, dict(result))
+                return await self._complete(job, owner, edited)
             except (InputError, PermanentError) as exc:
                 error = exc  # e.g. no presigned URL possible: the job fails with that reason
         assert error is not None
@@ -98,31 +103,33 @@ class OutcomeRecorder:
         ok = await self.ledger.defer_job(job.id, owner, self.clock() + delay, str(busy))
         return Outcome("deferred" if ok else "lost", str(busy))
 
-    async def _complete(self, job: Job, owner: str, result: dict[str, Any]) -> Outcome:
+    async def _complete(self, job: Job, owner: str, edited: Edited) -> Outcome:
+        result = edited.result
         deliveries = []
         if job.callback_url:
-            body = await self._completed_callback(job, result)
+            body = await self._completed_callback(job, edited)
             deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
                                           job_id=job.id))
-        result.pop("image_base64", None)  # lives in the callback body only
-        if job.recipe.get("subscribers"):
+        if job.recipe.subscribers:
             url = await self._result_url(result)
             deliveries += await self._subscriber_deliveries(
-                job, subscribers.IMAGE_COMPLETED,
-                subscribers.image_data(job, result=result, result_url=url))
+                job, subscribers.image_data(job, result=result, result_url=url))
         ok = await self.ledger.complete_job(job.id, owner, result, deliveries)
         return Outcome("completed" if ok else "lost")
 
-    async def _completed_callback(self, job: Job, result: dict[str, Any]) -> bytes:
+    async def _completed_callback(self, job: Job, edited: Edited) -> bytes:
+        result = edited.result
         if job.kind is JobKind.B64:
+            assert edited.image_base64 is not None and result.mime_type
             # Serialising megabytes of base64 is CPU work: off the loop.
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.executor, lambda: B64Completed(
-                job_id=job.id, filename=job.filename, result_image_base64=result["image_base64"],
-                result_mime_type=result["mime_type"]).to_body())
-        url = await self.storage.presign_get(result["bucket"], result["key"],
-                                             self.presign_expires)
-        return CosCompleted(job_id=job.id, filename=job.filename, object_key=result["key"],
+                job_id=job.id, filename=job.filename, result_image_base64=edited.image_base64,
+                result_mime_type=result.mime_type).to_body())
+        if not result.bucket or not result.key:
+            raise PermanentError("the job's result was not stored, so it has no download link")
+        url = await self.storage.presign_get(result.bucket, result.key, self.presign_expires)
+        return CosCompleted(job_id=job.id, filename=job.filename, object_key=result.key,
                             result_url=url, expires_in=self.presign_expires).to_body()
 
     async def _after_error(self, job: Job, owner: str, exc: Exception) -> Outcome:
@@ -144,27 +151,27 @@ class OutcomeRecorder:
                                           job_id=job.id))
         # Neither is news for subscribers: an output is not their image, and a superseded
         # version no longer exists (a dropped file's newer version has its own job and event).
-        if job.recipe.get("subscribers") and not isinstance(exc, OutputNotInput | Superseded):
+        if job.recipe.subscribers and not isinstance(exc, OutputNotInput | Superseded):
             deliveries += await self._subscriber_deliveries(
-                job, subscribers.IMAGE_FAILED, subscribers.image_data(job, error=decision.reason))
+                job, subscribers.image_data(job, error=decision.reason))
         ok = await self.ledger.fail_job(job.id, owner, decision.reason, deliveries)
         return Outcome("failed" if ok else "lost", decision.reason)
 
-    async def _result_url(self, result: dict[str, Any]) -> str | None:
+    async def _result_url(self, result: JobResult) -> str | None:
         """A download URL for subscribers, when the store can make one."""
-        if not result.get("bucket") or not result.get("key"):
+        if not result.bucket or not result.key:
             return None
         try:
-            return await self.storage.presign_get(result["bucket"], result["key"],
+            return await self.storage.presign_get(result.bucket, result.key,
                                                   self.presign_expires)
         except PermanentError:
             return None  # e.g. COS with an IAM key only: no presigned URLs
 
-    async def _subscriber_deliveries(self, job: Job, event_type: str, data: dict[str, Any]
+    async def _subscriber_deliveries(self, job: Job, data: ImageEventData
                                      ) -> list[NewDelivery]:
-        subs = job.recipe["subscribers"]
-        disabled = await self.ledger.disabled_endpoints([s["url"] for s in subs])
-        return subscribers.deliveries_for(event_type, data, subs, now=self.clock(),
+        subs = job.recipe.subscribers
+        disabled = await self.ledger.disabled_endpoints([s.url for s in subs])
+        return subscribers.deliveries_for(subscribers.image_event(data, now=self.clock()), subs,
                                           disabled=disabled, job_id=job.id)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import posixpath
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -22,9 +21,9 @@ from imagedrop.config import ImagingSettings, WorkerSettings
 from imagedrop.editor import Editor
 from imagedrop.errors import InputError, NotFound, PermanentError, VersionSuperseded
 from imagedrop.ledger import Job, JobKind, Ledger
-from imagedrop.manifests import naming
-from imagedrop.outcomes import (  # Outcome and the errors stay importable from here
+from imagedrop.outcomes import (
     DEFER_DELAY,
+    Edited,
     Outcome,
     OutcomeRecorder,
     OutputNotInput,
@@ -32,6 +31,7 @@ from imagedrop.outcomes import (  # Outcome and the errors stay importable from 
     VersionBusy,
 )
 from imagedrop.providers import EditSpec
+from imagedrop.recipes import JobResult, Recipe
 from imagedrop.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -44,21 +44,9 @@ SOURCE_META = "imagedrop-source"
 VERSION_META = "imagedrop-version"
 
 
-def spec_from_recipe(recipe: dict[str, Any]) -> EditSpec:
+def spec_from_recipe(recipe: Recipe) -> EditSpec:
     """The EditSpec stored in a job's recipe."""
-    fields = ("prompt", "model", "quality", "size", "output_format")
-    return EditSpec(**{k: recipe[k] for k in fields if k in recipe})
-
-
-def result_key(prefix: str, name: str, output_format: str) -> str:
-    """Where an edited image goes: `prefix` + name with the result format's extension.
-
-    The manifests' default `{base}.{ext}` rule: when the extension changes, the old one stays
-    in the name (`a.jpg` → `a-jpg.png`), so `a.jpg` and `a.png` never write the same result.
-    """
-    folder, base = posixpath.split(name)
-    return (f"{prefix}{folder + '/' if folder else ''}{naming.base_name(base, output_format)}"
-            f".{naming.extension_for(output_format)}")
+    return EditSpec(**recipe.spec_fields())
 
 
 class Pipeline:
@@ -97,13 +85,13 @@ class Pipeline:
                     raise PermanentError(
                         f"gave up after {job.attempts - 1} attempts that never finished "
                         "(the process stopped while working on this image each time)")
-                result = await self._execute(job)
+                edited = await self._execute(job)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is recorded; the service keeps serving
                 outcome = await self.outcomes.record(job, owner, None, exc)
             else:
-                outcome = await self.outcomes.record(job, owner, result, None)
+                outcome = await self.outcomes.record(job, owner, edited, None)
             log.info(
                 "job_" + outcome.state, reason=outcome.reason,
                 seconds=round(self.clock() - started, 3),
@@ -113,18 +101,18 @@ class Pipeline:
             return outcome
 
     # -- the work -------------------------------------------------------------------------
-    async def _execute(self, job: Job) -> dict[str, Any]:
-        if job.recipe.get("manifest_error"):
-            raise ManifestRejected(job.recipe["manifest_error"])
+    async def _execute(self, job: Job) -> Edited:
+        if job.recipe.manifest_error:
+            raise ManifestRejected(job.recipe.manifest_error)
         spec = spec_from_recipe(job.recipe)
         if job.kind in (JobKind.BATCH, JobKind.DROP, JobKind.COS) and job.output_key:
             reused = await self._existing_output(job) or await self._earlier_edit(job)
             if reused is not None:
-                return reused
+                return Edited(reused)
             if job.version_key and not job.generation:
                 reused = await self._claim_version(job)
                 if reused is not None:
-                    return reused
+                    return Edited(reused)
         source = await self._load_source(job)
         prepared = await self._in_executor(
             imaging.prepare_for_provider, source,
@@ -132,25 +120,22 @@ class Pipeline:
         )
         edited, fallback = await self.editor.edit(
             prepared.data, prepared.mime, job.filename, spec,
-            fallback_allowed=job.recipe.get("fallback", "local") == "local",
-            provider=job.recipe.get("provider"))
-        result: dict[str, Any] = {
-            "provider": edited.provider, "model": edited.model, "mime_type": edited.mime_type,
-            "fallback_local": fallback, "size": len(edited.data),
-        }
+            fallback_allowed=job.recipe.fallback == "local", provider=job.recipe.provider)
+        result = JobResult(provider=edited.provider, model=edited.model,
+                           mime_type=edited.mime_type, fallback_local=fallback,
+                           size=len(edited.data))
         if job.kind is JobKind.B64:
             # The image travels in the callback body; nothing to store. Encoding megabytes
             # is CPU work: off the loop.
-            result["image_base64"] = await self._in_executor(
-                lambda: base64.b64encode(edited.data).decode("ascii"))
-            return result
+            return Edited(result, await self._in_executor(
+                lambda: base64.b64encode(edited.data).decode("ascii")))
         assert job.output_bucket and job.output_key
         await self.storage.put(
             job.output_bucket, job.output_key, edited.data, content_type=edited.mime_type,
             metadata=self._output_metadata(job, fallback),
         )
-        result.update(bucket=job.output_bucket, key=job.output_key)
-        return result
+        return Edited(result.model_copy(update={"bucket": job.output_bucket,
+                                                "key": job.output_key}))
 
     async def _load_source(self, job: Job) -> bytes:
         if job.input_data is not None:
@@ -168,7 +153,7 @@ class Pipeline:
             raise OutputNotInput("object was written by imagedrop; outputs are never inputs")
         return obj.data
 
-    async def _existing_output(self, job: Job) -> dict[str, Any] | None:
+    async def _existing_output(self, job: Job) -> JobResult | None:
         """The result already at this job's output place: written by an earlier attempt of it
         (a crash after the write), or from the same object version and recipe (the same edit,
         recorded in a ledger since lost). A forced replay never reuses."""
@@ -182,14 +167,13 @@ class Pipeline:
         if not (same_job or same_edit):
             return None
         log.info("job_output_reused")
-        return {
-            "provider": info.metadata.get("imagedrop-provider", "unknown"),
-            "model": job.recipe.get("model"), "mime_type": info.content_type,
-            "fallback_local": info.metadata.get("imagedrop-fallback") == "1",
-            "size": info.size, "bucket": job.output_bucket, "key": job.output_key, "reused": True,
-        }
+        return JobResult(
+            provider=info.metadata.get("imagedrop-provider", "unknown"), model=job.recipe.model,
+            mime_type=info.content_type,
+            fallback_local=info.metadata.get("imagedrop-fallback") == "1", size=info.size,
+            bucket=job.output_bucket, key=job.output_key, reused=True)
 
-    async def _claim_version(self, job: Job) -> dict[str, Any] | None:
+    async def _claim_version(self, job: Job) -> JobResult | None:
         """Hold the job's object version while editing it, so that another job for the same
         version and recipe (a second trigger, a trigger and a drop) waits for this result and
         reuses it instead of paying for the same edit. Raises VersionBusy when another running
@@ -202,7 +186,7 @@ class Pipeline:
         # The holder may have completed between the look above and this claim.
         return await self._earlier_edit(job)
 
-    async def _earlier_edit(self, job: Job) -> dict[str, Any] | None:
+    async def _earlier_edit(self, job: Job) -> JobResult | None:
         """The same object version edited with the same recipe by another job: reuse it
         (copying it when this job's result goes elsewhere) instead of paying again."""
         if not job.version_key or job.generation:
@@ -210,7 +194,7 @@ class Pipeline:
         earlier = await self.ledger.find_completed_version(job.version_key)
         if earlier is None or earlier.id == job.id or not earlier.result:
             return None
-        src_bucket, src_key = earlier.result.get("bucket"), earlier.result.get("key")
+        src_bucket, src_key = earlier.result.bucket, earlier.result.key
         if not src_bucket or not src_key:
             return None
         assert job.output_bucket and job.output_key
@@ -222,12 +206,13 @@ class Pipeline:
             await self.storage.put(job.output_bucket, job.output_key, obj.data,
                                    content_type=obj.info.content_type or "image/png",
                                    metadata=self._output_metadata(
-                                       job, bool(earlier.result.get("fallback_local"))))
+                                       job, earlier.result.fallback_local))
         elif await self.storage.head(src_bucket, src_key) is None:
             return None
         log.info("job_reused_earlier_edit", earlier_job=earlier.id)
-        return {**earlier.result, "bucket": job.output_bucket, "key": job.output_key,
-                "reused": True, "reused_from": earlier.id}
+        return earlier.result.model_copy(update={
+            "bucket": job.output_bucket, "key": job.output_key, "reused": True,
+            "reused_from": earlier.id})
 
     def _output_metadata(self, job: Job, fallback: bool) -> dict[str, str]:
         meta = {JOB_META: job_marker(job), "imagedrop-fallback": "1" if fallback else "0",

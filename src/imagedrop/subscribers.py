@@ -1,80 +1,85 @@
 """Subscriber events (SPEC §4.4): the `{type, timestamp, data}` bodies and their deliveries.
 
-This module performs no I/O: the pipeline gives it a job's outcome and the subscribers the
-manifest listed, and records the deliveries it returns in the same transaction as the outcome.
+The bodies are the `payloads` models, the one definition /openapi.json documents. This module
+performs no I/O: the pipeline gives it a job's outcome and the subscribers the manifest listed,
+and records the deliveries it returns in the same transaction as the outcome.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from imagedrop.ledger import Batch, Job, NewDelivery
+from imagedrop.manifests import Subscriber
+from imagedrop.payloads import (
+    BatchCompletedEvent,
+    BatchEventData,
+    BatchSummary,
+    ImageCompletedEvent,
+    ImageEventData,
+    ImageEventResult,
+    ImageEventSource,
+    ImageFailedEvent,
+)
+from imagedrop.recipes import EVENT_TYPES, JobResult, SubscriberRef
 
-IMAGE_COMPLETED = "image.completed"
-IMAGE_FAILED = "image.failed"
-BATCH_COMPLETED = "batch.completed"
-EVENT_TYPES = (IMAGE_COMPLETED, IMAGE_FAILED, BATCH_COMPLETED)
+IMAGE_COMPLETED, IMAGE_FAILED, BATCH_COMPLETED = EVENT_TYPES
+Event = ImageCompletedEvent | ImageFailedEvent | BatchCompletedEvent
 
 
-def subscriber_refs(subscribers: Sequence[Any]) -> list[dict[str, Any]]:
+def subscriber_refs(subscribers: Iterable[Subscriber]) -> tuple[SubscriberRef, ...]:
     """What a job's recipe keeps of its manifest's subscribers: url, events, secret env name."""
-    refs = []
-    for sub in subscribers:
-        events = list(getattr(sub, "events", None) or EVENT_TYPES)
-        secret = getattr(sub, "secret_env", None)
-        refs.append({"url": str(sub.url), "events": events, "secret_ref": secret})
-    return refs
+    return tuple(SubscriberRef(url=str(sub.url), events=tuple(sub.events or EVENT_TYPES),
+                               secret_ref=sub.secret_env) for sub in subscribers)
 
 
-def event_body(event_type: str, data: dict[str, Any], *, now: float) -> bytes:
-    """A Standard Webhooks payload: `{type, timestamp, data}`."""
-    stamp = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
-    return json.dumps({"type": event_type, "timestamp": stamp, "data": data},
-                      separators=(",", ":"), ensure_ascii=False).encode()
+def timestamp(now: float) -> str:
+    """An event's time: ISO 8601 UTC, ending Z."""
+    return datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
 
 
-def image_data(job: Job, *, result: Mapping[str, Any] | None = None, error: str | None = None,
-               result_url: str | None = None) -> dict[str, Any]:
-    """The `data` of image.completed / image.failed."""
-    data: dict[str, Any] = {
-        "job_id": job.id, "batch_id": job.batch_id, "filename": job.filename,
-        "source": {"bucket": job.source_bucket, "key": job.source_key, "etag": job.source_etag},
-        "prompt": job.recipe.get("prompt"),
-    }
-    if job.recipe.get("manifest"):
-        data["manifest"] = job.recipe["manifest"]
-    if result is not None:
-        data["result"] = {
-            "bucket": result.get("bucket"), "key": result.get("key"), "url": result_url,
-            "mime_type": result.get("mime_type"), "provider": result.get("provider"),
-            "model": result.get("model"), "fallback_local": bool(result.get("fallback_local")),
-            "reused": bool(result.get("reused")),
-        }
-    if error is not None:
-        data["error"] = error
-    return data
+def image_data(job: Job, *, result: JobResult | None = None, error: str | None = None,
+               result_url: str | None = None) -> ImageEventData:
+    """The `data` of image.completed (with `result`) or image.failed (with `error`)."""
+    return ImageEventData(
+        job_id=job.id, batch_id=job.batch_id, filename=job.filename,
+        source=ImageEventSource(bucket=job.source_bucket, key=job.source_key,
+                                etag=job.source_etag),
+        prompt=job.recipe.prompt or None, manifest=job.recipe.manifest,
+        result=None if result is None else ImageEventResult(
+            bucket=result.bucket, key=result.key, url=result_url, mime_type=result.mime_type,
+            provider=result.provider, model=result.model,
+            fallback_local=result.fallback_local, reused=result.reused),
+        error=error,
+    )
 
 
-def batch_data(batch: Batch, summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The `data` of batch.completed: the WXO-shaped summary plus where the batch looked."""
-    return {**summary, "batch_id": batch.id, "kind": batch.kind, "bucket": batch.bucket,
-            "prefix": batch.prefix}
+def image_event(data: ImageEventData, *, now: float) -> Event:
+    """image.completed when `data` carries a result, else image.failed."""
+    if data.result is not None:
+        return ImageCompletedEvent(timestamp=timestamp(now), data=data)
+    return ImageFailedEvent(timestamp=timestamp(now), data=data)
+
+
+def batch_event(batch: Batch, summary: BatchSummary, *, now: float) -> BatchCompletedEvent:
+    """batch.completed: the WXO-shaped summary plus where the batch looked."""
+    data = BatchEventData(**{**summary.model_dump(), "batch_id": batch.id, "kind": batch.kind,
+                             "bucket": batch.bucket, "prefix": batch.prefix})
+    return BatchCompletedEvent(timestamp=timestamp(now), data=data)
 
 
 def deliveries_for(
-    event_type: str, data: dict[str, Any], subscribers: Sequence[Mapping[str, Any]], *,
-    now: float, disabled: Mapping[str, str] | None = None, job_id: str | None = None,
+    event: Event, subscribers: Sequence[SubscriberRef], *,
+    disabled: Mapping[str, str] | None = None, job_id: str | None = None,
     batch_id: str | None = None,
 ) -> list[NewDelivery]:
     """One signed delivery per subscriber that wants this event and is not disabled."""
-    body = event_body(event_type, data, now=now)
+    body = event.to_body()
     disabled = disabled or {}
     return [
-        NewDelivery(kind="webhook", url=sub["url"], body=body, event_type=event_type,
-                    job_id=job_id, batch_id=batch_id, secret_ref=sub.get("secret_ref"))
+        NewDelivery(kind="webhook", url=sub.url, body=body, event_type=event.type,
+                    job_id=job_id, batch_id=batch_id, secret_ref=sub.secret_ref)
         for sub in subscribers
-        if event_type in sub.get("events", EVENT_TYPES) and sub["url"] not in disabled
+        if event.type in sub.events and sub.url not in disabled
     ]

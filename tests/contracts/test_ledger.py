@@ -23,18 +23,28 @@ from imagedrop.ledger import (
 from imagedrop.ledger.schema import SQLITE_MIGRATIONS as MIGRATIONS
 from imagedrop.ledger.schema import split_statements
 from imagedrop.ledger.sqlite import SqliteLedger
+from imagedrop.payloads import BatchSummary
+from imagedrop.recipes import JobResult, Recipe
 from tests.contracts.ledger_backends import FakeClock, LedgerBackend
 
 LEASE = 30.0
 
 
 def new_job(name: str = "a.png", **kw: object) -> NewJob:
-    return NewJob(kind=JobKind.B64, filename=name, recipe={"prompt": "sepia"}, **kw)  # type: ignore[arg-type]
+    return NewJob(kind=JobKind.B64, filename=name, recipe=Recipe(prompt="sepia"), **kw)  # type: ignore[arg-type]
 
 
 def new_batch(**kw: object) -> NewBatch:
     return NewBatch(kind="trigger", bucket="in", prefix="food/", output_bucket="out",  # type: ignore[arg-type]
-                    output_prefix="edited/", recipe={"prompt": "sepia"}, **kw)
+                    output_prefix="edited/", recipe=Recipe(prompt="sepia"), **kw)
+
+
+def summary(**kw: object) -> BatchSummary:
+    """A batch summary to close a batch with (its counts don't matter to the ledger)."""
+    values: dict[str, object] = {"job_id": "b", "total_files": 0, "processed": 0, "failed": 0,
+                                 "fallback_local": 0, "duration_seconds": 0.0,
+                                 "output_bucket": "o", "output_prefix": "p/"}
+    return BatchSummary.model_validate(values | kw)
 
 
 def new_delivery(**kw: object) -> NewDelivery:
@@ -115,7 +125,7 @@ class TestClaimJobs:
         [again] = await ledger.claim_jobs("w2", 5, LEASE)
         assert (again.id, again.lease_owner, again.attempts) == (job_id, "w2", 2)
         assert again.started_at == started  # the first start is kept
-        assert not await ledger.complete_job(job_id, "w1", {}, [])
+        assert not await ledger.complete_job(job_id, "w1", JobResult(), [])
 
     async def test_run_after_is_respected(self, ledger: Ledger, clock: FakeClock):
         await ledger.create_jobs([new_job(run_after=clock.now + 10)])
@@ -148,7 +158,7 @@ class TestFinishingJobs:
     async def test_others_cannot_finish_a_job(self, ledger: Ledger):
         job_id = await running(ledger, "w1")
         before = await ledger.get_job(job_id)
-        assert not await ledger.complete_job(job_id, "w2", {"ok": 1}, [new_delivery()])
+        assert not await ledger.complete_job(job_id, "w2", JobResult(model="m1"), [new_delivery()])
         assert not await ledger.fail_job(job_id, "w2", "no", [new_delivery()])
         assert not await ledger.retry_job(job_id, "w2", "later", 0.0)
         await ledger.renew_leases("w2", [job_id], 999)
@@ -165,16 +175,16 @@ class TestFinishingJobs:
 
     async def test_complete_records_result_and_deliveries(self, ledger: Ledger, clock: FakeClock):
         job_id = await running(ledger, "w1")
-        ok = await ledger.complete_job(job_id, "w1", {"key": "out/a.png"},
+        ok = await ledger.complete_job(job_id, "w1", JobResult(key="out/a.png"),
                                        [new_delivery(next_attempt_at=clock.now + 1)])
         job = await ledger.get_job(job_id)
-        assert ok and job.state is JobState.COMPLETED and job.result == {"key": "out/a.png"}
+        assert ok and job.state is JobState.COMPLETED and job.result == JobResult(key="out/a.png")
         assert (job.finished_at, job.lease_owner, job.lease_expires) == (clock.now, None, None)
         [delivery] = await ledger.list_deliveries(job_id=job_id)
         assert (delivery.state, delivery.attempts, delivery.body) == (DeliveryState.PENDING, 0,
                                                                       b'{"a":1}')
         assert delivery.next_attempt_at == clock.now + 1 and len(delivery.id) == 36
-        assert not await ledger.complete_job(job_id, "w1", {}, [])  # already final
+        assert not await ledger.complete_job(job_id, "w1", JobResult(), [])  # already final
 
     async def test_fail_records_the_reason(self, ledger: Ledger):
         job_id = await running(ledger, "w1")
@@ -278,8 +288,8 @@ class TestFinishBatch:
     async def test_progress_counts(self, ledger: Ledger):
         batch_id = await self.listed(ledger, 4)
         a, b, c = await ledger.claim_jobs("w1", 3, LEASE)
-        await ledger.complete_job(a.id, "w1", {"fallback_local": True}, [])
-        await ledger.complete_job(b.id, "w1", {"fallback_local": False}, [])
+        await ledger.complete_job(a.id, "w1", JobResult(fallback_local=True), [])
+        await ledger.complete_job(b.id, "w1", JobResult(fallback_local=False), [])
         await ledger.fail_job(c.id, "w1", "bad", [])
         progress = await ledger.batch_progress(batch_id)
         assert (progress.total, progress.queued, progress.running, progress.completed,
@@ -290,20 +300,21 @@ class TestFinishBatch:
 
     async def test_not_before_listing_done(self, ledger: Ledger):
         batch_id = await self.listed(ledger, 0, done=False)
-        assert not await ledger.finish_batch(batch_id, {"status": "completed"}, [])
+        assert not await ledger.finish_batch(batch_id, summary(status="completed"), [])
 
     async def test_not_while_jobs_run(self, ledger: Ledger):
         batch_id = await self.listed(ledger, 1)
         [job] = await ledger.claim_jobs("w1", 1, LEASE)
-        assert not await ledger.finish_batch(batch_id, {}, [])
-        await ledger.complete_job(job.id, "w1", {}, [])
-        assert await ledger.finish_batch(batch_id, {"status": "completed"}, [])
+        assert not await ledger.finish_batch(batch_id, summary(), [])
+        await ledger.complete_job(job.id, "w1", JobResult(), [])
+        assert await ledger.finish_batch(batch_id, summary(status="completed"), [])
         batch = await ledger.get_batch(batch_id)
-        assert batch.summary == {"status": "completed"} and batch.finished_at is not None
+        assert batch.summary == summary(status="completed") and batch.finished_at is not None
 
     async def test_once_under_concurrency(self, ledger: Ledger, second: Ledger):
         batch_id = await self.listed(ledger, 0)
-        calls = [(ledger if i % 2 else second).finish_batch(batch_id, {"n": i}, [new_delivery()])
+        calls = [(ledger if i % 2 else second).finish_batch(batch_id, summary(error=f"n{i}"),
+                                                            [new_delivery()])
                  for i in range(10)]
         assert sum(await asyncio.gather(*calls)) == 1
         [delivery] = await ledger.list_deliveries(batch_id=batch_id)
@@ -316,7 +327,8 @@ class TestDeliveries:
 
     async def pending(self, ledger: Ledger, *at: float) -> list[str]:
         job_id = await running(ledger)
-        await ledger.complete_job(job_id, "w1", {}, [new_delivery(next_attempt_at=t) for t in at])
+        await ledger.complete_job(job_id, "w1", JobResult(),
+                                  [new_delivery(next_attempt_at=t) for t in at])
         return [d.id for d in await ledger.list_deliveries(job_id=job_id)]
 
     async def test_claims_due_ones_in_order(self, ledger: Ledger, clock: FakeClock):
@@ -385,7 +397,7 @@ class TestDurability:
         batch = await first.create_batch(new_batch(listing_done=True))
         [(job, _)] = await first.create_jobs([new_job(batch_id=batch.id, input_data=b"img")])
         await first.claim_jobs("w1", 1, LEASE)
-        await first.complete_job(job.id, "w1", {"k": 1}, [new_delivery(id="d1")])
+        await first.complete_job(job.id, "w1", JobResult(model="m1"), [new_delivery(id="d1")])
         await first.claim_deliveries("s1", 1, LEASE)
         await first.record_attempt("d1", "s1", attempt("d1", 1, clock.now),
                                    state=DeliveryState.PENDING, next_attempt_at=clock.now + 5)
@@ -395,7 +407,7 @@ class TestDurability:
         try:
             stored = await reopened.get_job(job.id)
             # (the inline image is dropped on completion; see test_ledger_drops)
-            assert (stored.state, stored.result) == (JobState.COMPLETED, {"k": 1})
+            assert (stored.state, stored.result) == (JobState.COMPLETED, JobResult(model="m1"))
             assert await reopened.get_batch(batch.id) == batch
             assert (await reopened.get_delivery("d1")).attempts == 1
             assert len(await reopened.list_attempts("d1")) == 1

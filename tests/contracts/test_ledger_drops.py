@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -16,26 +17,27 @@ from imagedrop.ledger import (
     NewDelivery,
     NewJob,
 )
+from imagedrop.recipes import JobResult, Recipe
 from tests.contracts.ledger_backends import FakeClock
-from tests.contracts.test_ledger import attempt, running
+from tests.contracts.test_ledger import attempt, running, summary
 
 LEASE = 30.0
 
 
 def drop(key: str, etag: str = "e1", folder: str = "food/", settle: float = 5.0,
          max_settle: float = 60.0) -> DropItem:
-    job = NewJob(kind=JobKind.DROP, filename=key, recipe={"prompt": "p"},
+    job = NewJob(kind=JobKind.DROP, filename=key, recipe=Recipe(prompt="p"),
                  dedupe_key=f"drop:b:{folder}{key}:{etag}:r1", version_key=f"b/{key}:{etag}:r1",
                  source_bucket="b", source_key=f"{folder}{key}", source_etag=etag)
     batch = NewBatch(kind="drop", bucket="b", prefix=folder, output_bucket="b",
-                     output_prefix="edited/", recipe={"prompt": "p"}, group_key=f"b/{folder}:r1")
+                     output_prefix="edited/", recipe=Recipe(prompt="p"), group_key=f"b/{folder}:r1")
     return DropItem(job=job, batch=batch, settle_seconds=settle, max_settle_seconds=max_settle)
 
 
 async def finish_all(ledger: Ledger, owner: str = "w") -> list[str]:
     ids = []
     for job in await ledger.claim_jobs(owner, 100, LEASE):
-        await ledger.complete_job(job.id, owner, {"provider": "local"}, [])
+        await ledger.complete_job(job.id, owner, JobResult(provider="local"), [])
         ids.append(job.id)
     return ids
 
@@ -95,10 +97,10 @@ class TestRecordDrops:
     async def test_finished_only_after_settling(self, ledger: Ledger, clock: FakeClock):
         [(a, _)] = await ledger.record_drops([drop("a.jpg")])
         await finish_all(ledger)
-        assert not await ledger.finish_batch(a.batch_id, {"s": 1}, [])
+        assert not await ledger.finish_batch(a.batch_id, summary(), [])
         clock.advance(6)
         await ledger.close_settled_batches()
-        assert await ledger.finish_batch(a.batch_id, {"s": 1}, [])
+        assert await ledger.finish_batch(a.batch_id, summary(), [])
 
 
 class TestVersionsWithJobs:
@@ -133,11 +135,11 @@ class TestRequeueJobs:
         [(a, _)] = await ledger.record_drops([drop("a.jpg")])
         [(b, _)] = await ledger.record_drops([drop("b.jpg")])
         claimed = {j.id: j for j in await ledger.claim_jobs("w", 10, LEASE)}
-        await ledger.complete_job(a.id, "w", {}, [])
+        await ledger.complete_job(a.id, "w", JobResult(), [])
         await ledger.fail_job(b.id, "w", "boom", [])
         clock.advance(6)
         await ledger.close_settled_batches()
-        assert await ledger.finish_batch(a.batch_id, {"status": "completed_with_errors"}, [])
+        assert await ledger.finish_batch(a.batch_id, summary(status="completed_with_errors"), [])
         assert len(claimed) == 2
 
         page = await ledger.requeue_jobs(batch_id=a.batch_id)
@@ -147,9 +149,10 @@ class TestRequeueJobs:
         assert again.generation == 0
         batch = await ledger.get_batch(a.batch_id)
         assert batch.finished_at is None
-        assert batch.extra["previous_summary"] == {"status": "completed_with_errors"}
+        assert batch.extra["previous_summary"] == json.loads(
+            summary(status="completed_with_errors").to_body())
         await finish_all(ledger)
-        assert await ledger.finish_batch(a.batch_id, {"status": "completed"}, [])
+        assert await ledger.finish_batch(a.batch_id, summary(status="completed"), [])
 
     async def test_completed_only_when_forced(self, ledger: Ledger):
         [(a, _)] = await ledger.record_drops([drop("a.jpg")])
@@ -188,7 +191,7 @@ class TestRequeueDeliveries:
 
     async def test_failed_delivery_pending_again(self, ledger: Ledger):
         job_id = await running(ledger)
-        await ledger.complete_job(job_id, "w1", {}, [NewDelivery(kind="webhook",
+        await ledger.complete_job(job_id, "w1", JobResult(), [NewDelivery(kind="webhook",
                                                                  url="http://h/x", body=b"{}")])
         [d] = await ledger.claim_deliveries("s", 1, LEASE)
         await ledger.record_attempt(d.id, "s", attempt(d.id, 1, 0.0, 410),
@@ -223,7 +226,7 @@ class TestFinishableBatches:
         assert await ledger.finishable_batches() == []  # a job still queued
         await finish_all(ledger)
         assert await ledger.finishable_batches() == [a.batch_id]
-        assert await ledger.finish_batch(a.batch_id, {}, [])
+        assert await ledger.finish_batch(a.batch_id, summary(), [])
         assert await ledger.finishable_batches() == []
 
 
@@ -232,17 +235,17 @@ class TestInlineImage:
 
     async def test_dropped_on_completion(self, ledger: Ledger):
         [(job, _)] = await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a.png",
-                                                      recipe={}, input_data=b"img")])
+                                                      recipe=Recipe(), input_data=b"img")])
         assert (await ledger.get_job(job.id)).input_data == b"img"
         assert (await ledger.get_job(job.id, with_input=False)).input_data is None
         [claimed] = await ledger.claim_jobs("w", 1, LEASE)
         assert claimed.input_data == b"img"
-        await ledger.complete_job(job.id, "w", {}, [])
+        await ledger.complete_job(job.id, "w", JobResult(), [])
         assert (await ledger.get_job(job.id)).input_data is None
 
     async def test_kept_on_failure_for_replay(self, ledger: Ledger):
         [(job, _)] = await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a.png",
-                                                      recipe={}, input_data=b"img")])
+                                                      recipe=Recipe(), input_data=b"img")])
         await ledger.claim_jobs("w", 1, LEASE)
         await ledger.fail_job(job.id, "w", "boom", [])
         assert (await ledger.get_job(job.id)).input_data == b"img"

@@ -16,6 +16,7 @@ from imagedrop.ledger import (
     NewDelivery,
     NewJob,
 )
+from imagedrop.recipes import JobResult, Recipe
 from tests.contracts.ledger_backends import FakeClock
 from tests.contracts.test_ledger import attempt
 
@@ -37,7 +38,7 @@ def new_delivery(url: str) -> NewDelivery:
 class TestJobListing:
     async def test_newest_first_over_pages_with_ties(self, ledger: Ledger, clock: FakeClock):
         for i in range(7):
-            await ledger.create_jobs([NewJob(kind=JobKind.B64, filename=f"{i}.png", recipe={},
+            await ledger.create_jobs([NewJob(kind=JobKind.B64, filename=f"{i}.png", recipe=Recipe(),
                                              input_data=b"x" * 10)])
             if i % 3 == 2:
                 clock.advance(1)  # some share a created_at: the cursor must still be exact
@@ -49,12 +50,12 @@ class TestJobListing:
 
     async def test_filters(self, ledger: Ledger, clock: FakeClock):
         def drop(key: str, bucket: str = "b") -> NewJob:
-            return NewJob(kind=JobKind.DROP, filename=key, recipe={}, source_bucket=bucket,
+            return NewJob(kind=JobKind.DROP, filename=key, recipe=Recipe(), source_bucket=bucket,
                           source_key=key)
         await ledger.create_jobs([drop("f_1/a.png"), drop("f%1/b.png"), drop("g/c.png", "o")])
         clock.advance(10)
         [(late, _)] = await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="late",
-                                                       recipe={})])
+                                                       recipe=Recipe())])
         [claimed] = await ledger.claim_jobs("w", 1, 60)
         await ledger.fail_job(claimed.id, "w", "boom", [])
 
@@ -81,9 +82,10 @@ class TestJobListing:
 
 class TestDeliveryLog:
     async def test_each_delivery_with_its_attempts(self, ledger: Ledger, clock: FakeClock):
-        [(job, _)] = await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a", recipe={})])
+        [(job, _)] = await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a",
+                                                      recipe=Recipe())])
         [claimed] = await ledger.claim_jobs("w", 1, 60)
-        await ledger.complete_job(claimed.id, "w", {}, [
+        await ledger.complete_job(claimed.id, "w", JobResult(), [
             new_delivery(url="http://a.test/h"), new_delivery(url="http://b.test/h")])
         for delivery in await ledger.claim_deliveries("s", 2, 60):
             await ledger.record_attempt(delivery.id, "s", attempt(delivery.id, 1, clock.now),
@@ -110,9 +112,9 @@ class TestDeliveryLog:
 
     async def test_redeliver_to_one_endpoint_since_a_time(self, ledger: Ledger,
                                                            clock: FakeClock):
-        await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a", recipe={})])
+        await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a", recipe=Recipe())])
         [claimed] = await ledger.claim_jobs("w", 1, 60)
-        await ledger.complete_job(claimed.id, "w", {}, [new_delivery(url="http://x.test/")
+        await ledger.complete_job(claimed.id, "w", JobResult(), [new_delivery(url="http://x.test/")
                                                         for _ in range(3)])
         for i, delivery in enumerate(await ledger.claim_deliveries("s", 3, 60)):
             clock.advance(1)
@@ -128,10 +130,10 @@ class TestDeliveryLog:
 
 class TestSubscribers:
     async def test_state_per_url(self, ledger: Ledger, clock: FakeClock):
-        await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a", recipe={})])
+        await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a", recipe=Recipe())])
         [claimed] = await ledger.claim_jobs("w", 1, 60)
         urls = ["http://ok.test/", "http://down.test/", "http://gone.test/"]
-        await ledger.complete_job(claimed.id, "w", {}, [new_delivery(url=u) for u in urls])
+        await ledger.complete_job(claimed.id, "w", JobResult(), [new_delivery(url=u) for u in urls])
         outcome = {"http://ok.test/": (200, DeliveryState.DELIVERED),
                    "http://down.test/": (500, DeliveryState.FAILED),
                    "http://gone.test/": (410, DeliveryState.DISABLED)}

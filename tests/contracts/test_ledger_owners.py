@@ -9,16 +9,17 @@ kills real processes.
 from __future__ import annotations
 
 from imagedrop.ledger import DeliveryState, JobKind, JobState, Ledger, NewBatch, NewJob
+from imagedrop.recipes import JobResult, Recipe
 from tests.contracts.ledger_backends import FakeClock, LedgerBackend
 from tests.contracts.test_ledger import new_delivery
 
 VERSION = "b\x1fa.png\x1fe\x1fr"
 LISTING = NewBatch(kind="trigger", bucket="b", prefix="p/", output_bucket="b",
-                   output_prefix="o/", recipe={"prompt": "p"})
+                   output_prefix="o/", recipe=Recipe(prompt="p"))
 
 
 def job(name: str) -> NewJob:
-    return NewJob(kind=JobKind.B64, filename=name, recipe={"prompt": "p"}, version_key=VERSION)
+    return NewJob(kind=JobKind.B64, filename=name, recipe=Recipe(prompt="p"), version_key=VERSION)
 
 
 async def one_running(ledger: Ledger, owner: str) -> str:
@@ -39,9 +40,9 @@ class TestLiveOwners:
         job_id = await one_running(second, "alive")
         await second.create_batch(LISTING)
         assert await second.claim_listing("alive", 10) is not None
-        await second.create_jobs([NewJob(kind=JobKind.B64, filename="c", recipe={}, id="c")])
+        await second.create_jobs([NewJob(kind=JobKind.B64, filename="c", recipe=Recipe(), id="c")])
         [done] = await second.claim_jobs("alive", 1, 10)
-        await second.complete_job(done.id, "alive", {}, [new_delivery()])
+        await second.complete_job(done.id, "alive", JobResult(), [new_delivery()])
         assert len(await second.claim_deliveries("alive", 1, 10)) == 1
         assert await second.claim_sweep("bucket", "alive", 10)
         clock.advance(3600)  # an hour without renewing: its event loop is stalled, say
@@ -78,12 +79,12 @@ class TestDeadOwners:
         await ledger.register_owner("survivor")
         await doomed.register_owner("doomed")
         job_id = await one_running(doomed, "doomed")
-        await doomed.create_jobs([NewJob(kind=JobKind.B64, filename="d", recipe={}, id="jd"),
-                                  NewJob(kind=JobKind.B64, filename="c", recipe={}, id="jc")])
+        await doomed.create_jobs([NewJob(kind=JobKind.B64, filename="d", recipe=Recipe(), id="jd"),
+                                  NewJob(kind=JobKind.B64, filename="c", recipe=Recipe(), id="jc")])
         batch = await doomed.create_batch(LISTING)
         assert (await doomed.claim_listing("doomed", 60)) is not None
         [d2, dc] = await doomed.claim_jobs("doomed", 2, 60)
-        await doomed.complete_job(dc.id, "doomed", {}, [new_delivery()])
+        await doomed.complete_job(dc.id, "doomed", JobResult(), [new_delivery()])
         [delivery] = await doomed.claim_deliveries("doomed", 1, 60)
         assert await doomed.claim_sweep("bucket", "doomed", 60)
         assert await ledger.dead_owners("survivor") == []

@@ -11,6 +11,7 @@ import asyncio
 import pytest
 
 from imagedrop.ledger import JobKind, JobState, Ledger, NewJob
+from imagedrop.recipes import JobResult, Recipe
 from tests.contracts.ledger_backends import FakeClock
 
 VERSION = "b\x1fphotos/a.png\x1fetag1\x1frev1"
@@ -19,7 +20,7 @@ VERSION = "b\x1fphotos/a.png\x1fetag1\x1frev1"
 async def running(ledger: Ledger, n: int, owner: str = "w") -> list[str]:
     """Record `n` jobs and claim them for `owner`: their ids, in order."""
     created = await ledger.create_jobs([
-        NewJob(kind=JobKind.DROP, filename=f"{i}.png", recipe={"prompt": "p"},
+        NewJob(kind=JobKind.DROP, filename=f"{i}.png", recipe=Recipe(prompt="p"),
                version_key=VERSION) for i in range(n)])
     claimed = await ledger.claim_jobs(owner, n, 10)
     assert len(claimed) == n
@@ -65,7 +66,7 @@ class TestClaimVersion:
         a, b = await running(ledger, 2)
         await ledger.claim_version(VERSION, a, 10)
         done = {
-            "complete": lambda: ledger.complete_job(a, "w", {"ok": 1}, []),
+            "complete": lambda: ledger.complete_job(a, "w", JobResult(model="m1"), []),
             "fail": lambda: ledger.fail_job(a, "w", "bad", []),
             "retry": lambda: ledger.retry_job(a, "w", "busy", clock() + 60),
             "defer": lambda: ledger.defer_job(a, "w", clock() + 60, "waiting"),
@@ -77,14 +78,14 @@ class TestClaimVersion:
     async def test_an_outcome_by_a_stranger_releases_nothing(self, ledger: Ledger):
         a, b = await running(ledger, 2)
         await ledger.claim_version(VERSION, a, 10)
-        assert not await ledger.complete_job(a, "stranger", {"ok": 1}, [])
+        assert not await ledger.complete_job(a, "stranger", JobResult(model="m1"), [])
         assert await ledger.claim_version(VERSION, b, 10) == a
 
     async def test_a_holder_no_longer_running_is_replaced(self, ledger: Ledger):
         """A lease left behind by a job that is not running (however that came about)."""
         [a] = await running(ledger, 1)
         [(queued, _)] = await ledger.create_jobs([
-            NewJob(kind=JobKind.DROP, filename="q.png", recipe={"prompt": "p"})])
+            NewJob(kind=JobKind.DROP, filename="q.png", recipe=Recipe(prompt="p"))])
         assert await ledger.claim_version(VERSION, queued.id, 10) is None
         assert await ledger.claim_version(VERSION, a, 10) is None
         assert await ledger.claim_version(VERSION, queued.id, 10) == a

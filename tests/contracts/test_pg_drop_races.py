@@ -12,6 +12,7 @@ import pytest
 
 from imagedrop.batches import BatchCloser
 from imagedrop.ledger import DropItem, JobKind, NewBatch, NewJob
+from imagedrop.recipes import JobResult, Recipe
 from tests.contracts.ledger_backends import POSTGRES_URL, FakeClock, PostgresBackend
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -25,12 +26,12 @@ GROUP = "b\x1ff/\x1fr1"
 
 
 def item(key: str, *, batch: bool = True) -> DropItem:
-    job = NewJob(kind=JobKind.DROP, filename=key, recipe={"prompt": "p"},
+    job = NewJob(kind=JobKind.DROP, filename=key, recipe=Recipe(prompt="p"),
                  dedupe_key=f"drop:{key}", source_bucket="b", source_key=key, source_etag="e")
     if not batch:
         return DropItem(job=job)
     template = NewBatch(kind="drop", bucket="b", prefix="f/", output_bucket="b",
-                        output_prefix="o/", recipe={"prompt": "p"}, group_key=GROUP)
+                        output_prefix="o/", recipe=Recipe(prompt="p"), group_key=GROUP)
     return DropItem(job=job, batch=template, settle_seconds=5, max_settle_seconds=300)
 
 
@@ -103,7 +104,7 @@ class TestCloseWhileJoining:
         clock.now = T0
         [(first, _)] = await joiner.record_drops([item("f/1.jpg")])
         [claimed] = await joiner.claim_jobs("w", 1, 60)
-        await joiner.complete_job(claimed.id, "w", {"ok": 1}, [])
+        await joiner.complete_job(claimed.id, "w", JobResult(model="m1"), [])
         closer = BatchCloser(house, clock=ahead)
 
         async def housekeeping() -> None:
@@ -124,14 +125,14 @@ class TestCloseWhileJoining:
         assert batch is not None and batch.finished_at is None  # it will report the job
         # The job completes; every batch then closes with a summary that counts its jobs.
         [claimed] = await joiner.claim_jobs("w", 1, 60)
-        await joiner.complete_job(claimed.id, "w", {"ok": 1}, [])
+        await joiner.complete_job(claimed.id, "w", JobResult(model="m1"), [])
         ahead.now = T0 + 1000
         await housekeeping()
         for batch_id in {first.batch_id, second.batch_id}:
             done = await joiner.get_batch(batch_id)
             assert done is not None and done.summary is not None
             jobs = await joiner.list_jobs(batch_id=batch_id)
-            assert done.summary["total_files"] == len(jobs)
+            assert done.summary.total_files == len(jobs)
 
     async def test_close_skips_a_batch_being_joined(self, replicas, backend, clock):
         """While a drop holds the batch, closing it is put off, not waited for."""

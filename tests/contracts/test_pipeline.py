@@ -12,6 +12,7 @@ from imagedrop.ledger import JobKind, JobState, NewJob
 from imagedrop.ledger.sqlite import SqliteLedger
 from imagedrop.pipeline import JOB_META, Pipeline
 from imagedrop.providers.local import LocalProvider
+from imagedrop.recipes import Recipe
 from imagedrop.storage import OUTPUT_MARKER
 from imagedrop.storage.local import LocalStore
 from tests.contracts.ledger_backends import FakeClock
@@ -60,7 +61,7 @@ ETAG = hashlib.md5(images.png()).hexdigest()
 
 
 def _job(key: str, **kw) -> NewJob:
-    values = dict(kind=JobKind.BATCH, filename=key, recipe={"prompt": "p", "model": "m"},
+    values = dict(kind=JobKind.BATCH, filename=key, recipe=Recipe(prompt="p", model="m"),
                   source_bucket="b", source_key=key, source_etag=ETAG, output_bucket="b",
                   output_key=f"out/{key}")
     values.update(kw)
@@ -91,7 +92,7 @@ class TestPipeline:
         [claimed] = await ledger.claim_jobs("w", 1, 60)
         assert (await pipeline.run(claimed, "w")).state == "completed"
         assert provider.edits == 0
-        assert (await ledger.get_job(job.id)).result["reused"] is True
+        assert (await ledger.get_job(job.id)).result.reused is True
 
     async def test_same_edit_found_without_the_ledger(self, parts, tmp_path):
         """A wiped ledger: the output of the same version and recipe is recognised, not paid

@@ -14,12 +14,13 @@ from imagedrop.ledger import Job, JobKind, JobState, NewJob
 from imagedrop.ledger.sqlite import SqliteLedger
 from imagedrop.pipeline import Pipeline
 from imagedrop.providers.local import LocalProvider
+from imagedrop.recipes import Recipe, SubscriberRef
 from imagedrop.storage.local import LocalStore
 from tests.contracts.ledger_backends import FakeClock
 from tests.fixtures import images
 
 VERSION = "b\x1fin/a.png\x1f{etag}\x1frev1"
-SUBSCRIBERS = [{"url": "https://hooks.example.com/h", "secret_ref": "HOOK_SECRET"}]
+SUBSCRIBERS = (SubscriberRef(url="https://hooks.example.com/h", secret_ref="HOOK_SECRET"),)
 
 
 class GatedProvider(LocalProvider):
@@ -66,7 +67,7 @@ def write(data_dir, key: str, data: bytes) -> str:
 
 def job_for(key: str, etag: str, *, kind: JobKind, output: str, **kw) -> NewJob:
     return NewJob(kind=kind, filename=key.rsplit("/", 1)[-1],
-                  recipe={"prompt": "p", "model": "m"},
+                  recipe=Recipe(prompt="p", model="m"),
                   source_bucket="b", source_key=key, source_etag=etag, output_bucket="b",
                   output_key=output, version_key=VERSION.format(etag=etag), **kw)
 
@@ -105,7 +106,7 @@ class TestOneVersionOneEdit:
         assert provider.edits == 1
         done = await ledger.get_job(second.id)
         assert done is not None and done.result is not None
-        assert done.result["reused_from"] == first.id
+        assert done.result.reused_from == first.id
         # Copied to the second job's own output place.
         assert (await store.get("b", "trigger/a.png")).data == (
             await store.get("b", "out/a.png")).data
@@ -166,7 +167,7 @@ class TestOnlyItsOwnVersion:
         new = write(tmp_path / "data", "in/a.png", images.png(41))
         assert old != new
         dropped = job_for("in/a.png", old, kind=JobKind.DROP, output="out/a.png")
-        dropped.recipe["subscribers"] = SUBSCRIBERS
+        dropped.recipe = dropped.recipe.model_copy(update={"subscribers": SUBSCRIBERS})
         [(job, _)] = await ledger.create_jobs([dropped])
         [claimed] = await claim(ledger, 1)
         outcome = await pipeline.run(claimed, "w")

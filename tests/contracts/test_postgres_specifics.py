@@ -13,6 +13,7 @@ from imagedrop.errors import ConfigError, MissingDependencyError, TransientError
 from imagedrop.ledger import DropItem, JobKind, NewBatch, NewJob, open_ledger
 from imagedrop.ledger._pg_url import missing_driver_message, parse_url, redact, secrets_of
 from imagedrop.ledger.schema import POSTGRES_MIGRATIONS as MIGRATIONS
+from imagedrop.recipes import JobResult, Recipe
 from tests.contracts.ledger_backends import (
     POSTGRES_URL,
     FakeClock,
@@ -29,14 +30,14 @@ PASSWORD = "s3cr3t-Pa55word"
 
 
 def new_job(name: str, **kw: object) -> NewJob:
-    return NewJob(kind=JobKind.B64, filename=name, recipe={"prompt": "p"}, **kw)  # type: ignore[arg-type]
+    return NewJob(kind=JobKind.B64, filename=name, recipe=Recipe(prompt="p"), **kw)  # type: ignore[arg-type]
 
 
 def drop(key: str) -> DropItem:
-    job = NewJob(kind=JobKind.DROP, filename=key, recipe={"prompt": "p"},
+    job = NewJob(kind=JobKind.DROP, filename=key, recipe=Recipe(prompt="p"),
                  dedupe_key=f"drop:b:food/{key}:e1", source_bucket="b", source_key=f"food/{key}")
     batch = NewBatch(kind="drop", bucket="b", prefix="food/", output_bucket="b",
-                     output_prefix="edited/", recipe={"prompt": "p"}, group_key="b/food/")
+                     output_prefix="edited/", recipe=Recipe(prompt="p"), group_key="b/food/")
     return DropItem(job=job, batch=batch, settle_seconds=5.0, max_settle_seconds=60.0)
 
 
@@ -91,7 +92,7 @@ class TestReplicas:
         a, b = pair
         [(job, _)] = await a.create_jobs([new_job("a.png")])
         await a.claim_jobs("w", 1, LEASE)
-        await a.complete_job(job.id, "w", {}, [new_delivery() for _ in range(50)])
+        await a.complete_job(job.id, "w", JobResult(), [new_delivery() for _ in range(50)])
         claims = [(a if i % 2 else b).claim_deliveries(f"s{i}", 3, LEASE) for i in range(30)]
         claimed = [d.id for ds in await asyncio.gather(*claims) for d in ds]
         assert len(claimed) == len(set(claimed)) == 50

@@ -25,6 +25,7 @@ from imagedrop.delivery import Deliverer, generate_secret, verify
 from imagedrop.delivery.policy import PolicyResolver, make_connector, rewrite_targets
 from imagedrop.ledger import Delivery, DeliveryState, JobKind, NewDelivery, NewJob
 from imagedrop.ledger.sqlite import SqliteLedger
+from imagedrop.recipes import JobResult, Recipe
 from tests.fakes.receiver import Receiver
 
 OWNER = "sender-test"
@@ -96,10 +97,11 @@ def deliverer(
 
 async def add_delivery(ledger: SqliteLedger, url: str, **fields: Any) -> str:
     """Record a delivery the way the pipeline does: as part of completing a job."""
-    [(job, _)] = await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a.png", recipe={})])
+    [(job, _)] = await ledger.create_jobs([NewJob(kind=JobKind.B64, filename="a.png",
+                                                  recipe=Recipe())])
     [_claimed] = await ledger.claim_jobs("worker", 1, 60)
     values: dict[str, Any] = {"kind": "callback", "url": url, "body": BODY} | fields
-    assert await ledger.complete_job(job.id, "worker", {}, [NewDelivery(**values)])
+    assert await ledger.complete_job(job.id, "worker", JobResult(), [NewDelivery(**values)])
     [delivery] = await ledger.list_deliveries(job_id=job.id)
     return delivery.id
 

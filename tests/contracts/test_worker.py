@@ -15,6 +15,7 @@ from imagedrop.ledger.sqlite import SqliteLedger
 from imagedrop.listing import Lister
 from imagedrop.pipeline import Pipeline
 from imagedrop.providers.local import LocalProvider
+from imagedrop.recipes import Recipe
 from imagedrop.storage.local import LocalStore
 from imagedrop.worker import Worker
 from tests.fixtures import images
@@ -58,7 +59,7 @@ async def until(predicate, timeout: float = 20.0) -> None:
 
 
 def b64_job(name: str) -> NewJob:
-    return NewJob(kind=JobKind.B64, filename=name, recipe={"prompt": "p", "model": "m"},
+    return NewJob(kind=JobKind.B64, filename=name, recipe=Recipe(prompt="p", model="m"),
                   input_data=images.png())
 
 
@@ -69,10 +70,11 @@ class TestWorker:
         ledger, _, provider, pipeline = parts
         batch = await ledger.create_batch(NewBatch(kind="wxo", bucket="b", prefix="",
                                                    output_bucket="b", output_prefix="o/",
-                                                   recipe={}, listing_done=True))
+                                                   recipe=Recipe(), listing_done=True))
         await ledger.create_jobs([
-            NewJob(kind=JobKind.B64, filename=f"batch{i:02d}.png", recipe={"prompt": "p",
-                   "model": "m"}, input_data=images.png(), batch_id=batch.id, seq=i)
+            NewJob(kind=JobKind.B64, filename=f"batch{i:02d}.png",
+                   recipe=Recipe(prompt="p", model="m"), input_data=images.png(),
+                   batch_id=batch.id, seq=i)
             for i in range(30)])
         worker = Worker(ledger, pipeline, WorkerSettings(concurrency=2, poll_interval=0.05),
                         owner="w")
@@ -145,7 +147,7 @@ class TestLister:
             (tmp_path / "data" / "b" / f"{i}.png").write_bytes(images.png())
         batch = await ledger.create_batch(NewBatch(kind="wxo", bucket="b", prefix="",
                                                    output_bucket="b", output_prefix="out/",
-                                                   recipe={"prompt": "p", "model": "m"}))
+                                                   recipe=Recipe(prompt="p", model="m")))
         progress = ledger.batch_progress
         failures = [TransientError("database is locked")]
 

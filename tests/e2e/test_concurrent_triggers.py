@@ -44,5 +44,5 @@ class TestConcurrentTriggers:
         jobs = [job for batch in (b1, b2)
                 for job in await svc.ledger.list_jobs(batch_id=batch["batch_id"])]
         assert len(jobs) == 2 * IMAGES
-        edited = sorted(job.source_key for job in jobs if not job.result.get("reused"))
+        edited = sorted(job.source_key for job in jobs if not job.result.reused)
         assert edited == sorted(f"shop/p{i}.png" for i in range(IMAGES))

@@ -13,19 +13,23 @@ from imagedrop.config import ProviderSettings
 from imagedrop.drops import recipe_for
 from imagedrop.ledger import Batch, Job, JobKind, JobState
 from imagedrop.manifests import Resolved, parse_manifest
-from imagedrop.web.drop_models import (
+from imagedrop.payloads import (
     WEBHOOK_MODELS,
     BatchCompletedEvent,
-    EventsResult,
+    BatchSummary,
     ImageCompletedEvent,
     ImageFailedEvent,
+    parse_webhook_event,
+)
+from imagedrop.recipes import JobResult, Recipe
+from imagedrop.web.drop_models import (
+    EventsResult,
     ReplayRequest,
     ReplayResult,
     TriggerAccepted,
     TriggerRequest,
-    parse_webhook_event,
 )
-from imagedrop.web.models import BatchRequest, BatchSummary, validation_error_message
+from imagedrop.web.models import BatchRequest, validation_error_message
 
 MANIFEST = """
 prompt: "Make this food photo look appetizing"
@@ -116,7 +120,7 @@ class TestReplayRequest:
             {"object": "in/a.txt", "reason": "not an image"}]
 
 
-def _job(recipe: dict[str, Any], **over: Any) -> Job:
+def _job(recipe: Recipe, **over: Any) -> Job:
     base: dict[str, Any] = dict(
         id="j1", kind=JobKind.DROP, state=JobState.RUNNING, filename="crème.png", recipe=recipe,
         dedupe_key=None, batch_id=None, seq=0, source_bucket="in",
@@ -127,17 +131,17 @@ def _job(recipe: dict[str, Any], **over: Any) -> Job:
     return Job(**(base | over))
 
 
-def _manifest_recipe() -> dict[str, Any]:
+def _manifest_recipe() -> Recipe:
     manifest = parse_manifest(MANIFEST, fmt="yaml", source="in/photos/imagedrop.yaml")
     resolved = Resolved(manifest=manifest, folder="photos/", source_key="photos/imagedrop.yaml",
                         etag="m1", bucket="in")
     return recipe_for(resolved, ProviderSettings())
 
 
-def _sent(event_type: str, data: dict[str, Any], recipe: dict[str, Any], now: float = NOW
-          ) -> bytes:
+def _sent(event: subscribers.Event, recipe: Recipe) -> bytes:
     """The body imagedrop records for the manifest's subscriber."""
-    [delivery] = subscribers.deliveries_for(event_type, data, recipe["subscribers"], now=now)
+    [delivery] = subscribers.deliveries_for(event, recipe.subscribers)
+    assert delivery.event_type == event.type
     return delivery.body
 
 
@@ -154,11 +158,12 @@ class TestWebhookPayloads:
 
     def test_image_completed(self) -> None:
         recipe = _manifest_recipe()
-        result = {"bucket": "in", "key": "photos/edited/crème.png", "mime_type": "image/png",
-                  "provider": "openai", "model": "gpt-image-2", "fallback_local": False}
+        result = JobResult(bucket="in", key="photos/edited/crème.png", mime_type="image/png",
+                           provider="openai", model="gpt-image-2", fallback_local=False)
         data = subscribers.image_data(_job(recipe), result=result,
                                       result_url="https://cos.example/x?sig=1")
-        event = _round_trip("image.completed", _sent("image.completed", data, recipe))
+        event = _round_trip("image.completed",
+                            _sent(subscribers.image_event(data, now=NOW), recipe))
         assert isinstance(event, ImageCompletedEvent)
         assert event.timestamp == "2026-01-02T03:04:05.678000Z"
         assert event.data.manifest is not None and event.data.manifest.key.endswith(".yaml")
@@ -166,8 +171,10 @@ class TestWebhookPayloads:
 
     def test_image_completed_without_url_batch_or_fraction(self) -> None:
         recipe = _manifest_recipe()
-        data = subscribers.image_data(_job(recipe, batch_id="b1"), result={"reused": True})
-        event = _round_trip("image.completed", _sent("image.completed", data, recipe, 1.0e9))
+        data = subscribers.image_data(_job(recipe, batch_id="b1"),
+                                      result=JobResult(reused=True))
+        event = _round_trip("image.completed",
+                            _sent(subscribers.image_event(data, now=1.0e9), recipe))
         assert isinstance(event, ImageCompletedEvent)
         assert event.timestamp == "2001-09-09T01:46:40Z"
         assert event.data.batch_id == "b1" and event.data.result is not None
@@ -175,31 +182,32 @@ class TestWebhookPayloads:
     def test_image_failed(self) -> None:
         recipe = _manifest_recipe()
         data = subscribers.image_data(_job(recipe), error="provider refused the image")
-        event = _round_trip("image.failed", _sent("image.failed", data, recipe))
+        event = _round_trip("image.failed",
+                            _sent(subscribers.image_event(data, now=NOW), recipe))
         assert isinstance(event, ImageFailedEvent)
         assert event.data.error == "provider refused the image" and event.data.result is None
 
     def test_image_failed_for_a_broken_manifest(self) -> None:
-        job = _job({"prompt": "", "manifest_error": "bad"}, source_etag=None)
-        body = subscribers.event_body("image.failed", subscribers.image_data(job, error="bad"),
-                                      now=NOW)
+        job = _job(Recipe(manifest_error="bad"), source_etag=None)
+        body = subscribers.image_event(subscribers.image_data(job, error="bad"),
+                                       now=NOW).to_body()
         event = _round_trip("image.failed", body)
         assert isinstance(event, ImageFailedEvent) and event.data.manifest is None
 
     @pytest.mark.parametrize("error", [None, "listing failed"])
     def test_batch_completed(self, error: str | None) -> None:
         recipe = _manifest_recipe()
-        summary = json.loads(BatchSummary(
+        summary = BatchSummary(
             job_id="b1", batch_id="b1", total_files=3, processed=1, failed=1, fallback_local=1,
             duration_seconds=12.5, output_bucket="in", output_prefix="photos/edited/",
-            errors=["photos/x.png: too large"], error=error).to_body())
+            errors=["photos/x.png: too large"], error=error)
         batch = Batch(id="b1", kind="drop", bucket="in", prefix="photos/", output_bucket="in",
                       output_prefix="photos/edited/", recipe=recipe, callback_url=None,
                       listing_cursor="", listing_done=True, lease_owner=None,
                       lease_expires=None, created_at=NOW - 20, finished_at=NOW,
                       summary=summary, extra={})
-        data = subscribers.batch_data(batch, summary)
-        event = _round_trip("batch.completed", _sent("batch.completed", data, recipe))
+        event = _round_trip("batch.completed",
+                            _sent(subscribers.batch_event(batch, summary, now=NOW), recipe))
         assert isinstance(event, BatchCompletedEvent)
         assert (event.data.batch_id, event.data.kind, event.data.prefix) == ("b1", "drop",
                                                                              "photos/")
@@ -207,7 +215,8 @@ class TestWebhookPayloads:
 
     def test_types_cannot_be_mixed_up(self) -> None:
         recipe = _manifest_recipe()
-        failed = _sent("image.failed", subscribers.image_data(_job(recipe), error="x"), recipe)
+        failed = _sent(subscribers.image_event(subscribers.image_data(_job(recipe), error="x"),
+                                               now=NOW), recipe)
         with pytest.raises(ValidationError, match=r"data\.result"):
             ImageCompletedEvent.model_validate_json(failed.replace(b"image.failed",
                                                                    b"image.completed"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from imagedrop.ledger import Batch, JobKind
 from imagedrop.listing import is_candidate, jobs_for_page
-from imagedrop.pipeline import result_key
+from imagedrop.manifests.naming import result_key
+from imagedrop.recipes import Recipe
 from imagedrop.storage import OUTPUT_MARKER, ObjectInfo
 
 
@@ -14,7 +15,7 @@ def info(key: str, bucket: str = "b", **meta: str) -> ObjectInfo:
 
 def batch(**kw) -> Batch:
     values = dict(id="B", kind="wxo", bucket="b", prefix="in/", output_bucket="b",
-                  output_prefix="out/B/", recipe={"prompt": "p", "output_format": "png"},
+                  output_prefix="out/B/", recipe=Recipe(prompt="p", output_format="png"),
                   callback_url=None, listing_cursor="", listing_done=False, lease_owner=None,
                   lease_expires=None, created_at=0.0, finished_at=None, summary=None, extra={})
     values.update(kw)

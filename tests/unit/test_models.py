@@ -9,18 +9,15 @@ from pydantic import ValidationError
 
 from imagedrop.config import StorageSettings
 from imagedrop.ledger import Delivery, DeliveryState, Job, JobKind, JobState
+from imagedrop.payloads import B64Completed, BatchSummary, CosCompleted, ImageFailed, batch_status
+from imagedrop.recipes import JobResult, Recipe
 from imagedrop.web.models import (
     Accepted,
-    B64Completed,
     BatchRequest,
-    BatchSummary,
-    CosCompleted,
     CosConfig,
     ErrorBody,
     Health,
-    ImageFailed,
     ImageRequest,
-    batch_status,
     safe_filename,
     validation_error_message,
 )
@@ -241,12 +238,12 @@ class TestJobStatus:
     def _job(self, **over: object) -> Job:
         base = dict(
             id="j1", kind=JobKind.BATCH, state=JobState.COMPLETED, filename="a.png",
-            recipe={"prompt": "p"}, dedupe_key=None, batch_id="b1", seq=0,
+            recipe=Recipe(prompt="p"), dedupe_key=None, batch_id="b1", seq=0,
             source_bucket="in", source_key="photos/a.png", source_etag="e1", input_data=None,
             output_bucket="out", output_key="edited/a.png", callback_url=None, attempts=1,
             max_attempts=5, run_after=0.0, lease_owner=None, lease_expires=None,
             created_at=1_700_000_000.0, started_at=1_700_000_001.0, finished_at=1_700_000_003.5,
-            result={"provider": "local", "model": "pillow", "fallback_local": True},
+            result=JobResult(provider="local", model="pillow", fallback_local=True),
             error=None, last_error=None)
         return Job(**(base | over))  # type: ignore[arg-type]
 

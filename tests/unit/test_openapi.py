@@ -10,26 +10,12 @@ import pytest
 from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 
 from imagedrop import subscribers
-from imagedrop.web.drop_models import WEBHOOK_MODELS
+from imagedrop.payloads import WEBHOOK_MODELS, B64Completed, BatchSummary, CosCompleted, ImageFailed
+from imagedrop.web.api_doc import ROUTES, WEBHOOKS
+from imagedrop.web.apispec import Param, Route, async_route
 from imagedrop.web.jsonschema30 import to_openapi30
-from imagedrop.web.models import (
-    Accepted,
-    B64Completed,
-    BatchSummary,
-    CosCompleted,
-    ErrorBody,
-    ImageFailed,
-    ImageRequest,
-)
-from imagedrop.web.openapi import (
-    INTAKE_SCHEMES,
-    ROUTES,
-    WEBHOOKS,
-    Param,
-    Route,
-    async_route,
-    build_openapi,
-)
+from imagedrop.web.models import Accepted, ErrorBody, ImageRequest
+from imagedrop.web.openapi import INTAKE_SCHEMES, build_openapi
 
 ASYNC_OPS = {
     "/process-image-async-b64": ("processImageAsyncToBase64", (B64Completed, ImageFailed)),

@@ -46,6 +46,8 @@ from imagedrop.ledger.records import (
     SubscriberState,
 )
 from imagedrop.ledger.sql import Tx
+from imagedrop.payloads import BatchSummary
+from imagedrop.recipes import JobResult
 
 T = TypeVar("T")
 #: write: one atomic transaction; single: one statement, atomic by itself (no BEGIN/COMMIT
@@ -223,7 +225,7 @@ class Ledger:
         """Give back a version `job_id` holds (nothing if another job holds it)."""
         await self._run("single", tx_jobs.release_version, version_key, job_id)
 
-    async def complete_job(self, job_id: str, owner: str, result: dict[str, Any],
+    async def complete_job(self, job_id: str, owner: str, result: JobResult,
                            deliveries: list[NewDelivery]) -> bool:
         """Mark completed and record its deliveries in one transaction; False if not owned.
         The inline image is dropped: it is not needed any more (a failed job keeps it, so a
@@ -294,7 +296,7 @@ class Ledger:
         (their closer died between the last outcome and the summary): to be closed now."""
         return await self._run("read", tx_batches.finishable_batches, limit)
 
-    async def finish_batch(self, batch_id: str, summary: dict[str, Any],
+    async def finish_batch(self, batch_id: str, summary: BatchSummary,
                            deliveries: list[NewDelivery]) -> bool:
         """Close a batch whose jobs are all final, once: True only for the call that closed it."""
         return await self._run("write", tx_batches.finish_batch, batch_id, summary, deliveries,

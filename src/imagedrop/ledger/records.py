@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from imagedrop.payloads import BatchSummary
+from imagedrop.recipes import JobResult, Recipe
+
 T = TypeVar("T")
 
 
@@ -49,7 +52,7 @@ class NewJob:
 
     kind: JobKind
     filename: str
-    recipe: dict[str, Any]  # prompt and provider options (EditSpec fields)
+    recipe: Recipe
     id: str | None = None  # generated when None
     dedupe_key: str | None = None
     batch_id: str | None = None
@@ -75,7 +78,7 @@ class Job:
     kind: JobKind
     state: JobState
     filename: str
-    recipe: dict[str, Any]
+    recipe: Recipe
     dedupe_key: str | None
     batch_id: str | None
     seq: int
@@ -94,7 +97,7 @@ class Job:
     created_at: float
     started_at: float | None
     finished_at: float | None
-    result: dict[str, Any] | None
+    result: JobResult | None
     error: str | None
     last_error: str | None
     version_key: str | None = None
@@ -111,7 +114,7 @@ class NewBatch:
     prefix: str
     output_bucket: str
     output_prefix: str
-    recipe: dict[str, Any]
+    recipe: Recipe
     id: str | None = None
     callback_url: str | None = None
     listing_done: bool = False  # True when jobs are added directly (drop batches)
@@ -129,7 +132,7 @@ class Batch:
     prefix: str
     output_bucket: str
     output_prefix: str
-    recipe: dict[str, Any]
+    recipe: Recipe
     callback_url: str | None
     listing_cursor: str
     listing_done: bool
@@ -137,7 +140,7 @@ class Batch:
     lease_expires: float | None
     created_at: float
     finished_at: float | None
-    summary: dict[str, Any] | None
+    summary: BatchSummary | None
     extra: dict[str, Any]
     group_key: str | None = None
     settle_until: float | None = None  # drop batches close when no image came for a while

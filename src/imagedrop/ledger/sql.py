@@ -26,6 +26,8 @@ from imagedrop.ledger.records import (
     JobState,
     NewJob,
 )
+from imagedrop.payloads import BatchSummary
+from imagedrop.recipes import JobResult, Recipe
 
 T = TypeVar("T")
 Want = Literal["rows", "row", "value", "count", "none", "now"]
@@ -165,16 +167,18 @@ def job_from_row(record: Mapping[str, Any]) -> Job:
     values = _values(record, _JOB_TIMES)
     values["kind"] = JobKind(values["kind"])
     values["state"] = JobState(values["state"])
-    values["recipe"] = json.loads(values["recipe"])
-    values["result"] = loads(values["result"])
+    values["recipe"] = Recipe.model_validate_json(values["recipe"])
+    if values["result"] is not None:
+        values["result"] = JobResult.model_validate_json(values["result"])
     return Job(**values)
 
 
 def batch_from_row(record: Mapping[str, Any]) -> Batch:
     values = _values(record, _BATCH_TIMES)
     values["listing_done"] = bool(values["listing_done"])
-    values["recipe"] = json.loads(values["recipe"])
-    values["summary"] = loads(values["summary"])
+    values["recipe"] = Recipe.model_validate_json(values["recipe"])
+    if values["summary"] is not None:
+        values["summary"] = BatchSummary.model_validate_json(values["summary"])
     values["extra"] = json.loads(values["extra"])
     return Batch(**values)
 
@@ -193,7 +197,7 @@ def attempt_from_row(record: Mapping[str, Any]) -> DeliveryAttempt:
 def job_values(job: NewJob, job_id: str, now: float) -> tuple[Any, ...]:
     """A new job's values in `JOB_INSERT` order."""
     return (
-        job_id, str(job.kind), "queued", job.filename, dumps(job.recipe), job.dedupe_key,
+        job_id, str(job.kind), "queued", job.filename, job.recipe.to_json(), job.dedupe_key,
         job.batch_id, job.seq, job.source_bucket, job.source_key, job.source_etag,
         job.input_data, job.output_bucket, job.output_key, job.callback_url, job.max_attempts,
         float(job.run_after), now, job.version_key, job.blocked_by,
@@ -204,7 +208,7 @@ def job_from_new(job: NewJob, job_id: str, now: float) -> Job:
     """The Job a fresh insert of `job` produced, without reading it back (create is hot)."""
     return Job(
         id=job_id, kind=JobKind(job.kind), state=JobState.QUEUED, filename=job.filename,
-        recipe=json.loads(dumps(job.recipe)), dedupe_key=job.dedupe_key, batch_id=job.batch_id,
+        recipe=job.recipe, dedupe_key=job.dedupe_key, batch_id=job.batch_id,
         seq=job.seq, source_bucket=job.source_bucket, source_key=job.source_key,
         source_etag=job.source_etag, input_data=job.input_data, output_bucket=job.output_bucket,
         output_key=job.output_key, callback_url=job.callback_url, attempts=0,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from imagedrop.errors import NotFound
 from imagedrop.ledger.dialect import Dialect
@@ -38,6 +37,7 @@ from imagedrop.ledger.sql import (
     value,
 )
 from imagedrop.ledger.tx_jobs import create_jobs, insert_deliveries, with_batch
+from imagedrop.payloads import BatchSummary
 
 # -- batches ------------------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ def create_batch(d: Dialect, now: float, new: NewBatch) -> Tx[Batch]:
         f" :extra, :group_key) RETURNING {BATCH_COLUMNS}",
         id=new.id or str(uuid.uuid4()), kind=new.kind, bucket=new.bucket, prefix=new.prefix,
         output_bucket=new.output_bucket, output_prefix=new.output_prefix,
-        recipe=dumps(new.recipe), callback_url=new.callback_url,
+        recipe=new.recipe.to_json(), callback_url=new.callback_url,
         listing_done=new.listing_done, now=now, extra=dumps(new.extra),
         group_key=new.group_key)
     return batch_from_row(created)
@@ -132,7 +132,7 @@ def finishable_batches(d: Dialect, now: float, limit: int) -> Tx[list[str]]:
     return [r[0] for r in found]
 
 
-def finish_batch(d: Dialect, now: float, batch_id: str, summary: dict[str, Any],
+def finish_batch(d: Dialect, now: float, batch_id: str, summary: BatchSummary,
                  deliveries: Sequence[NewDelivery]) -> Tx[bool]:
     """Close the batch if its listing is done and no job is left to run; True only once.
 
@@ -146,7 +146,7 @@ def finish_batch(d: Dialect, now: float, batch_id: str, summary: dict[str, Any],
     if (yield value(f"SELECT EXISTS ({_UNFINISHED_JOBS.format(':id')})", id=batch_id)):
         return False
     yield run("UPDATE batches SET finished_at = :now, summary = :summary, lease_owner = NULL,"
-              " lease_expires = NULL WHERE id = :id", now=now, summary=dumps(summary),
+              " lease_expires = NULL WHERE id = :id", now=now, summary=summary.to_body().decode(),
               id=batch_id)
     yield from insert_deliveries(d, now, deliveries, batch_id=batch_id)
     return True

@@ -21,7 +21,6 @@ from imagedrop.ledger.sql import (
     JOB_INSERT,
     Tx,
     count,
-    dumps,
     job_from_new,
     job_from_row,
     job_values,
@@ -30,6 +29,7 @@ from imagedrop.ledger.sql import (
     run,
     value,
 )
+from imagedrop.recipes import JobResult
 
 
 def create_jobs(d: Dialect, now: float, jobs: Sequence[NewJob]) -> Tx[list[tuple[Job, bool]]]:
@@ -116,14 +116,14 @@ def _finish(d: Dialect, now: float, job_id: str, owner: str, assignments: str,
     return True
 
 
-def complete_job(d: Dialect, now: float, job_id: str, owner: str, result: dict[str, object],
+def complete_job(d: Dialect, now: float, job_id: str, owner: str, result: JobResult,
                  deliveries: Sequence[NewDelivery]) -> Tx[bool]:
     """Completed, with its deliveries; the inline image is dropped (a failed job keeps it, so
     a replay can run it again)."""
     return (yield from _finish(
         d, now, job_id, owner, "state = 'completed', result = :result, fallback_local = :local,"
         " error = NULL, finished_at = :now, input_data = NULL", deliveries,
-        result=dumps(result), local=bool(result.get("fallback_local"))))
+        result=result.to_json(), local=result.fallback_local))
 
 
 def fail_job(d: Dialect, now: float, job_id: str, owner: str, error: str,

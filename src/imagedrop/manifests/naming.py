@@ -93,3 +93,14 @@ def render(template: str, *, relative_key: str, output_format: str, etag: str,
 __all__ = [
     "DEFAULT_TEMPLATE", "PLACEHOLDERS", "base_name", "extension_for", "render", "template_problems",
 ]
+
+
+def result_key(prefix: str, name: str, output_format: str) -> str:
+    """Where an edited image goes: `prefix` + name with the result format's extension.
+
+    The manifests' default `{base}.{ext}` rule: when the extension changes, the old one stays
+    in the name (`a.jpg` → `a-jpg.png`), so `a.jpg` and `a.png` never write the same result.
+    """
+    folder, base = posixpath.split(name)
+    return (f"{prefix}{folder + '/' if folder else ''}{base_name(base, output_format)}"
+            f".{extension_for(output_format)}")

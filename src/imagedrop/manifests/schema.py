@@ -12,7 +12,7 @@ import json
 import posixpath
 import re
 from functools import cached_property
-from typing import Literal, get_args
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,11 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from imagedrop.config import ProviderSettings
 from imagedrop.manifests import naming
 from imagedrop.providers import spec_from_settings
+from imagedrop.recipes import EVENT_TYPES, EventName
 
 #: File names that make a folder governed, in order of precedence within one folder.
 MANIFEST_NAMES: tuple[str, ...] = ("imagedrop.yaml", "imagedrop.yml", "imagedrop.json")
-EventType = Literal["image.completed", "image.failed", "batch.completed"]
-EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 DEFAULT_INCLUDE = ("*.jpg", "*.jpeg", "*.png", "*.webp")
 DEFAULT_OUTPUT_FOLDER = "edited/"
 
@@ -51,7 +50,7 @@ class Subscriber(BaseModel):
 
     model_config = _STRICT
     url: str = Field(max_length=2048, description="http(s) URL that receives signed POSTs.")
-    events: list[EventType] = Field(
+    events: list[EventName] = Field(
         default_factory=lambda: list(EVENT_TYPES), min_length=1,
         description="Event types sent to this URL; default: all.")
     secret: str | None = Field(

@@ -4,27 +4,24 @@ its texts. Adding an endpoint is one `Route(...)` entry; `openapi.build_openapi`
 
 from __future__ import annotations
 
+from imagedrop.payloads import (
+             B64Completed,
+             BatchCompletedEvent,
+             BatchSummary,
+             CosCompleted,
+             ImageCompletedEvent,
+             ImageFailed,
+             ImageFailedEvent,
+)
+from imagedrop.web.apispec import Param, Route, Webhook, async_route
 from imagedrop.web.drop_models import (
-    BatchCompletedEvent,
-    EventsResult,
-    ImageCompletedEvent,
-    ImageFailedEvent,
-    ReplayRequest,
-    ReplayResult,
-    TriggerAccepted,
-    TriggerRequest,
+             EventsResult,
+             ReplayRequest,
+             ReplayResult,
+             TriggerAccepted,
+             TriggerRequest,
 )
-from imagedrop.web.models import (
-    B64Completed,
-    BatchRequest,
-    BatchSummary,
-    CosCompleted,
-    CosConfig,
-    Health,
-    ImageFailed,
-    ImageRequest,
-)
-from imagedrop.web.openapi import Param, Route, Webhook, async_route
+from imagedrop.web.models import BatchRequest, CosConfig, Health, ImageRequest
 from imagedrop.web.status import BatchStatus, JobStatus
 
 _JSON = "application/json"

@@ -1,7 +1,5 @@
-"""Bodies of the drop-a-file API: /trigger, /replay, /events, and subscriber webhook payloads.
-
-Pure data; no I/O. The webhook models document what `imagedrop.subscribers` sends (SPEC §4.4);
-tests round-trip its output through them so the documentation cannot drift from the wire.
+"""Bodies of the drop-a-file API: /trigger, /replay, /events (subscriber webhook payloads are
+the core's, in `imagedrop.payloads`). Pure data; no I/O.
 """
 
 from __future__ import annotations
@@ -14,18 +12,16 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    TypeAdapter,
     field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
 
-from imagedrop.web.models import BatchRequest, BatchSummary, JsonBody, Prompt
+from imagedrop.payloads import JsonBody
+from imagedrop.web.models import BatchRequest, Prompt
 
 MAX_SELECTED = 1000
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-# `event_body` writes `datetime.isoformat()` with Z: the fraction is there unless it is zero.
-Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")]
 
 
 def _batch_field(name: str, description: str) -> Any:
@@ -157,132 +153,3 @@ class EventsResult(JsonBody):
 
 
 # -- subscriber webhook payloads (SPEC §4.4) ---------------------------------------------------
-
-
-def _omissions(body: JsonBody) -> dict[str, Any]:
-    # `exclude` for model_dump: every `omit_when_none` field that is None, at any depth.
-    out: dict[str, Any] = {}
-    for name in type(body).model_fields:
-        value = getattr(body, name)
-        if value is None and name in body.omit_when_none:
-            out[name] = True
-        elif isinstance(value, JsonBody) and (nested := _omissions(value)):
-            out[name] = nested
-    return out
-
-
-class ImageEventSource(JsonBody):
-    """The stored object the job edited."""
-
-    bucket: str | None = Field(description="Bucket of the input.")
-    key: str | None = Field(description="Key of the input.")
-    etag: str | None = Field(description="Version (ETag) of the input that was edited.")
-
-
-class ManifestRef(JsonBody):
-    """The manifest (imagedrop.yaml) whose recipe the job followed."""
-
-    bucket: str = Field(description="Bucket of the manifest.")
-    key: str = Field(description="Key of the manifest.")
-    etag: str = Field(description="Version (ETag) of the manifest that was read.")
-    revision: str = Field(description="Hash of the manifest's recipe: same revision, same edit.")
-
-
-class ImageEventResult(JsonBody):
-    """Where the edited image is and who made it."""
-
-    bucket: str | None = Field(description="Bucket of the result.")
-    key: str | None = Field(description="Key of the result.")
-    url: str | None = Field(description="Presigned download URL of the result, if one exists.")
-    mime_type: str | None = Field(description="MIME type of the result, e.g. image/png.")
-    provider: str | None = Field(description="Provider that edited it (openai or local).")
-    model: str | None = Field(description="Model that edited it.")
-    fallback_local: bool = Field(description="True if the local provider stood in (billing).")
-    reused: bool = Field(description="True if an identical earlier edit was copied.")
-
-
-class ImageEventData(JsonBody):
-    """`data` of image.completed (with `result`) and image.failed (with `error`)."""
-
-    omit_when_none = frozenset({"manifest", "result", "error"})
-    job_id: str = Field(description="Id of the job: GET /jobs/{job_id} shows it.")
-    batch_id: str | None = Field(description="The folder batch the job belongs to, if any.")
-    filename: str = Field(description="Name of the image.")
-    source: ImageEventSource = Field(description="The input object.")
-    prompt: str | None = Field(description="The prompt the image was (to be) edited with.")
-    manifest: ManifestRef | None = Field(None, description="The manifest followed, if any.")
-    result: ImageEventResult | None = Field(None, description="image.completed: the result.")
-    error: str | None = Field(None, description="image.failed: why the edit failed.")
-
-
-class BatchEventData(BatchSummary):
-    """`data` of batch.completed: the /batch-process-images summary plus where it looked."""
-
-    omit_when_none = frozenset({"error"})
-    batch_id: str = Field(description="The batch id (same as job_id).")
-    kind: Literal["wxo", "trigger", "drop"] = Field(
-        description="What made the batch: a WXO call, POST /trigger, or dropped files.")
-    bucket: str = Field(description="Bucket the batch read.")
-    prefix: str = Field(description="Folder the batch read.")
-
-
-def _timestamp() -> Any:
-    return Field(description="When the event happened: ISO 8601 UTC, ending Z.")
-
-
-class _Event(JsonBody):
-    """A subscriber event `{type, timestamp, data}`."""
-
-    def to_body(self) -> bytes:
-        """Compact JSON, as sent: optional fields are left out when None, nested ones too."""
-        return self.model_dump_json(exclude=_omissions(self) or None).encode()
-
-
-class ImageCompletedEvent(_Event):
-    """Sent when an image was edited and stored."""
-
-    type: Literal["image.completed"] = Field("image.completed", description="Event type.")
-    timestamp: Timestamp = _timestamp()
-    data: ImageEventData = Field(description="The job, its input and its result.")
-
-    @model_validator(mode="after")
-    def _has_result(self) -> ImageCompletedEvent:
-        if self.data.result is None or self.data.error is not None:
-            raise ValueError("image.completed carries data.result and no data.error")
-        return self
-
-
-class ImageFailedEvent(_Event):
-    """Sent when an image could not be edited (for good: retries are over)."""
-
-    type: Literal["image.failed"] = Field("image.failed", description="Event type.")
-    timestamp: Timestamp = _timestamp()
-    data: ImageEventData = Field(description="The job, its input and the error.")
-
-    @model_validator(mode="after")
-    def _has_error(self) -> ImageFailedEvent:
-        if self.data.error is None or self.data.result is not None:
-            raise ValueError("image.failed carries data.error and no data.result")
-        return self
-
-
-class BatchCompletedEvent(_Event):
-    """Sent once when every image of a folder batch is final."""
-
-    type: Literal["batch.completed"] = Field("batch.completed", description="Event type.")
-    timestamp: Timestamp = _timestamp()
-    data: BatchEventData = Field(description="The batch's summary.")
-
-
-AnyWebhookEvent = ImageCompletedEvent | ImageFailedEvent | BatchCompletedEvent
-WebhookEvent = Annotated[AnyWebhookEvent, Field(discriminator="type")]
-WEBHOOK_MODELS: dict[str, type[JsonBody]] = {
-    "image.completed": ImageCompletedEvent, "image.failed": ImageFailedEvent,
-    "batch.completed": BatchCompletedEvent,
-}
-_EVENT = TypeAdapter(WebhookEvent)
-
-
-def parse_webhook_event(body: bytes | str) -> AnyWebhookEvent:
-    """A subscriber body as its event model, chosen by `type` (ValidationError if it fits none)."""
-    return _EVENT.validate_json(body)

@@ -9,12 +9,10 @@ from aiohttp import web
 
 from imagedrop.errors import NotFound
 from imagedrop.ledger import NewBatch
-from imagedrop.providers import spec_from_settings
-from imagedrop.subscribers import subscriber_refs
 from imagedrop.web import keys
 from imagedrop.web.drop_models import ReplayRequest, TriggerRequest
 from imagedrop.web.intake import PLANNER
-from imagedrop.web.wxo import RequestInvalid, callback_url, parse_body
+from imagedrop.web.wxo import callback_url, parse_body
 
 routes = web.RouteTableDef()
 
@@ -27,45 +25,18 @@ async def trigger(request: web.Request) -> web.Response:
     cb = await callback_url(request) if request.headers.get("callbackUrl") else None
     body = await parse_body(request, TriggerRequest)
     bucket = body.bucket or settings.storage.resolved_input_bucket
-    prefix = body.prefix
-    planner = request.app[PLANNER]
-    # The manifest governing the folder the prefix names: "photos/food" means the folder
-    # photos/food/ when it has one, else whatever governs photos/.
-    probes = [prefix + "/x"] if prefix and not prefix.endswith("/") else []
-    probes.append(prefix.rsplit("/", 1)[0] + "/x" if "/" in prefix.rstrip("/") or
-                  prefix.endswith("/") else "x")
-    resolved = None
-    for probe in probes:
-        resolved = await planner.resolver.resolve(bucket, probe.lstrip("/"))
-        if resolved is not None:
-            break
     overrides = {k: v for k, v in (("prompt", body.prompt), ("model", body.model),
                                    ("quality", body.quality), ("size", body.size),
                                    ("output_format", body.output_format)) if v}
     batch_id = str(uuid.uuid4())
-    if resolved is not None and resolved.error is not None:
-        raise RequestInvalid(f"the folder's manifest is invalid: {resolved.error}", "prefix")
-    if resolved is not None and resolved.manifest is not None:
-        manifest = resolved.manifest
-        recipe = {"mode": "manifest", "override": overrides, "prompt": body.prompt or
-                  manifest.prompt, "subscribers": subscriber_refs(manifest.subscribers)}
-        output_bucket = manifest.output.bucket or bucket
-        output_prefix = manifest.output_prefix(resolved.folder)
-    elif body.prompt:
-        spec = spec_from_settings(settings.provider, body.prompt, model=body.model,
-                                  quality=body.quality, size=body.size,
-                                  output_format=body.output_format)
-        recipe = {"mode": "prompt", "prompt": spec.prompt, "model": spec.model,
-                  "quality": spec.quality, "size": spec.size,
-                  "output_format": spec.output_format}
-        output_bucket = settings.storage.resolved_output_bucket
-        output_prefix = f"{settings.storage.output_prefix}{batch_id}/"
-    else:
-        raise RequestInvalid(f"no imagedrop.yaml governs {bucket}/{prefix} and no prompt was "
-                             "given: add a manifest to the folder or send a prompt", "prompt")
+    plan = await request.app[PLANNER].plan_trigger(
+        bucket, body.prefix, overrides, batch_id=batch_id,
+        default_output=(settings.storage.resolved_output_bucket,
+                        settings.storage.output_prefix))
     batch = await request.app[keys.LEDGER].create_batch(NewBatch(
-        id=batch_id, kind="trigger", bucket=bucket, prefix=prefix, output_bucket=output_bucket,
-        output_prefix=output_prefix, recipe=recipe, callback_url=cb,
+        id=batch_id, kind="trigger", bucket=bucket, prefix=body.prefix,
+        output_bucket=plan.output_bucket, output_prefix=plan.output_prefix, recipe=plan.recipe,
+        callback_url=cb,
     ))
     return web.json_response({"accepted": True, "job_id": batch.id, "batch_id": batch.id},
                              status=202)

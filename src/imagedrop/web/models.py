@@ -1,12 +1,13 @@
-"""The HTTP API's bodies: requests, 202 answers, callback payloads (SPEC §4.1), errors.
+"""The HTTP API's own bodies: requests, 202 answers, errors, service information.
 
-Pure data and pure helpers; no I/O. Status views are in `web.status`; `web.openapi` uses both.
+Pure data and pure helpers; no I/O. What imagedrop sends by callback is in `payloads` (the core
+builds it); status views are in `web.status`; `web.openapi` documents all of them.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,44 +16,17 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from imagedrop.config import StorageSettings
+from imagedrop.payloads import JsonBody
 
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32000)]
-BatchStatusValue = Literal["completed", "completed_with_errors", "failed"]
-MAX_SUMMARY_ERRORS = 20
 _OPTIONAL_STR = {"default": None, "max_length": 1024}
-
-
-def _omit_from_required(schema: dict[str, Any], cls: type[BaseModel]) -> None:
-    # Fields left out of the body when None must not be listed as required in the schema.
-    omit = getattr(cls, "omit_when_none", frozenset())
-    required = [name for name in schema.get("required", []) if name not in omit]
-    if required:
-        schema["required"] = required
-    else:
-        schema.pop("required", None)
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
-
-
-class JsonBody(BaseModel):
-    """A JSON body imagedrop sends; every field with a value is always present."""
-
-    model_config = ConfigDict(
-        extra="ignore", json_schema_serialization_defaults_required=True,
-        json_schema_extra=_omit_from_required,
-    )
-    omit_when_none: ClassVar[frozenset[str]] = frozenset()
-
-    def to_body(self) -> bytes:
-        """Compact JSON; optional fields (`omit_when_none`) are left out when None."""
-        drop = {name for name in self.omit_when_none if getattr(self, name) is None}
-        return self.model_dump_json(exclude=drop or None).encode()
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -106,93 +80,6 @@ class Accepted(JsonBody):
 
     accepted: Literal[True] = Field(True, description="Always true.")
     job_id: str = Field(description="Id of the job (or, for a folder, the batch).")
-
-
-class B64Completed(JsonBody):
-    """Callback of /process-image-async-b64 when the edit succeeded."""
-
-    status: Literal["completed"] = Field("completed", description="Always completed.")
-    job_id: str = Field(description="The job id from the 202 answer.")
-    filename: str = Field(description="Name of the image.")
-    result_image_base64: str = Field(description="The edited image, base64-encoded.")
-    result_mime_type: str = Field(description="MIME type of the edited image, e.g. image/png.")
-
-
-class CosCompleted(JsonBody):
-    """Callback of /process-image-async when the edit succeeded."""
-
-    status: Literal["completed"] = Field("completed", description="Always completed.")
-    job_id: str = Field(description="The job id from the 202 answer.")
-    filename: str = Field(description="Name of the image.")
-    object_key: str = Field(description="Key of the edited image in the output bucket.")
-    result_url: str = Field(description="Presigned GET URL of the edited image.")
-    expires_in: int = Field(ge=0, description="Seconds result_url stays valid.")
-
-
-class ImageFailed(JsonBody):
-    """Callback of either single-image endpoint when the edit failed."""
-
-    status: Literal["failed"] = Field("failed", description="Always failed.")
-    job_id: str = Field(description="The job id from the 202 answer.")
-    filename: str = Field(description="Name of the image.")
-    error: str = Field(description="Why the edit failed.")
-
-
-def batch_status(*, processed: int, failed: int, fallback_local: int,
-                 error: str | None = None) -> BatchStatusValue:
-    """A batch's overall status: failed when nothing succeeded (or it broke as a whole)."""
-    if error or (failed and not processed + fallback_local):
-        return "failed"
-    return "completed_with_errors" if failed else "completed"
-
-
-class BatchSummary(JsonBody):
-    """Callback of /batch-process-images: one summary of the whole folder.
-
-    `status` and `total_files_processed` are computed when not given; `errors` keeps the first 20.
-    """
-
-    omit_when_none = frozenset({"error", "batch_id"})
-    status: BatchStatusValue = Field("completed", description="Overall outcome.")
-    job_id: str = Field(description="The batch id from the 202 answer.")
-    batch_id: str | None = Field(None, description="The batch id (same as job_id).")
-    total_files: int = Field(ge=0, description="Images found in the folder.")
-    processed: int = Field(ge=0, description="Images edited by the image provider.")
-    failed: int = Field(ge=0, description="Images that could not be edited.")
-    fallback_local: int = Field(
-        ge=0, description="Images edited by the local provider after a billing limit."
-    )
-    duration_seconds: float = Field(ge=0, description="Wall time from request to summary.")
-    total_files_processed: int = Field(0, ge=0, description="processed + fallback_local.")
-    output_bucket: str = Field(description="Bucket the results were written to.")
-    output_prefix: str = Field(description="Folder the results were written to.")
-    errors: list[str] = Field(
-        default_factory=list, max_length=MAX_SUMMARY_ERRORS,
-        description="Up to 20 per-image error messages.",
-    )
-    error: str | None = Field(None, description="Why the batch as a whole failed, if it did.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _derive(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = dict(data)
-            counts = [data.get(k) for k in ("processed", "failed", "fallback_local")]
-            if all(isinstance(c, int) for c in counts):
-                processed, failed, fallback = counts
-                data.setdefault("total_files_processed", processed + fallback)
-                data.setdefault("status", batch_status(
-                    processed=processed, failed=failed, fallback_local=fallback,
-                    error=data.get("error")))
-            if isinstance(data.get("errors"), list):
-                data["errors"] = data["errors"][:MAX_SUMMARY_ERRORS]
-        return data
-
-    @model_validator(mode="after")
-    def _check_total(self) -> BatchSummary:
-        if self.total_files_processed != self.processed + self.fallback_local:
-            raise ValueError("total_files_processed must equal processed + fallback_local")
-        return self
 
 
 # -- errors ------------------------------------------------------------------------------------

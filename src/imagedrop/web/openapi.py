@@ -1,118 +1,24 @@
-"""The OpenAPI 3.0.3 document builder (GET /openapi.json): routes as data (`Route`, `Param`,
-`Webhook`) rendered by `build_openapi` per watsonx Orchestrate's async-tool rules. The API's own
-routes and webhooks are listed in `api_doc` (re-exported here as `ROUTES` and `WEBHOOKS`).
+"""The OpenAPI 3.0.3 document builder (GET /openapi.json): the routes and webhooks `api_doc`
+lists (as `apispec` data) rendered by `build_openapi` per watsonx Orchestrate's async-tool rules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from imagedrop.web.api_doc import ROUTES, WEBHOOKS
+from imagedrop.web.apispec import CALLBACK_HEADER_DESCRIPTION, Param, Route, Webhook
 from imagedrop.web.jsonschema30 import to_openapi30
-from imagedrop.web.models import Accepted, ErrorBody
+from imagedrop.web.models import ErrorBody
 
 OPENAPI_VERSION = "3.0.3"
 CALLBACK_EXPRESSION = "{$request.header.callbackUrl}"
 _COMPONENTS = "#/components/schemas/"
 _JSON = "application/json"
-
-
-@dataclass(frozen=True, slots=True)
-class Param:
-    """A path, query or header parameter."""
-
-    name: str
-    location: str  # "path" | "query" | "header"
-    description: str
-    schema: dict[str, Any]
-    required: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One operation of the API, as data.
-
-    `ok` is the success response's models (several: one of them), or raw `ok_content` (`{}`:
-    no body). `request_content` is a raw request body, for bodies no model describes.
-    `callback` lists the payload models POSTed to the `callbackUrl` header later (several: one
-    of them); a route with a callback gets the header (`callback_required`) automatically.
-    `errors` are (status, when it happens); 401 is added to every non-public route when auth is on.
-    `intake_token`: the route takes the notification intake token (`INTAKE_SCHEMES`), not the
-    API keys.
-    """
-
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    description: str
-    tag: str
-    ok_status: int = 200
-    ok: tuple[type[BaseModel], ...] = ()
-    ok_description: str = "OK."
-    ok_content: dict[str, Any] | None = None
-    request: type[BaseModel] | None = None
-    request_content: dict[str, Any] | None = None
-    params: tuple[Param, ...] = ()
-    errors: tuple[tuple[int, str], ...] = ()
-    callback: tuple[type[BaseModel], ...] = ()
-    callback_description: str = ""
-    callback_required: bool = True
-    public: bool = False  # no credentials needed (security: [])
-    intake_token: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Webhook:
-    """One subscriber event type, documented under the top-level `x-webhooks`."""
-
-    event_type: str
-    model: type[BaseModel]
-    summary: str
-    description: str
-
-
-CALLBACK_HEADER_DESCRIPTION = (
-    "URL the result is POSTed to (JSON) when the work is done. Must be http(s); private and "
-    "loopback addresses are refused unless the service allows them."
-)
-
-def async_errors(*, image: bool, callback_required: bool = True
-                 ) -> tuple[tuple[int, str], ...]:
-    """The 4xx answers of an async tool endpoint; all are given before anything is queued."""
-    img = "`image_base64` is not valid base64 or not a PNG/JPEG/WebP image, " if image else ""
-    missing = "is missing or " if callback_required else "(optional) "
-    return (
-        (400, f"The body is not valid JSON or not a JSON object, {img}or the `callbackUrl` "
-              f"header {missing}is not an allowed http(s) URL."),
-        (413, "The request body is larger than the service accepts"
-              + (", or the image has too many bytes or pixels." if image else ".")),
-        (415, "The Content-Type is not application/json."),
-        (422, "The JSON body failed validation (a required field is missing or a value is out "
-              "of range); `error` names each field and `detail` lists them."),
-    )
-
-
-def async_route(path: str, operation_id: str, summary: str, description: str, *,
-                request: type[BaseModel], callback: tuple[type[BaseModel], ...],
-                callback_description: str, image: bool, tag: str = "wxo",
-                callback_required: bool = True, ok: tuple[type[BaseModel], ...] = (Accepted,),
-                errors: tuple[tuple[int, str], ...] = ()) -> Route:
-    """A WXO async tool endpoint: JSON in, 202 `ok` now, one callback POST later.
-
-    `errors` are added to (or replace, by status) the usual 4xx answers.
-    """
-    usual = dict(async_errors(image=image, callback_required=callback_required))
-    return Route(
-        "post", path, operation_id, summary, description, tag, ok_status=202, ok=ok,
-        ok_description="Accepted: the work is recorded; the result is POSTed to callbackUrl.",
-        request=request, errors=tuple(sorted((usual | dict(errors)).items())), callback=callback,
-        callback_description=callback_description, callback_required=callback_required,
-    )
 
 
 INTAKE_SCHEMES: dict[str, dict[str, Any]] = {
@@ -155,8 +61,8 @@ def build_openapi(*, server_url: str | None = None, auth: bool = True, version: 
     bearer and X-API-Key schemes, required everywhere but public routes. `intake_auth` (default:
     `auth`) says whether /events needs its intake token (`INTAKE_SCHEMES`).
     """
-    routes = _registry("ROUTES") if routes is None else routes
-    webhooks = _registry("WEBHOOKS") if webhooks is None else webhooks
+    routes = ROUTES if routes is None else routes
+    webhooks = WEBHOOKS if webhooks is None else webhooks
     _check_unique(routes)
     intake_auth = auth if intake_auth is None else intake_auth
     schemas = _component_schemas(routes, webhooks)
@@ -307,18 +213,3 @@ def _webhook_op(w: Webhook) -> dict[str, Any]:
 def _param(p: Param) -> dict[str, Any]:
     return {"name": p.name, "in": p.location, "required": p.required or p.location == "path",
             "description": p.description, "schema": dict(p.schema)}
-
-
-def _registry(name: str) -> Any:
-    # api_doc imports this module's types, so it is imported on first use, not at the top:
-    # that way either module can be imported first.
-    from imagedrop.web import api_doc
-
-    return getattr(api_doc, name)
-
-
-def __getattr__(name: str) -> Any:
-    """`ROUTES` and `WEBHOOKS` stay importable from here (they live in `api_doc`)."""
-    if name in ("ROUTES", "WEBHOOKS"):
-        return _registry(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from imagedrop.ledger import Batch, BatchProgress, Delivery, DeliveryState, Job, JobKind, JobState
-from imagedrop.web.models import BatchSummary, JsonBody
+from imagedrop.payloads import BatchSummary, JsonBody
 
 
 class SourceRef(JsonBody):
@@ -23,7 +23,7 @@ class SourceRef(JsonBody):
     etag: str | None = Field(description="Version (ETag) of the input that was recorded.")
 
 
-class JobResult(JsonBody):
+class ResultInfo(JsonBody):
     """Where a completed job's result is and who made it."""
 
     bucket: str | None = Field(description="Bucket of the result; null if not stored.")
@@ -62,7 +62,7 @@ class JobStatus(JsonBody):
     finished_at: str | None = Field(description="ISO 8601 UTC time the job ended.")
     duration_seconds: float | None = Field(description="Run time so far (or in total).")
     source: SourceRef | None = Field(description="The stored input, if the job has one.")
-    result: JobResult | None = Field(description="The result, once completed.")
+    result: ResultInfo | None = Field(description="The result, once completed.")
     error: str | None = Field(description="Why the job failed (final).")
     last_error: str | None = Field(None, description="Error of the latest failed attempt.")
     deliveries: list[DeliveryInfo] = Field(description="Callbacks recorded for the job.")
@@ -72,7 +72,7 @@ class JobStatus(JsonBody):
                  result_url: str | None = None) -> JobStatus:
         """The public view of a ledger job; `now` measures a running job's duration."""
         end = job.finished_at or ((time.time() if now is None else now) if job.started_at else None)
-        r = job.result or {}
+        r = job.result
         return cls(
             id=job.id, kind=job.kind, state=job.state, filename=job.filename,
             batch_id=job.batch_id, attempts=job.attempts, max_attempts=job.max_attempts,
@@ -81,12 +81,11 @@ class JobStatus(JsonBody):
             duration_seconds=round(end - job.started_at, 3) if end and job.started_at else None,
             source=SourceRef(bucket=job.source_bucket or "", key=job.source_key,
                              etag=job.source_etag) if job.source_key else None,
-            result=JobResult(
-                bucket=r.get("bucket") or job.output_bucket,
-                key=r.get("key") or r.get("object_key") or job.output_key,
-                url=result_url or r.get("url"), provider=r.get("provider"), model=r.get("model"),
-                mime_type=r.get("mime_type"), fallback_local=bool(r.get("fallback_local")),
-            ) if job.result is not None else None,
+            result=ResultInfo(
+                bucket=r.bucket or job.output_bucket, key=r.key or job.output_key,
+                url=result_url, provider=r.provider, model=r.model, mime_type=r.mime_type,
+                fallback_local=r.fallback_local,
+            ) if r is not None else None,
             error=job.error, last_error=job.last_error,
             deliveries=[DeliveryInfo(
                 id=d.id, kind=d.kind, event_type=d.event_type, state=d.state,
@@ -134,7 +133,7 @@ class BatchStatus(JsonBody):
                 total=progress.total, queued=progress.queued, running=progress.running,
                 completed=progress.completed, failed=progress.failed,
                 fallback_local=progress.fallback_local),
-            summary=BatchSummary.model_validate(batch.summary) if batch.summary else None,
+            summary=batch.summary,
         )
 
 

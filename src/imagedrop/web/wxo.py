@@ -16,10 +16,11 @@ from aiohttp import web
 from imagedrop import imaging
 from imagedrop.config import ImagingSettings
 from imagedrop.delivery import policy
-from imagedrop.errors import CallbackRefused, DeliveryTransient, InputError
+from imagedrop.errors import CallbackRefused, DeliveryTransient, InputError, RequestInvalid
 from imagedrop.ledger import JobKind, NewBatch, NewJob
-from imagedrop.pipeline import result_key
-from imagedrop.providers import spec_from_settings
+from imagedrop.manifests.naming import result_key
+from imagedrop.providers import EditSpec, spec_from_settings
+from imagedrop.recipes import Recipe
 from imagedrop.web import keys
 from imagedrop.web.models import (
     BatchRequest,
@@ -73,15 +74,6 @@ def _decode_and_inspect(text: str, limits: ImagingSettings) -> tuple[bytes, Any]
     image = imaging.decode_base64_image(text, max_bytes=limits.max_bytes)
     return image, imaging.inspect_image(image, max_bytes=limits.max_bytes,
                                         max_pixels=limits.max_pixels)
-
-
-class RequestInvalid(InputError):
-    """A request the models refused: 422 by default, with the first bad field named."""
-
-    def __init__(self, message: str, field: str | None, *, status: int = 422) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
@@ -151,9 +143,9 @@ async def batch_process_images(request: web.Request) -> web.Response:
     return _accepted(batch.id)
 
 
-def _recipe(spec: Any) -> dict[str, Any]:
-    return {"prompt": spec.prompt, "model": spec.model, "quality": spec.quality,
-            "size": spec.size, "output_format": spec.output_format}
+def _recipe(spec: EditSpec) -> Recipe:
+    return Recipe(prompt=spec.prompt, model=spec.model, quality=spec.quality, size=spec.size,
+                  output_format=spec.output_format)
 
 
 def _accepted(job_id: str) -> web.Response:

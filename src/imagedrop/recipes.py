@@ -1,0 +1,83 @@
+"""What a job is to do and what it came to, as typed records: `Recipe`, `SubscriberRef` and
+`JobResult`. The ledger stores them as JSON (the same shape as ever); pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from imagedrop.payloads import ManifestRef
+
+EventName = Literal["image.completed", "image.failed", "batch.completed"]
+EVENT_TYPES: tuple[EventName, ...] = ("image.completed", "image.failed", "batch.completed")
+#: The EditSpec fields a recipe carries (and a trigger may override).
+SPEC_FIELDS = ("prompt", "model", "quality", "size", "output_format")
+
+_RECORD = ConfigDict(frozen=True, extra="ignore")
+
+
+class _Stored(BaseModel):
+    model_config = _RECORD
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict stored in the ledger: fields at their defaults left out."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_defaults=True)
+
+
+class SubscriberRef(_Stored):
+    """What a job keeps of one of its manifest's subscribers."""
+
+    url: str
+    events: tuple[EventName, ...] = EVENT_TYPES
+    secret_ref: str | None = None  # the NAME of the environment variable holding whsec_…
+
+
+class Recipe(_Stored):
+    """A job's (or a batch's) recipe: the edit, and what its outcome must do.
+
+    Job recipes carry the edit spec (prompt and provider options), the fallback policy, the
+    provider a manifest asked for, the subscribers and the manifest followed; a broken
+    manifest's job carries only `manifest_error`. Folder-trigger batches carry `mode` (follow
+    the manifests, or the request's own prompt) and the request's `override`s.
+    """
+
+    prompt: str = ""
+    model: str | None = None
+    quality: str | None = None
+    size: str | None = None
+    output_format: str | None = None
+    fallback: Literal["local", "fail"] = "local"
+    provider: str | None = None
+    subscribers: tuple[SubscriberRef, ...] = ()
+    manifest: ManifestRef | None = None
+    manifest_error: str | None = None
+    mode: Literal["manifest", "prompt"] | None = None
+    override: dict[str, str] | None = None
+
+    def spec_fields(self) -> dict[str, str]:
+        """The edit spec fields this recipe sets (EditSpec's, by name)."""
+        return {name: value for name in SPEC_FIELDS
+                if (value := getattr(self, name)) is not None}
+
+    def overridden(self, changes: dict[str, str]) -> Recipe:
+        """This recipe with some spec fields replaced (a trigger's overrides)."""
+        return self.model_copy(update={k: v for k, v in changes.items() if k in SPEC_FIELDS})
+
+
+class JobResult(_Stored):
+    """What a completed job came to: where the edited image is and who made it."""
+
+    provider: str | None = None  # openai, local; unknown for a reused output of old
+    model: str | None = None
+    mime_type: str | None = None
+    fallback_local: bool = False  # the local provider stood in after a billing stop
+    size: int | None = None
+    bucket: str | None = None  # None: not stored (the base64 endpoint)
+    key: str | None = None
+    reused: bool = False  # an identical earlier edit was used instead of a new one
+    reused_from: str | None = None  # ... made by this job
