@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imagedrop.errors import ConfigError
+from imagedrop.hostports import check_rules
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -268,8 +269,6 @@ def _convert(section: str, field: str, raw: str) -> object:
     if field == "schedule":
         return _split_list(raw)
     if field == "rewrites":
-        from imagedrop.delivery.policy import check_rules  # the one parser of host[:port]
-
         rules = []
         for rule in _split_list(raw):
             src, sep, dst = rule.partition("=")

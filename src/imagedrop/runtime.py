@@ -37,6 +37,7 @@ from imagedrop.providers import ImageProvider, open_provider
 from imagedrop.providers.local import LocalProvider
 from imagedrop.storage import ObjectStore, open_storage
 from imagedrop.sweep import Sweeper
+from imagedrop.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -157,8 +158,6 @@ def root_outputs(settings: Settings) -> list[tuple[str, str]]:
 
 async def start_background(rt: Runtime) -> None:
     """Start the folder lister, the sweep, the housekeeper, the job worker and the sender."""
-    from imagedrop.worker import Worker
-
     s = rt.settings
     assert rt.planner is not None
     # From here on this process holds leases: its liveness lock tells others it is alive.

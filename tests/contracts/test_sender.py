@@ -21,8 +21,9 @@ from standardwebhooks.webhooks import Webhook
 
 from imagedrop import __version__
 from imagedrop.config import CallbackSettings
-from imagedrop.delivery import Deliverer, generate_secret, verify
 from imagedrop.delivery.policy import PolicyResolver, make_connector, rewrite_targets
+from imagedrop.delivery.sender import Deliverer
+from imagedrop.delivery.signing import generate_secret, verify
 from imagedrop.ledger import Delivery, DeliveryState, JobKind, NewDelivery, NewJob
 from imagedrop.ledger.sqlite import SqliteLedger
 from imagedrop.recipes import JobResult, Recipe

@@ -9,7 +9,7 @@ import pytest
 
 from imagedrop.delivery.backoff import (
     MAX_RETRY_AFTER,
-    Outcome,
+    Verdict,
     classify,
     next_attempt_at,
     parse_retry_after,
@@ -24,36 +24,36 @@ class TestClassify:
     @pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
     def test_2xx_delivered(self, status: int) -> None:
         """Every 2xx is a delivery."""
-        assert classify(status) is Outcome.DELIVERED
+        assert classify(status) is Verdict.DELIVERED
 
     def test_410_disables(self) -> None:
         """410 Gone disables the subscriber."""
-        assert classify(410) is Outcome.DISABLED
+        assert classify(410) is Verdict.DISABLED
 
     @pytest.mark.parametrize("status", [None, 500, 502, 503, 504, 599])
     def test_5xx_and_no_answer_retry(self, status: int | None) -> None:
         """Server errors, timeouts and connection errors are retried."""
-        assert classify(status) is Outcome.RETRY
+        assert classify(status) is Verdict.RETRY
 
     @pytest.mark.parametrize("status", [408, 409, 425, 429])
     def test_not_now_4xx_retry(self, status: int) -> None:
         """Timeout, conflict, too early and rate limited mean "later", not "never"."""
-        assert classify(status) is Outcome.RETRY
+        assert classify(status) is Verdict.RETRY
 
     @pytest.mark.parametrize("status", [301, 302, 304, 307, 308])
     def test_redirects_retry(self, status: int) -> None:
         """Redirects are failures that are retried, never followed."""
-        assert classify(status) is Outcome.RETRY
+        assert classify(status) is Verdict.RETRY
 
     @pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 413, 415, 422, 451, 499])
     def test_other_4xx_fail(self, status: int) -> None:
         """Any other 4xx is the receiver refusing the payload: failed without retrying."""
-        assert classify(status) is Outcome.FAILED
+        assert classify(status) is Verdict.FAILED
 
     @pytest.mark.parametrize("status", [100, 600])
     def test_odd_statuses_retry(self, status: int) -> None:
         """Statuses outside 2xx-5xx are treated as a failed attempt and retried."""
-        assert classify(status) is Outcome.RETRY
+        assert classify(status) is Verdict.RETRY
 
 
 class TestParseRetryAfter:

@@ -13,13 +13,13 @@ from imagedrop.delivery.policy import (
     PolicyResolver,
     apply_rewrites,
     check_destination,
-    check_rules,
     check_syntax,
     make_connector,
     redact,
     rewrite_targets,
 )
 from imagedrop.errors import CallbackRefused, ConfigError, DeliveryTransient, InputError
+from imagedrop.hostports import check_rules
 
 
 def resolver(*addresses: str):  # type: ignore[no-untyped-def]

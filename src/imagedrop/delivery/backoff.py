@@ -14,7 +14,7 @@ from enum import StrEnum
 MAX_RETRY_AFTER = 24 * 3600.0  # a receiver cannot park a delivery longer than a day
 
 
-class Outcome(StrEnum):
+class Verdict(StrEnum):
     """What an attempt's answer means for the delivery."""
 
     DELIVERED = "delivered"
@@ -27,7 +27,7 @@ class Outcome(StrEnum):
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 
 
-def classify(status: int | None) -> Outcome:
+def classify(status: int | None) -> Verdict:
     """2xx delivered; 410 Gone disables; other 4xx fail for good, but for the "not now" ones.
 
     5xx, the "not now" 4xx (408, 409, 425, 429) and no answer at all (timeouts, connection
@@ -35,14 +35,14 @@ def classify(status: int | None) -> Outcome:
     them would let a receiver bounce signed payloads to another host.
     """
     if status is None:
-        return Outcome.RETRY
+        return Verdict.RETRY
     if 200 <= status < 300:
-        return Outcome.DELIVERED
+        return Verdict.DELIVERED
     if status == 410:
-        return Outcome.DISABLED
+        return Verdict.DISABLED
     if 400 <= status < 500 and status not in _RETRYABLE_4XX:
-        return Outcome.FAILED
-    return Outcome.RETRY
+        return Verdict.FAILED
+    return Verdict.RETRY
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:

@@ -16,7 +16,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from imagedrop.errors import CallbackRefused, ConfigError, DeliveryTransient
+from imagedrop.errors import CallbackRefused, DeliveryTransient
+from imagedrop.hostports import split_hostport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -52,31 +53,9 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _split_hostport(text: str) -> tuple[str, int | None]:
-    """`host`, `host:port`, `[v6]` or `[v6]:port` → (lower-case host, port or None)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":") or None
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, None
-    if not host or (port is not None and not (port.isdigit() and 0 < int(port) < 65536)):
-        raise ConfigError(f"IMAGEDROP_CALLBACK_REWRITES: {text!r} is not host[:port]")
-    return host.lower(), (int(port) if port else None)
-
-
-def check_rules(rules: Sequence[tuple[str, str]]) -> None:
-    """Raise `ConfigError` for a rewrite rule that is not `host[:port]=host[:port]` (start-up)."""
-    for src, dst in rules:
-        _split_hostport(src)
-        _split_hostport(dst)
-
-
 def rewrite_targets(rules: Sequence[tuple[str, str]]) -> frozenset[str]:
     """The host names operator rules send callbacks to: `PolicyResolver`'s trusted hosts."""
-    return frozenset(_split_hostport(dst)[0] for _, dst in rules)
+    return frozenset(split_hostport(dst)[0] for _, dst in rules)
 
 
 def apply_rewrites(url: str, rules: Sequence[tuple[str, str]]) -> tuple[str, bool]:
@@ -91,10 +70,10 @@ def apply_rewrites(url: str, rules: Sequence[tuple[str, str]]) -> tuple[str, boo
     except ValueError:
         return url, False
     for src, dst in rules:
-        src_host, src_port = _split_hostport(src)
+        src_host, src_port = split_hostport(src)
         if src_host != host or (src_port is not None and src_port != port):
             continue
-        dst_host, dst_port = _split_hostport(dst)
+        dst_host, dst_port = split_hostport(dst)
         return urlunsplit(_with_host(parts, dst_host, dst_port or parts.port)), True
     return url, False
 

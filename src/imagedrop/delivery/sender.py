@@ -264,7 +264,7 @@ class Deliverer:
         except aiohttp.ClientError as exc:
             # aiohttp's messages can embed the full URL; the class name is enough and safe.
             return None, None, type(exc).__name__
-        if backoff.classify(status) is backoff.Outcome.DELIVERED:
+        if backoff.classify(status) is backoff.Verdict.DELIVERED:
             return status, None, None
         return status, retry_after, f"HTTP {status}"
 
@@ -274,7 +274,7 @@ class Deliverer:
         if final_error is not None:
             return DeliveryState.FAILED, None
         outcome = backoff.classify(attempt.status)
-        if outcome is not backoff.Outcome.RETRY:  # delivered, disabled (410), refused for good
+        if outcome is not backoff.Verdict.RETRY:  # delivered, disabled (410), refused for good
             return DeliveryState(outcome.value), None
         next_at = backoff.next_attempt_at(
             self._settings.schedule, attempt.attempt, now=self._clock(), retry_after=retry_after
