@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (venv + test extras), make sure PostgreSQL is up, lint, and run the whole test suite.
+# Set up (venv + test extras), make sure PostgreSQL is up, lint, type-check, run every test.
 # Used by .ci/run and by people. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,5 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
 fi
 
 .venv/bin/ruff check src tests bench examples triggers orchestrate-tools
+.venv/bin/mypy  # strict, on src/ (pyproject.toml [tool.mypy])
 exec .venv/bin/python -m pytest -q "$@"

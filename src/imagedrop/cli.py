@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Literal
 
 import structlog
 
@@ -166,7 +167,7 @@ def manifest_check(file: Path) -> int:
     except OSError as exc:
         print(f"{file}: (file): cannot read: {exc.strerror or exc}")
         return 1
-    fmt = "json" if file.suffix.lower() == ".json" else "yaml"
+    fmt: Literal["yaml", "json"] = "json" if file.suffix.lower() == ".json" else "yaml"
     try:
         manifest = parse_manifest(data, fmt=fmt, source=str(file))
     except ManifestError as exc:

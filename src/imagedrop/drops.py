@@ -6,7 +6,6 @@ object version under the same keys — which is what makes them harmless to one 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import posixpath
@@ -66,8 +65,8 @@ def recipe_for(resolved: Resolved, defaults: ProviderSettings) -> Recipe:
     """A job's recipe from its manifest: the edit spec, plus what the outcome needs."""
     manifest = resolved.manifest
     assert manifest is not None
-    return Recipe(
-        **manifest.recipe(defaults), fallback=manifest.fallback, provider=manifest.provider,
+    return Recipe.of(
+        manifest.edit_spec(defaults), fallback=manifest.fallback, provider=manifest.provider,
         subscribers=subscribers.subscriber_refs(manifest.subscribers),
         manifest=ManifestRef(bucket=resolved.bucket, key=resolved.source_key,
                              etag=resolved.etag, revision=manifest.revision),
@@ -211,7 +210,7 @@ class DropPlanner:
             raise RequestInvalid(f"no imagedrop.yaml governs {bucket}/{prefix} and no prompt "
                                  "was given: add a manifest to the folder or send a prompt",
                                  "prompt")
-        spec = spec_from_settings(self.defaults, **{k: overrides.get(k) for k in SPEC_FIELDS})
+        spec = spec_from_settings(self.defaults, overrides["prompt"],
+                                  **{k: overrides.get(k) for k in SPEC_FIELDS if k != "prompt"})
         out_bucket, out_prefix = default_output
-        return TriggerPlan(Recipe(mode="prompt", **dataclasses.asdict(spec)), out_bucket,
-                           f"{out_prefix}{batch_id}/")
+        return TriggerPlan(Recipe.of(spec, mode="prompt"), out_bucket, f"{out_prefix}{batch_id}/")

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError, features
 
@@ -286,7 +286,8 @@ def _too_big(size: int, limit: int) -> ImageRejected:
     return ImageRejected(f"image is {size} bytes; the limit is {limit} bytes", status=413)
 
 
-async def run_blocking(executor: Executor | None, fn: Callable[..., _T], /, *args, **kwargs) -> _T:
+async def run_blocking(executor: Executor | None, fn: Callable[..., _T], /, *args: Any,
+                       **kwargs: Any) -> _T:
     """Run `fn` off the event loop: in `executor`, or the default thread pool when None."""
     if executor is None:
         return await asyncio.to_thread(fn, *args, **kwargs)

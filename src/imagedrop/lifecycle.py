@@ -37,7 +37,7 @@ def compute_backoff(
     if retry_after is not None:
         # The server knows its own recovery time better than our schedule does.
         delay = max(delay, retry_after)
-    return max(0.0, delay)
+    return max(0.0, float(delay))
 
 
 def after_error(

@@ -44,7 +44,7 @@ def is_candidate(info: ObjectInfo, *, outputs: Sequence[tuple[str, str]]) -> boo
 def jobs_for_page(batch: Batch, page: list[ObjectInfo], *, first_seq: int,
                   max_attempts: int, outputs: Sequence[tuple[str, str]] = ()) -> list[NewJob]:
     """The jobs one listed page contributes to a WXO folder batch (pure)."""
-    jobs = []
+    jobs: list[NewJob] = []
     fmt = batch.recipe.output_format or "png"
     recipe_hash = hashlib.sha256(json.dumps(batch.recipe.to_dict(), sort_keys=True).encode()
                                  ).hexdigest()
@@ -71,6 +71,8 @@ PagePlanner = Callable[[Batch, list[ObjectInfo], int], Awaitable[list[NewJob]]]
 
 class Lister:
     """Claims unlisted batches and turns their folders into jobs."""
+
+    name = "lister"
 
     def __init__(self, ledger: Ledger, storage: ObjectStore, pipeline: Pipeline, *, owner: str,
                  lease_seconds: float, poll_interval: float, max_attempts: int,
@@ -151,7 +153,7 @@ class Lister:
                              outputs=self.outputs)
 
     async def _wait(self, timeout: float, *, hint: bool) -> None:
-        waiters = [asyncio.ensure_future(self._stopping.wait())]
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._stopping.wait())]
         if hint:
             waiters.append(asyncio.ensure_future(self.ledger.wait_for_work(timeout)))
         try:

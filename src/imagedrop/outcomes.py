@@ -120,12 +120,13 @@ class OutcomeRecorder:
     async def _completed_callback(self, job: Job, edited: Edited) -> bytes:
         result = edited.result
         if job.kind is JobKind.B64:
-            assert edited.image_base64 is not None and result.mime_type
+            image, mime = edited.image_base64, result.mime_type
+            assert image is not None and mime is not None  # the base64 endpoint's run sets both
             # Serialising megabytes of base64 is CPU work: off the loop.
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.executor, lambda: B64Completed(
-                job_id=job.id, filename=job.filename, result_image_base64=edited.image_base64,
-                result_mime_type=result.mime_type).to_body())
+                job_id=job.id, filename=job.filename, result_image_base64=image,
+                result_mime_type=mime).to_body())
         if not result.bucket or not result.key:
             raise PermanentError("the job's result was not stored, so it has no download link")
         url = await self.storage.presign_get(result.bucket, result.key, self.presign_expires)

@@ -18,7 +18,7 @@ Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\
 
 def _omit_from_required(schema: dict[str, Any], cls: type[BaseModel]) -> None:
     # Fields left out of the body when None must not be listed as required in the schema.
-    omit = getattr(cls, "omit_when_none", frozenset())
+    omit: frozenset[str] = getattr(cls, "omit_when_none", frozenset())
     required = [name for name in schema.get("required", []) if name not in omit]
     if required:
         schema["required"] = required

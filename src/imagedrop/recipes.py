@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -59,6 +59,12 @@ class Recipe(_Stored):
     mode: Literal["manifest", "prompt"] | None = None
     override: dict[str, str] | None = None
 
+    @classmethod
+    def of(cls, spec: _Spec, **rest: Any) -> Recipe:
+        """A recipe for the edit `spec`, with the other fields in `rest`."""
+        return cls(prompt=spec.prompt, model=spec.model, quality=spec.quality, size=spec.size,
+                   output_format=spec.output_format, **rest)
+
     def spec_fields(self) -> dict[str, str]:
         """The edit spec fields this recipe sets (EditSpec's, by name)."""
         return {name: value for name in SPEC_FIELDS
@@ -67,6 +73,21 @@ class Recipe(_Stored):
     def overridden(self, changes: dict[str, str]) -> Recipe:
         """This recipe with some spec fields replaced (a trigger's overrides)."""
         return self.model_copy(update={k: v for k, v in changes.items() if k in SPEC_FIELDS})
+
+
+class _Spec(Protocol):
+    """An edit spec (`providers.EditSpec`): what `Recipe.of` takes the edit from."""
+
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def quality(self) -> str: ...
+    @property
+    def size(self) -> str: ...
+    @property
+    def output_format(self) -> str: ...
 
 
 class JobResult(_Stored):

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import structlog
@@ -35,6 +34,7 @@ from imagedrop.manifests import ManifestResolver
 from imagedrop.pipeline import Pipeline
 from imagedrop.providers import ImageProvider, open_provider
 from imagedrop.providers.local import LocalProvider
+from imagedrop.services import Service
 from imagedrop.storage import ObjectStore, open_storage
 from imagedrop.sweep import Sweeper
 from imagedrop.worker import Worker
@@ -58,7 +58,7 @@ class Runtime:
     healer: Healer | None = None
     session: aiohttp.ClientSession | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    services: list[Any] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
 
 
 def make_owner() -> str:
@@ -179,19 +179,19 @@ async def start_background(rt: Runtime) -> None:
         await reaper.tick()
     except Exception:
         log.warning("reaper_failed", exc_info=True)
-    services: list[tuple[str, Any]] = [("reaper", reaper), ("lister", lister)]
+    services: list[Service] = [reaper, lister]
     interval = s.storage.sweep_interval(s.drops)
     if interval > 0:
         buckets = s.drops.sweep_buckets or (s.storage.resolved_input_bucket,)
-        services.append(("sweep", Sweeper(rt.storage, rt.planner, rt.ledger, buckets=buckets,
-                                          interval=interval, owner=rt.owner, healer=rt.healer)))
-    services.append(("housekeeper", housekeeper))
+        services.append(Sweeper(rt.storage, rt.planner, rt.ledger, buckets=buckets,
+                                interval=interval, owner=rt.owner, healer=rt.healer))
+    services.append(housekeeper)
     if s.worker.enabled:
-        services.append(("worker", worker))
-    services.append(("deliverer", deliverer))
-    rt.services = [service for _, service in services]
-    for name, service in services:
-        rt.tasks.append(asyncio.create_task(service.run(), name=f"imagedrop-{name}"))
+        services.append(worker)
+    services.append(deliverer)
+    rt.services = services
+    for service in services:
+        rt.tasks.append(asyncio.create_task(service.run(), name=f"imagedrop-{service.name}"))
 
 
 async def stop_background(rt: Runtime) -> None:

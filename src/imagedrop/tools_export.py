@@ -188,4 +188,5 @@ def fetch_openapi(base_url: str, *, api_key: str | None = None,
     if api_key:
         req.add_header("Authorization", f"Bearer {api_key}")
     with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read())
+        doc: dict[str, Any] = json.loads(resp.read())
+        return doc

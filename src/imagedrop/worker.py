@@ -21,6 +21,8 @@ log = structlog.get_logger(__name__)
 class Worker:
     """Bounded-concurrency job runner for one process."""
 
+    name = "worker"
+
     def __init__(
         self, ledger: Ledger, pipeline: Pipeline, settings: WorkerSettings, *, owner: str
     ) -> None:
@@ -81,8 +83,9 @@ class Worker:
     async def _idle(self, *, full: bool) -> None:
         """Wait for a free slot (when full) or for new work, a stop, or the poll interval."""
         self._slot_freed.clear()
-        waiters = [asyncio.ensure_future(self._stopping.wait()),
-                   asyncio.ensure_future(self._slot_freed.wait())]
+        waiters: list[asyncio.Future[object]] = [
+            asyncio.ensure_future(self._stopping.wait()),
+            asyncio.ensure_future(self._slot_freed.wait())]
         if not full:
             waiters.append(asyncio.ensure_future(
                 self.ledger.wait_for_work(self.settings.poll_interval)))

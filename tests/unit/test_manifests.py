@@ -21,6 +21,7 @@ from imagedrop.manifests import (
     parse_manifest,
 )
 from imagedrop.manifests.naming import template_problems
+from imagedrop.providers import EditSpec
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "manifests"
 VALID = sorted(p for p in SAMPLES.iterdir()
@@ -326,9 +327,9 @@ class TestRecipeAndSubscribers:
     def test_recipe_merges_over_service_defaults(self) -> None:
         defaults = ProviderSettings(model="gpt-image-2", quality="auto", size="auto",
                                     output_format="png")
-        assert parse("prompt: p\nquality: high\noutput_format: webp").recipe(defaults) == {
-            "prompt": "p", "model": "gpt-image-2", "quality": "high", "size": "auto",
-            "output_format": "webp"}
+        assert parse("prompt: p\nquality: high\noutput_format: webp").edit_spec(defaults) == (
+            EditSpec(prompt="p", model="gpt-image-2", quality="high", size="auto",
+                     output_format="webp"))
 
     def test_revision_ignores_formatting_and_delivery(self) -> None:
         base = parse("prompt: p\nquality: high\n")

@@ -30,6 +30,8 @@ _USER_AGENT = f"imagedrop/{__version__}"
 class Deliverer:
     """Delivers pending callbacks for one process (`owner`), `settings.concurrency` at a time."""
 
+    name = "deliverer"
+
     def __init__(
         self,
         ledger: Ledger,

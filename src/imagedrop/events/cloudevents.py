@@ -87,14 +87,14 @@ def from_envelope(doc: Any, where: str = "CloudEvent") -> CloudEvent:
         except (binascii.Error, ValueError):
             raise EventError(f"{where} has data_base64 that is not base64") from None
         return _with_text_data(attributes, data, content, where)
-    data = doc.get("data")
-    if isinstance(data, str):
+    payload = doc.get("data")
+    if isinstance(payload, str):
         # Some producers serialise JSON data twice; plain text simply stays a string.
         try:
-            data = json.loads(data)
+            payload = json.loads(payload)
         except (ValueError, RecursionError):
             pass
-    return CloudEvent(attributes=attributes, data=data)
+    return CloudEvent(attributes=attributes, data=payload)
 
 
 def _with_text_data(attributes: dict[str, str], data: bytes, content: str,

@@ -23,7 +23,7 @@ _SOURCE_PREFIX = "cloud-object-storage/"
 
 def is_cos_type(ce_type: str | None) -> bool:
     """Whether a CloudEvents type is a COS document event (write or delete)."""
-    return bool(ce_type) and ce_type.startswith("com.ibm.cloud.cos.")
+    return bool(ce_type and ce_type.startswith("com.ibm.cloud.cos."))
 
 
 def is_body(doc: Mapping[str, Any]) -> bool:

@@ -32,7 +32,8 @@ class GroupWriter(Generic[T, R]):
 
     async def _drain(self) -> None:
         while self._pending:
-            group, size = [], 0
+            group: list[tuple[list[T], asyncio.Future[list[R]]]] = []
+            size = 0
             while self._pending and (not group or size + len(self._pending[0][0]) <= self._max):
                 items, future = self._pending.pop(0)
                 group.append((items, future))

@@ -23,7 +23,7 @@ except ModuleNotFoundError as exc:  # the optional driver; saq's pattern
 from imagedrop.ledger._pg_errors import DRIVER_ERRORS, translate
 from imagedrop.ledger._pg_listen import NOTIFY, Listener
 from imagedrop.ledger.core import Body, Ledger, Mode
-from imagedrop.ledger.dialect import MIGRATION_LOCK, POSTGRES
+from imagedrop.ledger.dialect import MIGRATION_LOCK, POSTGRES, Dialect
 from imagedrop.ledger.schema import POSTGRES_MIGRATIONS, check_version
 from imagedrop.ledger.sql import Stmt, drive, numbered
 
@@ -81,13 +81,13 @@ async def apply_migrations(conn: Any, now: float, schema: str | None) -> int:
                 await conn.execute("INSERT INTO schema_version VALUES ($1, $2)", target, now)
                 version = target
     check_version(version, len(POSTGRES_MIGRATIONS))
-    return version
+    return int(version)
 
 
 class PostgresDriver:
     """Runs ledger bodies on a PostgreSQL database, optionally in its own schema."""
 
-    dialect = POSTGRES
+    dialect: Dialect = POSTGRES
     groups_writes = False
     steady_liveness = False
 

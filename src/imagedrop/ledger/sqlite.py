@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 from imagedrop.errors import ConfigError, PermanentError, TransientError
 from imagedrop.ledger.core import Body, Ledger, Mode
-from imagedrop.ledger.dialect import SQLITE
+from imagedrop.ledger.dialect import SQLITE, Dialect
 from imagedrop.ledger.schema import SQLITE_MIGRATIONS, check_version, split_statements
 from imagedrop.ledger.sql import Stmt, drive, result_of
 
@@ -88,7 +88,7 @@ def apply_migrations(conn: sqlite3.Connection, now: float) -> int:
 class SqliteDriver:
     """Runs ledger bodies on one SQLite file (or in memory, for tests and throwaway runs)."""
 
-    dialect = SQLITE
+    dialect: Dialect = SQLITE
     groups_writes = True
     steady_liveness = True
 

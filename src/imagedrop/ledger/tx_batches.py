@@ -71,8 +71,8 @@ def claim_listing(d: Dialect, now: float, owner: str, lease_seconds: float
 
 
 def release_listings(d: Dialect, now: float, owner: str) -> Tx[int]:
-    return (yield count("UPDATE batches SET lease_owner = NULL, lease_expires = NULL"
-                        " WHERE lease_owner = :owner AND NOT listing_done", owner=owner))
+    return int((yield count("UPDATE batches SET lease_owner = NULL, lease_expires = NULL"
+                            " WHERE lease_owner = :owner AND NOT listing_done", owner=owner)))
 
 
 def add_batch_jobs(d: Dialect, now: float, batch_id: str, owner: str, jobs: Sequence[NewJob],
@@ -172,7 +172,7 @@ def record_attempt(d: Dialect, now: float, delivery_id: str, owner: str,
     sender whose lease was taken over must not overwrite the new holder's outcome.
     """
     final = state is not DeliveryState.PENDING
-    moved = (yield count(
+    moved: bool = (yield count(
         "UPDATE deliveries SET attempts = attempts + 1, last_status = :status,"
         " last_error = :error, state = :state, next_attempt_at = :next, finished_at = :finished,"
         " lease_owner = NULL, lease_expires = NULL"

@@ -258,7 +258,7 @@ def disable_endpoint(d: Dialect, now: float, url: str, reason: str) -> Tx[None]:
 
 
 def enable_endpoint(d: Dialect, now: float, url: str) -> Tx[bool]:
-    return (yield count("DELETE FROM endpoints WHERE url = :url", url=url)) == 1
+    return bool((yield count("DELETE FROM endpoints WHERE url = :url", url=url)) == 1)
 
 
 def disabled_endpoints(d: Dialect, now: float, urls: Sequence[str]) -> Tx[dict[str, str]]:

@@ -9,6 +9,7 @@ from dataclasses import fields
 from imagedrop.ledger.dialect import Dialect
 from imagedrop.ledger.records import (
     Delivery,
+    DeliveryAttempt,
     DeliveryFilter,
     DeliveryLog,
     Job,
@@ -98,11 +99,10 @@ def page_deliveries(d: Dialect, now: float, f: DeliveryFilter, after: str | None
             f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE"
             f" {d.in_list('delivery_id', 'ids')} ORDER BY delivery_id, attempt, {d.pos}",
             ids=d.list_param([x.id for x in deliveries]))
-    by_delivery: dict[str, list[object]] = {}
+    by_delivery: dict[str, list[DeliveryAttempt]] = {}
     for attempt in attempts:
         by_delivery.setdefault(attempt["delivery_id"], []).append(attempt_from_row(attempt))
-    return Page([DeliveryLog(x, by_delivery.get(x.id, [])) for x in deliveries],  # type: ignore[misc]
-                cursor)
+    return Page([DeliveryLog(x, by_delivery.get(x.id, [])) for x in deliveries], cursor)
 
 
 def page_subscribers(d: Dialect, now: float, after: str | None, limit: int

@@ -76,4 +76,4 @@ def claim_sweep(d: Dialect, now: float, bucket: str, owner: str, lease_seconds: 
 
 def release_sweeps(d: Dialect, now: float, owner: str) -> Tx[int]:
     """Give back the sweeps `owner` holds (graceful stop): another replica takes them at once."""
-    return (yield count("DELETE FROM sweep_leases WHERE lease_owner = :owner", owner=owner))
+    return int((yield count("DELETE FROM sweep_leases WHERE lease_owner = :owner", owner=owner)))

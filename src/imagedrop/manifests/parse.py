@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from imagedrop.manifests.problems import ManifestError, ManifestProblem
 from imagedrop.manifests.schema import Manifest, Output, Subscriber
@@ -32,7 +33,7 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # PyYAML
             raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed in manifests",
                                        problem_mark=mark)
         return super().compose_node(parent, index)
@@ -94,7 +95,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
     return Manifest
 
 
-def _reason(err: dict[str, Any]) -> str:
+def _reason(err: ErrorDetails) -> str:
     kind, loc = err["type"], err["loc"]
     if kind == "extra_forbidden":
         known = list(_model_at(loc).model_fields)

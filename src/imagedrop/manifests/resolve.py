@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from imagedrop.errors import NotFound
 from imagedrop.manifests.parse import MAX_MANIFEST_BYTES, parse_manifest
@@ -185,10 +186,13 @@ class ManifestResolver:
         """The first manifest name present in the folder, in order of precedence."""
         heads = await asyncio.gather(*(self._store.head(bucket, folder + n) for n in names),
                                      return_exceptions=True)
+        found: list[ObjectInfo] = []
         for head in heads:
             if isinstance(head, BaseException):
                 raise head
-        return next((h for h in heads if h is not None), None)
+            if head is not None:
+                found.append(head)
+        return found[0] if found else None
 
     async def _load(self, info: ObjectInfo) -> Resolved | None:
         bucket, key = info.bucket, info.key
@@ -206,7 +210,7 @@ class ManifestResolver:
         except NotFound:
             return None  # deleted between HEAD and GET
         etag = stored.info.etag or info.etag
-        fmt = "json" if key.endswith(".json") else "yaml"
+        fmt: Literal["yaml", "json"] = "json" if key.endswith(".json") else "yaml"
         try:
             manifest = parse_manifest(stored.data, fmt=fmt, source=source)
         except ManifestError as exc:

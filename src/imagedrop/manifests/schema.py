@@ -5,7 +5,6 @@ Performs no I/O. Unknown fields are refused so that a typo never silently does n
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imagedrop.config import ProviderSettings
 from imagedrop.manifests import naming
-from imagedrop.providers import spec_from_settings
+from imagedrop.providers import EditSpec, spec_from_settings
 from imagedrop.recipes import EVENT_TYPES, EventName
 
 #: File names that make a folder governed, in order of precedence within one folder.
@@ -248,11 +247,10 @@ class Manifest(BaseModel):
         canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
-    def recipe(self, defaults: ProviderSettings) -> dict[str, str]:
-        """EditSpec fields (prompt, model, quality, size, output_format) over the defaults."""
-        spec = spec_from_settings(defaults, self.prompt, model=self.model, quality=self.quality,
+    def edit_spec(self, defaults: ProviderSettings) -> EditSpec:
+        """The edit this manifest asks for: its prompt and options over the defaults."""
+        return spec_from_settings(defaults, self.prompt, model=self.model, quality=self.quality,
                                   size=self.size, output_format=self.output_format)
-        return dataclasses.asdict(spec)
 
     def wants(self, event_type: str) -> list[Subscriber]:
         """The subscribers that asked for `event_type`."""

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any, cast
 
 import openai
 
@@ -58,10 +59,9 @@ class OpenAIProvider:
                 image=(filename, image, mime_type),
                 prompt=spec.prompt,
                 model=spec.model,
-                quality=spec.quality,  # type: ignore[arg-type]  # newer values pass through
-                size=spec.size,
-                output_format=spec.output_format,  # type: ignore[arg-type]
-                n=1,
+                # The SDK's Literals lag behind the API: newer values pass through unchecked.
+                quality=cast(Any, spec.quality), size=spec.size,
+                output_format=cast(Any, spec.output_format), n=1,
             )
         # A proxy's HTML page comes back from the SDK as a plain str, not an ImagesResponse.
         items = getattr(response, "data", None)

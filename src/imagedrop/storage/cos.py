@@ -183,11 +183,12 @@ class CosStore:
                   meta: dict[str, str]) -> dict[str, Any]:
         # Hashed here, in the pool: MD5 of a 20 MB image takes tens of ms of the event loop.
         digest = hashlib.md5(data, usedforsecurity=False).digest()
-        return self._client.put_object(
+        answer: dict[str, Any] = self._client.put_object(
             Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=meta,
             # The store checks the body against this and refuses a corrupted upload.
             ContentMD5=base64.b64encode(digest).decode(),
         )
+        return answer
 
     async def put(self, bucket: str, key: str, data: bytes, *, content_type: str,
                   metadata: dict[str, str] | None = None) -> ObjectInfo:

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from imagedrop.config import Settings
 from imagedrop.ledger import Ledger
+from imagedrop.runtime import Runtime
 from imagedrop.storage import ObjectStore
-
-if TYPE_CHECKING:
-    pass
 
 SETTINGS = web.AppKey("settings", Settings)
 LEDGER = web.AppKey("ledger", Ledger)
 STORAGE = web.AppKey("storage", ObjectStore)
 EXECUTOR = web.AppKey("executor", Executor)
-RUNTIME = web.AppKey("runtime", "Runtime")
+RUNTIME = web.AppKey("runtime", Runtime)
 SIGNING_KEY = web.AppKey("signing_key", bytes)

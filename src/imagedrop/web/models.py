@@ -22,7 +22,6 @@ from imagedrop.config import StorageSettings
 from imagedrop.payloads import JsonBody
 
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32000)]
-_OPTIONAL_STR = {"default": None, "max_length": 1024}
 
 
 class _Request(BaseModel):
@@ -56,11 +55,12 @@ class BatchRequest(_Request):
     """Body of POST /batch-process-images: edit every image under a folder."""
 
     prompt: Prompt = Field(description="What to do to every image (1-32000 characters).")
-    bucket: str | None = Field(**_OPTIONAL_STR, description="Bucket to read; default: input.")
-    prefix: str | None = Field(**_OPTIONAL_STR, description="Folder to read; default: input.")
-    output_bucket: str | None = Field(**_OPTIONAL_STR, description="Bucket results go to.")
+    bucket: str | None = Field(None, max_length=1024, description="Bucket to read; default: input.")
+    prefix: str | None = Field(None, max_length=1024, description="Folder to read; default: input.")
+    output_bucket: str | None = Field(None, max_length=1024, description="Bucket results go to.")
     output_prefix: str | None = Field(
-        **_OPTIONAL_STR, description="Folder results go to; default: output prefix + batch id/."
+        None, max_length=1024,
+        description="Folder results go to; default: output prefix + batch id/."
     )
     model: str | None = Field(None, max_length=200, description="Image model id override.")
     quality: str | None = Field(None, max_length=50, description="Quality override, e.g. high.")

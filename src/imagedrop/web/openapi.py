@@ -5,7 +5,7 @@ lists (as `apispec` data) rendered by `build_openapi` per watsonx Orchestrate's 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -110,9 +110,12 @@ def _check_unique(routes: Sequence[Route]) -> None:
         seen.update((r.operation_id, (r.method, r.path)))
 
 
+Mode = Literal["validation", "serialization"]
+
+
 def _models(routes: Sequence[Route], webhooks: Sequence[Webhook]
-            ) -> list[tuple[type[BaseModel], str]]:
-    found: dict[tuple[type[BaseModel], str], None] = {(ErrorBody, "serialization"): None}
+            ) -> list[tuple[type[BaseModel], Mode]]:
+    found: dict[tuple[type[BaseModel], Mode], None] = {(ErrorBody, "serialization"): None}
     for r in routes:
         if r.request:
             found[(r.request, "validation")] = None

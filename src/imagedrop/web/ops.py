@@ -36,6 +36,7 @@ async def get_job(request: web.Request) -> web.Response:
     ledger = request.app[keys.LEDGER]
     job_id = request.match_info["job_id"]
     job = await ledger.get_job(job_id, with_input=False)
+    view: JobStatus | BatchStatus
     if job is not None:
         view = JobStatus.from_job(job, await ledger.list_deliveries(job_id=job.id))
     else:

@@ -123,8 +123,8 @@ class BatchStatus(JsonBody):
     @classmethod
     def from_batch(cls, batch: Batch, progress: BatchProgress) -> BatchStatus:
         """The public view of a ledger batch."""
-        state = "finished" if batch.finished_at else ("running" if batch.listing_done
-                                                      else "listing")
+        state: Literal["listing", "running", "finished"] = (
+            "finished" if batch.finished_at else "running" if batch.listing_done else "listing")
         return cls(
             id=batch.id, state=state, bucket=batch.bucket, prefix=batch.prefix,
             output_bucket=batch.output_bucket, output_prefix=batch.output_prefix,

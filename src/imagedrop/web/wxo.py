@@ -144,8 +144,7 @@ async def batch_process_images(request: web.Request) -> web.Response:
 
 
 def _recipe(spec: EditSpec) -> Recipe:
-    return Recipe(prompt=spec.prompt, model=spec.model, quality=spec.quality, size=spec.size,
-                  output_format=spec.output_format)
+    return Recipe.of(spec)
 
 
 def _accepted(job_id: str) -> web.Response:
