@@ -66,6 +66,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
+def image_folder(data: Path, n: int, folder: str = "photos") -> Path:
+    """n distinct small PNGs in the local store's folder `folder` (bucket `imagedrop`)."""
+    path = data / "imagedrop" / folder
+    path.mkdir(parents=True)
+    for i in range(n):
+        (path / f"img{i:04d}.png").write_bytes(sample_png(i))
+    return path
+
+
 @asynccontextmanager
 async def fake_provider(latency: float) -> AsyncIterator[str]:
     """The fake OpenAI server in its own process; yields its base URL."""

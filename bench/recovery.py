@@ -30,7 +30,7 @@ import aiohttp
 import asyncpg
 
 from bench import harness
-from bench.harness import ROOT, Receiver, fake_provider, free_port, sample_png
+from bench.harness import ROOT, Receiver, fake_provider, free_port, image_folder
 from bench.replicas import schema
 
 LATENCY = 1.0
@@ -73,10 +73,7 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> float:
 async def restart(images: int = 40, concurrency: int = 16, kill_after: float = 1.6) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        folder = data / "imagedrop" / "photos"
-        folder.mkdir(parents=True)
-        for i in range(images):
-            (folder / f"img{i:03d}.png").write_bytes(sample_png(i))
+        image_folder(data, images)
         db = data / "imagedrop.sqlite3"
         async with fake_provider(LATENCY) as provider, Receiver().running() as rx, \
                 AsyncExitStack() as stack:
@@ -124,10 +121,7 @@ async def _sqlite_retaken(db: Path, held: dict[str, str]) -> bool:
 async def replicas(images: int = 120, concurrency: int = 8, kill_after: float = 2.5) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        folder = data / "imagedrop" / "photos"
-        folder.mkdir(parents=True)
-        for i in range(images):
-            (folder / f"img{i:03d}.png").write_bytes(sample_png(i))
+        image_folder(data, images)
         async with fake_provider(LATENCY) as provider, schema() as (db_url, name), \
                 Receiver().running() as rx, AsyncExitStack() as stack:
             env = {"OPENAI_BASE_URL": provider, "IMAGEDROP_CONCURRENCY": str(concurrency),

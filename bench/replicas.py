@@ -22,7 +22,7 @@ import asyncpg
 
 from bench import harness
 from bench.drops import governed_folder, intake_figures, notifications, post_all
-from bench.harness import Receiver, fake_provider, imagedrop, sample_png
+from bench.harness import Receiver, fake_provider, image_folder, imagedrop
 
 POSTGRES_URL = os.environ.get("IMAGEDROP_BENCH_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")
@@ -57,10 +57,7 @@ async def throughput(replicas: int) -> dict:
     database: request to summary callback, against ceil(IMAGES / (replicas × CONCURRENCY)) s."""
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        folder = data / "imagedrop" / "photos"
-        folder.mkdir(parents=True)
-        for i in range(IMAGES):
-            (folder / f"img{i:04d}.png").write_bytes(sample_png(i))
+        image_folder(data, IMAGES)
         async with fake_provider(LATENCY) as provider_url, schema() as (db_url, _), \
                 Receiver().running() as rx, AsyncExitStack() as stack:
             env = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": provider_url,

@@ -1,14 +1,14 @@
 """The ledger: durable jobs, batches and callback deliveries, on SQLite or PostgreSQL.
 
 `open_ledger` picks the backend from a URL and imports it lazily; `core.Ledger` holds the
-logic, written once; `records` the dataclasses every caller passes in and gets back.
+logic, written once. The records it takes and gives (`imagedrop.records`) are exported here.
 """
 
 from __future__ import annotations
 
 from imagedrop.errors import ConfigError, MissingDependencyError
 from imagedrop.ledger.core import Ledger
-from imagedrop.ledger.records import (
+from imagedrop.records import (
     Batch,
     BatchProgress,
     Delivery,

@@ -26,7 +26,10 @@ from imagedrop.ledger import tx_batches, tx_drops, tx_jobs, tx_listings, tx_owne
 from imagedrop.ledger._grouping import GroupWriter
 from imagedrop.ledger._waiters import Waiters
 from imagedrop.ledger.dialect import Dialect
-from imagedrop.ledger.records import (
+from imagedrop.ledger.sql import Tx
+from imagedrop.payloads import BatchSummary
+from imagedrop.recipes import JobResult
+from imagedrop.records import (
     Batch,
     BatchProgress,
     Delivery,
@@ -45,9 +48,6 @@ from imagedrop.ledger.records import (
     Requeued,
     SubscriberState,
 )
-from imagedrop.ledger.sql import Tx
-from imagedrop.payloads import BatchSummary
-from imagedrop.recipes import JobResult
 
 T = TypeVar("T")
 #: write: one atomic transaction; single: one statement, atomic by itself (no BEGIN/COMMIT

@@ -16,7 +16,9 @@ from functools import lru_cache
 from typing import Any, Literal, TypeVar
 
 from imagedrop.errors import InputError
-from imagedrop.ledger.records import (
+from imagedrop.payloads import BatchSummary
+from imagedrop.recipes import JobResult, Recipe
+from imagedrop.records import (
     Batch,
     Delivery,
     DeliveryAttempt,
@@ -26,8 +28,6 @@ from imagedrop.ledger.records import (
     JobState,
     NewJob,
 )
-from imagedrop.payloads import BatchSummary
-from imagedrop.recipes import JobResult, Recipe
 
 T = TypeVar("T")
 Want = Literal["rows", "row", "value", "count", "none", "now"]

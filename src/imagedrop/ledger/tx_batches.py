@@ -11,16 +11,6 @@ from collections.abc import Sequence
 
 from imagedrop.errors import NotFound
 from imagedrop.ledger.dialect import Dialect
-from imagedrop.ledger.records import (
-    Batch,
-    BatchProgress,
-    Delivery,
-    DeliveryAttempt,
-    DeliveryState,
-    NewBatch,
-    NewDelivery,
-    NewJob,
-)
 from imagedrop.ledger.sql import (
     ATTEMPT_COLUMNS,
     BATCH_COLUMNS,
@@ -38,6 +28,16 @@ from imagedrop.ledger.sql import (
 )
 from imagedrop.ledger.tx_jobs import create_jobs, insert_deliveries, with_batch
 from imagedrop.payloads import BatchSummary
+from imagedrop.records import (
+    Batch,
+    BatchProgress,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    NewBatch,
+    NewDelivery,
+    NewJob,
+)
 
 # -- batches ------------------------------------------------------------------------------
 

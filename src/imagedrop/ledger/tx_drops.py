@@ -8,7 +8,6 @@ from dataclasses import replace
 
 from imagedrop.gcra import take_slot
 from imagedrop.ledger.dialect import Dialect
-from imagedrop.ledger.records import Delivery, DropItem, Job, Requeued
 from imagedrop.ledger.sql import (
     DELIVERY_COLUMNS,
     JOB_COLUMNS,
@@ -27,6 +26,7 @@ from imagedrop.ledger.sql import (
 )
 from imagedrop.ledger.tx_batches import create_batch
 from imagedrop.ledger.tx_jobs import create_jobs
+from imagedrop.records import Delivery, DropItem, Job, Requeued
 
 # -- dropped files ----------------------------------------------------------------------------
 

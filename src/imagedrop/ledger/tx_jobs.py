@@ -13,7 +13,6 @@ from dataclasses import replace
 
 from imagedrop.errors import TransientError
 from imagedrop.ledger.dialect import Dialect
-from imagedrop.ledger.records import Job, JobState, NewDelivery, NewJob
 from imagedrop.ledger.sql import (
     DELIVERY_INSERT,
     JOB_COLUMNS,
@@ -30,6 +29,7 @@ from imagedrop.ledger.sql import (
     value,
 )
 from imagedrop.recipes import JobResult
+from imagedrop.records import Job, JobState, NewDelivery, NewJob
 
 
 def create_jobs(d: Dialect, now: float, jobs: Sequence[NewJob]) -> Tx[list[tuple[Job, bool]]]:

@@ -7,16 +7,6 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from imagedrop.ledger.dialect import Dialect
-from imagedrop.ledger.records import (
-    Delivery,
-    DeliveryAttempt,
-    DeliveryFilter,
-    DeliveryLog,
-    Job,
-    JobFilter,
-    Page,
-    SubscriberState,
-)
 from imagedrop.ledger.sql import (
     ATTEMPT_COLUMNS,
     JOB_COLUMNS_NO_DATA,
@@ -29,21 +19,40 @@ from imagedrop.ledger.sql import (
     rows,
     value,
 )
+from imagedrop.records import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryFilter,
+    DeliveryLog,
+    Job,
+    JobFilter,
+    Page,
+    SubscriberState,
+)
 
 # A listing leaves the (possibly large) callback body out.
 _DELIVERY_LISTED = ", ".join(f.name for f in fields(Delivery) if f.name != "body")
 
 
-def _newest_first(d: Dialect, where: list[str], params: dict[str, object], after: str | None,
-                  limit: int) -> str:
-    """The ORDER/LIMIT tail of a newest-first listing, continuing after cursor `after`."""
+def _newest_first(d: Dialect, equal: dict[str, object], since: float | None,
+                  after: str | None, limit: int) -> tuple[list[str], dict[str, object], str]:
+    """The conditions, parameters and ORDER/LIMIT tail of a newest-first listing: the columns
+    in `equal` that are given, recorded since `since`, continuing after cursor `after`."""
+    where = [f"{column} = :{column}" for column, given in equal.items() if given is not None]
+    params: dict[str, object] = {c: str(v) for c, v in equal.items() if v is not None}
+    if since is not None:
+        where.append("created_at >= :since")
+        params["since"] = float(since)
     if after is not None:
         at, pos = decode_cursor(after, float, int)
         where.append(f"(created_at < :c_at OR (created_at = :c_at AND {d.pos} < :c_pos))")
         params.update(c_at=float(at), c_pos=pos)
     params["limit"] = limit + 1  # one more than the page: is there a next one?
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return f"{clause} ORDER BY created_at DESC, {d.pos} DESC LIMIT :limit"
+    return where, params, f"ORDER BY created_at DESC, {d.pos} DESC LIMIT :limit"
+
+
+def _where(conditions: list[str]) -> str:
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
 def _page(found: Sequence[object], limit: int) -> tuple[list[object], str | None]:
@@ -56,41 +65,25 @@ def _page(found: Sequence[object], limit: int) -> tuple[list[object], str | None
 
 def page_jobs(d: Dialect, now: float, f: JobFilter, after: str | None, limit: int
               ) -> Tx[Page[Job]]:
-    where: list[str] = []
-    params: dict[str, object] = {}
-    for column, given in (("state", f.state), ("kind", f.kind), ("source_bucket", f.bucket),
-                          ("batch_id", f.batch_id)):
-        if given is not None:
-            where.append(f"{column} = :{column}")
-            params[column] = str(given)
+    where, params, tail = _newest_first(
+        d, {"state": f.state, "kind": f.kind, "source_bucket": f.bucket, "batch_id": f.batch_id},
+        f.since, after, limit)
     if f.prefix:
         # LIKE would treat % and _ in keys as wildcards; compare the key's start instead.
         where.append("substr(source_key, 1, :prefix_length) = :prefix")
         params.update(prefix=f.prefix, prefix_length=len(f.prefix))
-    if f.since is not None:
-        where.append("created_at >= :since")
-        params["since"] = float(f.since)
-    tail = _newest_first(d, where, params, after, limit)
-    found = yield rows(f"SELECT {d.pos} AS pos, {JOB_COLUMNS_NO_DATA} FROM jobs {tail}",
-                       **params)
+    found = yield rows(f"SELECT {d.pos} AS pos, {JOB_COLUMNS_NO_DATA} FROM jobs"
+                       f" {_where(where)} {tail}", **params)
     items, cursor = _page(found, limit)
     return Page([job_from_row(r) for r in items], cursor)  # type: ignore[arg-type]
 
 
 def page_deliveries(d: Dialect, now: float, f: DeliveryFilter, after: str | None, limit: int
                     ) -> Tx[Page[DeliveryLog]]:
-    where: list[str] = []
-    params: dict[str, object] = {}
-    for column, given in (("state", f.state), ("url", f.url), ("job_id", f.job_id)):
-        if given is not None:
-            where.append(f"{column} = :{column}")
-            params[column] = str(given)
-    if f.since is not None:
-        where.append("created_at >= :since")
-        params["since"] = float(f.since)
-    tail = _newest_first(d, where, params, after, limit)
-    found = yield rows(f"SELECT {d.pos} AS pos, {_DELIVERY_LISTED} FROM deliveries {tail}",
-                       **params)
+    where, params, tail = _newest_first(
+        d, {"state": f.state, "url": f.url, "job_id": f.job_id}, f.since, after, limit)
+    found = yield rows(f"SELECT {d.pos} AS pos, {_DELIVERY_LISTED} FROM deliveries"
+                       f" {_where(where)} {tail}", **params)
     items, cursor = _page(found, limit)
     deliveries = [delivery_from_row({**r, "body": b""}) for r in items]  # type: ignore[dict-item]
     attempts = []

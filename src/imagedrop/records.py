@@ -1,6 +1,6 @@
-"""The ledger's records: jobs, batches and callback deliveries, new and as recorded.
-
-Plain dataclasses and enums, no I/O; column names in the schema equal these field names.
+"""The records every layer passes around: jobs, batches and callback deliveries, new and as
+the ledger recorded them, and the pages of its listings (as saq keeps `Job` apart from its
+queues). Plain dataclasses and enums, no I/O; the ledger's columns are named as the fields.
 """
 
 from __future__ import annotations
