@@ -11,7 +11,7 @@ from imagedrop.ledger import Ledger
 from imagedrop.providers import ImageProvider
 from imagedrop.runtime import open_runtime, start_background, stop_background
 from imagedrop.storage import ObjectStore
-from imagedrop.web import folders, intake, keys, ops, wxo
+from imagedrop.web import folders, intake, keys, listings, ops, wxo
 from imagedrop.web.middleware import auth_middleware, error_middleware
 
 
@@ -24,7 +24,9 @@ def create_app(
     workers (the API only records jobs)."""
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware(settings.server.api_keys)],
+        middlewares=[error_middleware, auth_middleware(
+            settings.server.api_keys,
+            also_open=("/metrics",) if settings.server.metrics_public else ())],
     )
     app[keys.SETTINGS] = settings
     url = public_url or settings.server.public_url or (
@@ -51,6 +53,6 @@ def create_app(
                     await stop_background(rt)
 
     app.cleanup_ctx.append(resources)
-    for module in (wxo, ops, intake, folders):
+    for module in (wxo, ops, listings, intake, folders):
         app.add_routes(module.routes)
     return app

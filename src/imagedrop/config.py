@@ -31,6 +31,14 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(
         70 * 1024 * 1024, gt=0, description="Largest request body accepted (base64 inflates 4/3)."
     )
+    metrics_public: bool = Field(
+        False, description="Serve GET /metrics without an API key (for a scraper on a "
+        "private network).")
+    ready_timeout: float = Field(
+        2.0, gt=0, description="Seconds GET /ready gives the ledger and storage to answer.")
+    tracing: bool = Field(
+        False, description="OpenTelemetry tracing (needs the 'otel' extra and the usual "
+        "OTEL_* exporter settings): a request's span follows into its job and callbacks.")
 
 
 class StorageSettings(BaseModel):
@@ -150,6 +158,11 @@ class CallbackSettings(BaseModel):
         description="Delay before each attempt, seconds (Standard Webhooks schedule).",
     )
     concurrency: int = Field(16, gt=0, description="Deliveries in flight.")
+    ops_webhook: str | None = Field(
+        None, description="URL told (signed, as delivery.exhausted) when a callback or "
+        "subscriber delivery gives up for good.")
+    ops_webhook_secret: str | None = Field(
+        None, repr=False, description="whsec_ secret the ops webhook's events are signed with.")
 
 
 class DropSettings(BaseModel):
@@ -201,6 +214,9 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_PUBLIC_URL": ("server", "public_url"),
     "IMAGEDROP_API_KEYS": ("server", "api_keys"),
     "IMAGEDROP_MAX_BODY_BYTES": ("server", "max_body_bytes"),
+    "IMAGEDROP_METRICS_PUBLIC": ("server", "metrics_public"),
+    "IMAGEDROP_READY_TIMEOUT": ("server", "ready_timeout"),
+    "IMAGEDROP_TRACING": ("server", "tracing"),
     "COS_ENDPOINT": ("storage", "cos_endpoint"),
     "COS_REGION": ("storage", "cos_region"),
     "COS_BUCKET": ("storage", "cos_bucket"),
@@ -244,6 +260,8 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_CALLBACK_TIMEOUT": ("callbacks", "timeout"),
     "IMAGEDROP_CALLBACK_SCHEDULE": ("callbacks", "schedule"),
     "IMAGEDROP_CALLBACK_CONCURRENCY": ("callbacks", "concurrency"),
+    "IMAGEDROP_OPS_WEBHOOK": ("callbacks", "ops_webhook"),
+    "IMAGEDROP_OPS_WEBHOOK_SECRET": ("callbacks", "ops_webhook_secret"),
     "IMAGEDROP_INTAKE_TOKEN": ("drops", "intake_token"),
     "IMAGEDROP_SWEEP_INTERVAL": ("drops", "sweep_interval"),
     "IMAGEDROP_SWEEP_BUCKETS": ("drops", "sweep_buckets"),
@@ -354,6 +372,13 @@ def _cross_checks(tree: dict[str, dict[str, object]]) -> list[str]:
     url = str(tree["ledger"].get("database_url", ""))
     if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
         problems.append("IMAGEDROP_DATABASE_URL: must start with sqlite:/// or postgresql://")
+    ops = tree["callbacks"].get("ops_webhook")
+    if ops and not str(ops).startswith(("http://", "https://")):
+        problems.append("IMAGEDROP_OPS_WEBHOOK: must be an http(s) URL")
+    ops_secret = tree["callbacks"].get("ops_webhook_secret")
+    if ops_secret and not str(ops_secret).startswith("whsec_"):
+        problems.append("IMAGEDROP_OPS_WEBHOOK_SECRET: must be a whsec_ secret "
+                        "(make one with: imagedrop secret new)")
     public_url = tree["server"].get("public_url")
     if public_url and not str(public_url).startswith(("http://", "https://")):
         problems.append("IMAGEDROP_PUBLIC_URL: must be an http(s) URL")

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import structlog
 
-from imagedrop.errors import BillingLimitReached, ProviderPermanent
+from imagedrop.errors import BillingLimitReached, ProviderPermanent, TransientError
 from imagedrop.ledger import Ledger
 from imagedrop.limits import BILLING, QUOTA, EditLimiter, PauseGate, pause_code
+from imagedrop.metrics import Metrics
 from imagedrop.providers import EditResult, EditSpec, ImageProvider
 
 log = structlog.get_logger(__name__)
@@ -31,8 +32,9 @@ class Editor:
     def __init__(
         self, primary: ImageProvider, fallback: ImageProvider, *, billing_pause: float,
         clock: Callable[[], float] = time.time, ledger: Ledger | None = None,
-        edits_per_minute: int = 0, pause_ttl: float = 1.5,
+        edits_per_minute: int = 0, pause_ttl: float = 1.5, metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.primary = primary
         self.fallback = fallback
         self._pause = billing_pause
@@ -55,14 +57,14 @@ class Editor:
         False (a manifest's `fallback: fail`), a billing stop fails the edit instead.
         `provider` (a manifest's choice) picks "local" or insists on the configured one."""
         if provider == "local":
-            return await self.fallback.edit(image, mime, filename, spec), False
+            return await self._call(self.fallback, image, mime, filename, spec), False
         if provider is not None and provider != self.primary.name:
             raise ProviderPermanent(
                 f"the manifest asks for provider {provider!r} but this service edits with "
                 f"{self.primary.name!r} (set OPENAI_API_KEY to enable openai)",
                 code="provider_unavailable")
         if self.primary is self.fallback:  # the local provider: no rate, no pause
-            return await self.primary.edit(image, mime, filename, spec), False
+            return await self._call(self.primary, image, mime, filename, spec), False
         pause = await self.pauses.current()
         if pause is None:
             await self.limiter.acquire()  # a short wait inside this attempt, not a failure
@@ -71,7 +73,7 @@ class Editor:
             pause = await self.pauses.current()
         if pause is None:
             try:
-                return await self.primary.edit(image, mime, filename, spec), False
+                return await self._call(self.primary, image, mime, filename, spec), False
             except BillingLimitReached as exc:
                 await self.pauses.pause(self._pause, f"{BILLING}: {exc}")
                 log.warning("billing_limit_reached", fallback="local", pause_seconds=self._pause)
@@ -92,4 +94,26 @@ class Editor:
                 raise BillingLimitReached(f"{BILLING}: the provider is paused after a billing "
                                           "stop and this folder's manifest says fallback: fail",
                                           code=BILLING)
-        return await self.fallback.edit(image, mime, filename, spec), True
+        return await self._call(self.fallback, image, mime, filename, spec), True
+
+    async def _call(self, provider: ImageProvider, image: bytes, mime: str, filename: str,
+                    spec: EditSpec) -> EditResult:
+        """One provider call, timed by provider and outcome."""
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            return await provider.edit(image, mime, filename, spec)
+        except BillingLimitReached:
+            outcome = "billing"
+            raise
+        except ProviderPermanent as exc:
+            outcome = "quota" if exc.code == QUOTA else "permanent"
+            raise
+        except TransientError:
+            outcome = "transient"
+            raise
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            self.metrics.provider_seconds.labels(provider.name, outcome).observe(
+                time.perf_counter() - started)

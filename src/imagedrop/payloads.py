@@ -249,11 +249,52 @@ class BatchCompletedEvent(_Event):
     data: BatchEventData = Field(description="The batch's summary.")
 
 
-AnyWebhookEvent = ImageCompletedEvent | ImageFailedEvent | BatchCompletedEvent
+# -- operators' events --------------------------------------------------------------------------
+
+
+class ExhaustedData(JsonBody):
+    """`data` of delivery.exhausted: the delivery that gave up, and its last answer."""
+
+    delivery_id: str = Field(description="The delivery (GET /deliveries?job_id=… lists it).")
+    kind: str = Field(description="callback (a callbackUrl) or webhook (a subscriber).")
+    url: str = Field(description="Where it was going, without user-info or query string.")
+    event_type: str | None = Field(description="The event it carried, if a subscriber's.")
+    job_id: str | None = Field(description="The job it reported on, if any.")
+    batch_id: str | None = Field(description="The batch it reported on, if any.")
+    attempts: int = Field(description="Attempts made, the last included.")
+    last_status: int | None = Field(description="HTTP status of the last attempt, if any.")
+    last_error: str | None = Field(description="What went wrong the last time.")
+
+
+class DeliveryExhaustedEvent(_Event):
+    """Sent to IMAGEDROP_OPS_WEBHOOK when a delivery used up its retry schedule."""
+
+    type: Literal["delivery.exhausted"] = Field("delivery.exhausted", description="Event type.")
+    timestamp: Timestamp = _timestamp()
+    data: ExhaustedData = Field(description="The delivery that gave up.")
+
+
+class TestData(JsonBody):
+    """`data` of imagedrop.test."""
+
+    message: str = Field(description="What the event is for.")
+
+
+class TestEvent(_Event):
+    """Sent by POST /subscribers/test: a signed event that changes nothing."""
+
+    type: Literal["imagedrop.test"] = Field("imagedrop.test", description="Event type.")
+    timestamp: Timestamp = _timestamp()
+    data: TestData = Field(description="A note saying it is a test.")
+
+
+AnyWebhookEvent = (ImageCompletedEvent | ImageFailedEvent | BatchCompletedEvent
+                   | DeliveryExhaustedEvent | TestEvent)
 WebhookEvent = Annotated[AnyWebhookEvent, Field(discriminator="type")]
 WEBHOOK_MODELS: dict[str, type[JsonBody]] = {
     "image.completed": ImageCompletedEvent, "image.failed": ImageFailedEvent,
-    "batch.completed": BatchCompletedEvent,
+    "batch.completed": BatchCompletedEvent, "delivery.exhausted": DeliveryExhaustedEvent,
+    "imagedrop.test": TestEvent,
 }
 _EVENT = TypeAdapter(WebhookEvent)
 

@@ -21,6 +21,7 @@ from imagedrop.config import ImagingSettings, WorkerSettings
 from imagedrop.editor import Editor
 from imagedrop.errors import InputError, NotFound, PermanentError, VersionSuperseded
 from imagedrop.ledger import Job, JobKind, Ledger
+from imagedrop.metrics import Metrics
 from imagedrop.outcomes import (
     DEFER_DELAY,
     Edited,
@@ -57,7 +58,9 @@ class Pipeline:
         imaging_settings: ImagingSettings, worker_settings: WorkerSettings,
         presign_expires: int, executor: Executor | None = None,
         clock: Callable[[], float] = time.time, defer_delay: float = DEFER_DELAY,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.ledger = ledger
         self.storage = storage
         self.editor = editor
@@ -96,6 +99,7 @@ class Pipeline:
                 "job_" + outcome.state, reason=outcome.reason,
                 seconds=round(self.clock() - started, 3),
             )
+            self.metrics.jobs.labels(str(job.kind), outcome.state).inc()
             if job.batch_id and outcome.state in ("completed", "failed"):
                 await self.batches.maybe_finish(job.batch_id)
             return outcome

@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 
-from imagedrop.config import Settings
+from imagedrop.config import CallbackSettings, Settings
 from imagedrop.delivery.policy import make_connector, rewrite_targets
 from imagedrop.delivery.sender import Deliverer
 from imagedrop.drops import DropPlanner
@@ -31,6 +32,7 @@ from imagedrop.ledger import Ledger, open_ledger
 from imagedrop.listing import Lister
 from imagedrop.liveness import Reaper
 from imagedrop.manifests import ManifestResolver
+from imagedrop.metrics import Metrics
 from imagedrop.pipeline import Pipeline
 from imagedrop.providers import ImageProvider, open_provider
 from imagedrop.providers.local import LocalProvider
@@ -56,7 +58,9 @@ class Runtime:
     owner: str
     planner: DropPlanner | None = None
     healer: Healer | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     session: aiohttp.ClientSession | None = None
+    deliverer: Deliverer | None = None  # while the background services run
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
 
@@ -127,12 +131,14 @@ async def open_runtime(
             stack.push_async_callback(provider.close)
         local = provider if provider.name == "local" else LocalProvider(executor)
         # The ledger carries the edit rate and provider pauses every replica shares.
+        metrics = Metrics()
         editor = Editor(provider, local, billing_pause=settings.provider.billing_pause,
-                        ledger=ledger, edits_per_minute=settings.provider.edits_per_minute)
+                        ledger=ledger, edits_per_minute=settings.provider.edits_per_minute,
+                        metrics=metrics)
         pipeline = Pipeline(
             ledger=ledger, storage=storage, editor=editor, imaging_settings=settings.imaging,
             worker_settings=settings.worker, presign_expires=settings.storage.presign_expires,
-            executor=executor,
+            executor=executor, metrics=metrics,
         )
         log.info("imagedrop_runtime", storage=storage.name,
                  ledger=settings.ledger.database_url.split(":", 1)[0], provider=provider.name,
@@ -147,7 +153,14 @@ async def open_runtime(
                               max_settle=settings.drops.max_settle, outputs=root_outputs(settings))
         yield Runtime(settings=settings, ledger=ledger, storage=storage, editor=editor,
                       pipeline=pipeline, executor=executor, signing_key=signing_key,
-                      owner=make_owner(), planner=planner, healer=Healer(planner, ledger))
+                      owner=make_owner(), planner=planner, healer=Healer(planner, ledger),
+                      metrics=metrics)
+
+
+def ops_host(callbacks: CallbackSettings) -> frozenset[str]:
+    """The ops webhook's host: configured by the operator, so trusted like a rewrite target."""
+    host = urlsplit(callbacks.ops_webhook).hostname if callbacks.ops_webhook else None
+    return frozenset({host.lower()}) if host else frozenset()
 
 
 def root_outputs(settings: Settings) -> list[tuple[str, str]]:
@@ -165,7 +178,8 @@ async def start_background(rt: Runtime) -> None:
     # Deliveries connect only to addresses the callback policy checked (no DNS rebinding).
     rt.session = aiohttp.ClientSession(connector=make_connector(
         allow_private=s.callbacks.allow_private,
-        trusted_hosts=rewrite_targets(s.callbacks.rewrites), limit=s.callbacks.concurrency))
+        trusted_hosts=rewrite_targets(s.callbacks.rewrites) | ops_host(s.callbacks),
+        limit=s.callbacks.concurrency))
     worker = Worker(rt.ledger, rt.pipeline, s.worker, owner=rt.owner)
     lister = Lister(rt.ledger, rt.storage, rt.pipeline, owner=rt.owner,
                     lease_seconds=s.worker.lease_seconds, poll_interval=s.worker.poll_interval,
@@ -173,7 +187,8 @@ async def start_background(rt: Runtime) -> None:
                     planners={"trigger": rt.planner.plan_trigger_page})
     housekeeper = Housekeeper(rt.ledger, rt.pipeline.batches, interval=s.worker.poll_interval)
     deliverer = Deliverer(rt.ledger, rt.session, s.callbacks, owner=rt.owner, secrets=s.secrets,
-                          poll_interval=s.worker.poll_interval)
+                          poll_interval=s.worker.poll_interval, metrics=rt.metrics)
+    rt.deliverer = deliverer
     reaper = Reaper(rt.ledger, rt.owner, interval=s.worker.reap_interval)
     try:  # before the worker's first claim: a predecessor's jobs come first, in claim order
         await reaper.tick()

@@ -224,4 +224,5 @@ class TestWebhookPayloads:
             BatchCompletedEvent.model_validate_json(failed)
 
     def test_every_event_type_is_documented(self) -> None:
-        assert set(WEBHOOK_MODELS) == set(subscribers.EVENT_TYPES)
+        assert set(WEBHOOK_MODELS) == {*subscribers.EVENT_TYPES, "delivery.exhausted",
+                                       "imagedrop.test"}

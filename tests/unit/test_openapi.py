@@ -23,8 +23,8 @@ ASYNC_OPS = {
     "/batch-process-images": ("batchProcessImages", (BatchSummary,)),
 }
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-API_KEY_FREE = {("/health", "get"), ("/files/{bucket}/{key}", "get"), ("/events", "head"),
-                ("/events", "post")}
+API_KEY_FREE = {("/health", "get"), ("/ready", "get"), ("/files/{bucket}/{key}", "get"),
+                ("/events", "head"), ("/events", "post")}
 
 
 @pytest.fixture(name="doc")
@@ -109,6 +109,14 @@ class TestOperations:
             ("/replay", "post"): "replay",
             ("/events", "post"): "receiveStoreEvents",
             ("/events", "head"): "probeEvents",
+            ("/ready", "get"): "getReady",
+            ("/metrics", "get"): "getMetrics",
+            ("/jobs", "get"): "listJobs",
+            ("/deliveries", "get"): "listDeliveries",
+            ("/subscribers", "get"): "listSubscribers",
+            ("/subscribers/disable", "post"): "disableSubscriber",
+            ("/subscribers/enable", "post"): "enableSubscriber",
+            ("/subscribers/test", "post"): "testSubscriber",
         }
 
     def test_every_operation_has_summary_and_description(self, doc: dict[str, Any]) -> None:
@@ -305,7 +313,7 @@ class TestWebhooks:
 
     def test_each_event_type(self, doc: dict[str, Any]) -> None:
         hooks = doc["x-webhooks"]
-        assert list(hooks) == list(subscribers.EVENT_TYPES)
+        assert list(hooks) == [*subscribers.EVENT_TYPES, "delivery.exhausted", "imagedrop.test"]
         for event_type, item in hooks.items():
             post = item["post"]
             assert post["summary"].strip()
@@ -334,7 +342,8 @@ class TestWebhooks:
         doc = build_openapi(version="1", webhooks=())
         assert "x-webhooks" not in doc
         assert "ImageCompletedEvent" not in doc["components"]["schemas"]
-        assert [w.event_type for w in WEBHOOKS] == list(subscribers.EVENT_TYPES)
+        assert [w.event_type for w in WEBHOOKS] == [*subscribers.EVENT_TYPES, "delivery.exhausted",
+                                                     "imagedrop.test"]
 
 
 class TestRegistry:

@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,7 +21,10 @@ from imagedrop import __version__
 from imagedrop.config import CallbackSettings
 from imagedrop.delivery import backoff, policy, signing
 from imagedrop.errors import CallbackRefused, ConfigError, DeliveryTransient
-from imagedrop.ledger import Delivery, DeliveryAttempt, DeliveryState, Ledger
+from imagedrop.ledger import Delivery, DeliveryAttempt, DeliveryState, Ledger, NewDelivery
+from imagedrop.metrics import Metrics
+from imagedrop.payloads import DeliveryExhaustedEvent, ExhaustedData
+from imagedrop.subscribers import timestamp
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +48,9 @@ class Deliverer:
         poll_interval: float = 1.0,
         lease_seconds: float | None = None,
         resolve: policy.Resolver | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._ledger = ledger
         self._session = session
         self._settings = settings
@@ -147,6 +153,65 @@ class Deliverer:
 
         The delivery must be leased to this `owner` (claimed) for its state to move on.
         """
+        attempt, url, final_error, retry_after = await self._attempt(delivery)
+        status = attempt.status
+        state, next_at = self._next_state(attempt, final_error, retry_after)
+        outcome = _outcome(state, final_error, status)
+        follow_up = []
+        if outcome == "exhausted" and self._settings.ops_webhook and delivery.kind != "ops":
+            follow_up.append(self._exhausted(delivery, attempt))  # an alert never alerts
+        await self._ledger.record_attempt(
+            delivery.id, self._owner, attempt, state=state, next_attempt_at=next_at,
+            follow_up=follow_up)
+        if next_at is not None and (self._next_due is None or next_at < self._next_due):
+            self._next_due = next_at
+        if state is DeliveryState.DISABLED and delivery.kind == "webhook":
+            await self._disable_endpoint(delivery)
+        self._metrics.deliveries.labels(delivery.kind, outcome).inc()
+        log.info(
+            "delivery.attempt",
+            delivery_id=delivery.id,
+            kind=delivery.kind,
+            event_type=delivery.event_type,
+            url=policy.redact(url),
+            attempt=attempt.attempt,
+            status=status,
+            state=str(state),
+            error=attempt.error,
+            next_attempt_at=next_at,
+        )
+        return attempt
+
+    def _exhausted(self, delivery: Delivery, attempt: DeliveryAttempt) -> NewDelivery:
+        """The ops webhook's delivery.exhausted event about `delivery`."""
+        assert self._settings.ops_webhook is not None
+        event = DeliveryExhaustedEvent(timestamp=timestamp(self._clock()), data=ExhaustedData(
+            delivery_id=delivery.id, kind=delivery.kind, url=policy.redact(delivery.url),
+            event_type=delivery.event_type, job_id=delivery.job_id, batch_id=delivery.batch_id,
+            attempts=attempt.attempt, last_status=attempt.status, last_error=attempt.error))
+        return NewDelivery(kind="ops", url=self._settings.ops_webhook, body=event.to_body(),
+                           event_type=event.type, job_id=delivery.job_id,
+                           batch_id=delivery.batch_id)
+
+    async def probe(self, new: NewDelivery) -> DeliveryAttempt:
+        """One attempt at a delivery that is not in the ledger (a test event): the same policy
+        checks, signatures and timeout as any other, nothing recorded."""
+        now = self._clock()
+        delivery = Delivery(
+            id=new.id or f"test_{uuid.uuid4().hex}", kind=new.kind, url=new.url, body=new.body,
+            event_type=new.event_type, job_id=None, batch_id=None, secret_ref=new.secret_ref,
+            state=DeliveryState.PENDING, attempts=0, next_attempt_at=now, lease_owner=None,
+            lease_expires=None, created_at=now, finished_at=None, last_status=None,
+            last_error=None)
+        attempt, url, _, _ = await self._attempt(delivery)
+        log.info("delivery.test", url=policy.redact(url), status=attempt.status,
+                 error=attempt.error)
+        return attempt
+
+    async def _attempt(self, delivery: Delivery
+                       ) -> tuple[DeliveryAttempt, str, str | None, float | None]:
+        """POST `delivery` once: the attempt, the URL used, a final error (refused: no retry)
+        and the Retry-After the receiver asked for."""
         started, at = time.monotonic(), self._clock()
         url = delivery.url  # until a rewrite rule applies; logged redacted either way
         status: int | None = None
@@ -166,7 +231,8 @@ class Deliverer:
                 url,
                 allow_private=self._settings.allow_private_subscribers if subscriber
                 else self._settings.allow_private,
-                rewritten=rewritten,
+                # The ops webhook is the operator's own setting: trusted like a rewrite target.
+                rewritten=rewritten or delivery.kind == "ops",
                 resolve=self._resolve,
                 setting=policy.SUBSCRIBERS_SETTING if subscriber else policy.CALLBACKS_SETTING,
             )
@@ -184,27 +250,7 @@ class Deliverer:
             error=final_error or error,
             duration_ms=(time.monotonic() - started) * 1000,
         )
-        state, next_at = self._next_state(attempt, final_error, retry_after)
-        await self._ledger.record_attempt(
-            delivery.id, self._owner, attempt, state=state, next_attempt_at=next_at
-        )
-        if next_at is not None and (self._next_due is None or next_at < self._next_due):
-            self._next_due = next_at
-        if state is DeliveryState.DISABLED and delivery.kind == "webhook":
-            await self._disable_endpoint(delivery)
-        log.info(
-            "delivery.attempt",
-            delivery_id=delivery.id,
-            kind=delivery.kind,
-            event_type=delivery.event_type,
-            url=policy.redact(url),
-            attempt=attempt.attempt,
-            status=status,
-            state=str(state),
-            error=attempt.error,
-            next_attempt_at=next_at,
-        )
-        return attempt
+        return attempt, url, final_error, retry_after
 
     async def _disable_endpoint(self, delivery: Delivery) -> None:
         """A subscriber answered 410 Gone: stop creating deliveries to its URL."""
@@ -221,21 +267,27 @@ class Deliverer:
             "User-Agent": _USER_AGENT,
             "webhook-id": delivery.id,  # receivers dedupe on it, signed or not
         }
-        if delivery.kind == "webhook" and delivery.secret_ref:
-            name = delivery.secret_ref.removeprefix("env:")
-            secret = self._secrets.get(name)
-            if not secret:
-                raise CallbackRefused(
-                    f"signing secret {name} is not set in the service's environment"
-                )
-            try:
-                headers |= signing.signature_headers(
-                    secret, delivery.id, int(self._clock()), delivery.body
-                )
-            except ValueError:
-                raise CallbackRefused(
-                    f"signing secret {name} is not a whsec_ base64 secret"
-                ) from None
+        if delivery.kind == "ops" and self._settings.ops_webhook_secret:
+            headers |= signing.signature_headers(
+                self._settings.ops_webhook_secret, delivery.id, int(self._clock()), delivery.body)
+        elif delivery.kind == "webhook" and delivery.secret_ref:
+            # Several names (comma-separated) during a rotation: one signature each.
+            secrets = []
+            for name in delivery.secret_ref.split(","):
+                name = name.strip().removeprefix("env:")
+                secret = self._secrets.get(name)
+                if not secret:
+                    raise CallbackRefused(
+                        f"signing secret {name} is not set in the service's environment")
+                secrets.append((name, secret))
+            for name, secret in secrets:
+                try:
+                    signing.sign(secret, delivery.id, 0, b"")
+                except ValueError:
+                    raise CallbackRefused(
+                        f"signing secret {name} is not a whsec_ base64 secret") from None
+            headers |= signing.signature_headers(
+                [secret for _, secret in secrets], delivery.id, int(self._clock()), delivery.body)
         return headers
 
     async def _post(
@@ -284,6 +336,16 @@ class Deliverer:
         if next_at is None:
             return DeliveryState.FAILED, None
         return DeliveryState.PENDING, next_at
+
+
+def _outcome(state: DeliveryState, final_error: str | None, status: int | None) -> str:
+    """The metric's outcome: a failure after the schedule ran out is "exhausted"."""
+    if state is DeliveryState.PENDING:
+        return "retry"
+    if state is DeliveryState.FAILED and final_error is None and (
+            status is None or backoff.classify(status) is backoff.Verdict.RETRY):
+        return "exhausted"
+    return str(state)
 
 
 def _connect_reason(err: OSError) -> str:

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from imagedrop.errors import InputError
 
@@ -55,12 +55,16 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def signature_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three headers a signed delivery carries."""
+def signature_headers(secret: str | Sequence[str], msg_id: str, timestamp: int, body: bytes
+                      ) -> dict[str, str]:
+    """The three headers a signed delivery carries. With several secrets (a rotation: the new
+    one and the old one), one signature each, space-separated, as Standard Webhooks allows:
+    a receiver holding either secret verifies the message."""
+    secrets = [secret] if isinstance(secret, str) else list(secret)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(timestamp)),
-        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(sign(s, msg_id, timestamp, body) for s in secrets),
     }
 
 

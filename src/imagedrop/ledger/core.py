@@ -414,12 +414,14 @@ class Ledger:
                                lease_seconds)
 
     async def record_attempt(self, delivery_id: str, owner: str, attempt: DeliveryAttempt, *,
-                             state: DeliveryState, next_attempt_at: float | None = None) -> None:
+                             state: DeliveryState, next_attempt_at: float | None = None,
+                             follow_up: list[NewDelivery] | None = None) -> None:
         """Record one attempt and the new state (pending: retried at `next_attempt_at`); the
-        delivery moves on only while `owner` holds it (else history only)."""
-        pending = state is DeliveryState.PENDING
+        delivery moves on only while `owner` holds it (else history only), and then the
+        `follow_up` deliveries are recorded with it (one transaction)."""
+        wake = state is DeliveryState.PENDING or bool(follow_up)
         await self._run("write", tx_batches.record_attempt, delivery_id, owner, attempt, state,
-                        next_attempt_at, wake=_any if pending else None)
+                        next_attempt_at, follow_up or [], wake=_any if wake else None)
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         """One delivery, or None."""
@@ -452,6 +454,10 @@ class Ledger:
                                ) -> Page[SubscriberState]:
         """Every subscriber URL that was sent an event or is disabled, by URL, with its state."""
         return await self._run("read", tx_listings.page_subscribers, after, max(1, limit))
+
+    async def ping(self) -> None:
+        """Answer a trivial query (readiness): raises what the database raises."""
+        await self._run("read", tx_listings.ping)
 
     async def count_jobs(self, state: JobState) -> int:
         """How many jobs are in `state` now (across every replica)."""

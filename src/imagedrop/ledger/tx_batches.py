@@ -165,8 +165,9 @@ def claim_deliveries(d: Dialect, now: float, owner: str, limit: int, lease_secon
 
 def record_attempt(d: Dialect, now: float, delivery_id: str, owner: str,
                    attempt: DeliveryAttempt, state: DeliveryState,
-                   next_attempt_at: float | None) -> Tx[bool]:
-    """Record the attempt; move the delivery on if `owner` holds it. True if it was moved on.
+                   next_attempt_at: float | None, follow_up: Sequence[NewDelivery]) -> Tx[bool]:
+    """Record the attempt; move the delivery on if `owner` holds it. True if it was moved on,
+    and then record `follow_up` deliveries (an ops alert that this one gave up) with it.
 
     The attempt row is always written (the request was made, the history must say so), but a
     sender whose lease was taken over must not overwrite the new holder's outcome.
@@ -186,6 +187,8 @@ def record_attempt(d: Dialect, now: float, delivery_id: str, owner: str,
               " VALUES (:id, :attempt, :at, :status, :error, :duration)",
               id=delivery_id, attempt=attempt.attempt, at=float(attempt.at),
               status=attempt.status, error=attempt.error, duration=float(attempt.duration_ms))
+    if moved:
+        yield from insert_deliveries(d, now, follow_up)
     return moved
 
 

@@ -131,5 +131,9 @@ def page_subscribers(d: Dialect, now: float, after: str | None, limit: int
     return Page(out, encode_cursor(out[-1].url) if len(found) > limit else None)
 
 
+def ping(d: Dialect, now: float) -> Tx[None]:
+    yield value("SELECT 1")
+
+
 def count_jobs(d: Dialect, now: float, state: str) -> Tx[int]:
     return int((yield value("SELECT COUNT(*) FROM jobs WHERE state = :state", state=state)))

@@ -52,9 +52,10 @@ class Subscriber(BaseModel):
     events: list[EventName] = Field(
         default_factory=lambda: list(EVENT_TYPES), min_length=1,
         description="Event types sent to this URL; default: all.")
-    secret: str | None = Field(
+    secret: str | list[str] | None = Field(
         None, description="env:NAME naming the service's environment variable that holds the "
-        "whsec_ signing secret; unset = unsigned.")
+        "whsec_ signing secret; unset = unsigned. During a secret rotation, a list of two "
+        "(the new and the old): every message then carries both signatures.")
 
     @field_validator("url")
     @classmethod
@@ -77,15 +78,20 @@ class Subscriber(BaseModel):
 
     @field_validator("secret")
     @classmethod
-    def _env_reference(cls, secret: str | None) -> str | None:
-        if secret is not None and not _ENV_REF.fullmatch(secret):
+    def _env_reference(cls, secret: str | list[str] | None) -> str | list[str] | None:
+        refs = [secret] if isinstance(secret, str) else secret or []
+        if isinstance(secret, list) and not 1 <= len(secret) <= 2:
+            raise ValueError("a list of one or two env:NAME references (two during a rotation)")
+        if any(not _ENV_REF.fullmatch(ref) for ref in refs):
             raise ValueError(SECRET_REFUSED)  # never echo the value: it may be the secret
         return secret
 
     @property
     def secret_env(self) -> str | None:
-        """The environment variable holding the signing secret (NAME of env:NAME), if any."""
-        return self.secret[4:] if self.secret else None
+        """The environment variable(s) holding the signing secret(s), comma-separated (NAME of
+        env:NAME; two during a rotation), if any."""
+        refs = [self.secret] if isinstance(self.secret, str) else self.secret or []
+        return ",".join(ref[4:] for ref in refs) or None
 
 
 class Output(BaseModel):

@@ -5,26 +5,42 @@ its texts. Adding an endpoint is one `Route(...)` entry; `openapi.build_openapi`
 from __future__ import annotations
 
 from imagedrop.payloads import (
-             B64Completed,
-             BatchCompletedEvent,
-             BatchSummary,
-             CosCompleted,
-             ImageCompletedEvent,
-             ImageFailed,
-             ImageFailedEvent,
+    B64Completed,
+    BatchCompletedEvent,
+    BatchSummary,
+    CosCompleted,
+    DeliveryExhaustedEvent,
+    ImageCompletedEvent,
+    ImageFailed,
+    ImageFailedEvent,
+    TestEvent,
 )
 from imagedrop.web.apispec import Param, Route, Webhook, async_route
 from imagedrop.web.drop_models import (
-             EventsResult,
-             ReplayRequest,
-             ReplayResult,
-             TriggerAccepted,
-             TriggerRequest,
+    EventsResult,
+    ReplayRequest,
+    ReplayResult,
+    TriggerAccepted,
+    TriggerRequest,
 )
-from imagedrop.web.models import BatchRequest, CosConfig, Health, ImageRequest
+from imagedrop.web.listing_models import (
+    MAX_LIMIT,
+    DeliveryPage,
+    JobPage,
+    SubscriberChanged,
+    SubscriberPage,
+    SubscriberRequest,
+    TestResult,
+)
+from imagedrop.web.models import BatchRequest, CosConfig, Health, ImageRequest, Ready
 from imagedrop.web.status import BatchStatus, JobStatus
 
 _JSON = "application/json"
+
+
+def _query(name: str, description: str, kind: str = "string") -> Param:
+    return Param(name, "query", description, {"type": kind}, required=False)
+
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _ANY_JSON = {"type": "object", "additionalProperties": True,
              "description": "A notification in any supported producer's format."}
@@ -82,6 +98,91 @@ ROUTES: tuple[Route, ...] = (
         errors=((404, "No job or batch has this id."),),
     ),
     Route(
+        "get", "/ready", "getReady", "Readiness check",
+        "Answers 200 when the ledger answers a query and the storage a cheap listing, each "
+        "within IMAGEDROP_READY_TIMEOUT seconds; else 503 with what failed. For readiness "
+        "probes (GET /health is the liveness probe). Needs no credentials.", "service",
+        ok=(Ready,), public=True,
+        errors=((503, "The ledger or the storage did not answer: `failed` says which and why."),),
+    ),
+    Route(
+        "get", "/metrics", "getMetrics", "Prometheus metrics",
+        "Prometheus text format: imagedrop_jobs_total, imagedrop_jobs_queued, "
+        "imagedrop_provider_request_seconds, imagedrop_deliveries_total, "
+        "imagedrop_notifications_total, imagedrop_provider_paused, "
+        "imagedrop_provider_cost_usd_total and the process collector. Behind the API keys "
+        "unless IMAGEDROP_METRICS_PUBLIC=1.", "service",
+        ok_description="The metrics, in the Prometheus text exposition format.",
+        ok_content={"text/plain": {"schema": {"type": "string"}}},
+    ),
+    Route(
+        "get", "/jobs", "listJobs", "List jobs",
+        "Jobs, newest first, a page at a time: filter by state, kind, input bucket, key "
+        "prefix, batch and time; pass the answer's `next` as `after` for the next page.",
+        "jobs", ok=(JobPage,),
+        params=(
+            _query("state", "queued, running, completed or failed."),
+            _query("kind", "b64, cos, batch or drop."),
+            _query("bucket", "Bucket of the input."),
+            _query("prefix", "The input key starts with this (literally)."),
+            _query("batch_id", "Jobs of one batch."),
+            _query("since", "Recorded at or after: ISO 8601 or Unix seconds."),
+            _query("after", "The `next` cursor of the previous page."),
+            _query("limit", f"Jobs per page, 1 to {MAX_LIMIT} (default 50).", "integer"),
+        ),
+        errors=((400, "A filter is unknown or has a bad value, or the cursor is not one this "
+                      "listing gave out; `error` says which."),),
+    ),
+    Route(
+        "get", "/deliveries", "listDeliveries", "List callback deliveries",
+        "Callback and subscriber deliveries, newest first, each with every attempt (time, "
+        "HTTP status, error, duration): filter by state, endpoint URL, job and time.",
+        "jobs", ok=(DeliveryPage,),
+        params=(
+            _query("state", "pending, delivered, failed or disabled."),
+            _query("url", "Deliveries to this endpoint."),
+            _query("job_id", "Deliveries of one job."),
+            _query("since", "Recorded at or after: ISO 8601 or Unix seconds."),
+            _query("after", "The `next` cursor of the previous page."),
+            _query("limit", f"Deliveries per page, 1 to {MAX_LIMIT} (default 50).", "integer"),
+        ),
+        errors=((400, "A filter is unknown or has a bad value, or the cursor is not one this "
+                      "listing gave out; `error` says which."),),
+    ),
+    Route(
+        "get", "/subscribers", "listSubscribers", "List subscribers",
+        "Every subscriber URL events were sent to (or that is disabled), by URL: active, "
+        "failing (its latest outcome is a failure or a retry) or disabled (410 Gone, or an "
+        "operator), with counts and its latest success and failure.", "subscribers",
+        ok=(SubscriberPage,),
+        params=(_query("after", "The `next` cursor of the previous page."),
+                _query("limit", f"Subscribers per page, 1 to {MAX_LIMIT} (default 100).",
+                       "integer")),
+        errors=((400, "A parameter is unknown or has a bad value."),),
+    ),
+    Route(
+        "post", "/subscribers/disable", "disableSubscriber", "Stop sending to a subscriber",
+        "No new event goes to this URL until it is enabled again (or a replay names it).",
+        "subscribers", ok=(SubscriberChanged,), request=SubscriberRequest,
+        errors=((422, "The body has no valid `url`."),),
+    ),
+    Route(
+        "post", "/subscribers/enable", "enableSubscriber", "Send to a subscriber again",
+        "Events go to this URL again; deliveries that failed meanwhile stay failed (replay them "
+        "with POST /replay {\"url\": …, \"since\": …}).", "subscribers",
+        ok=(SubscriberChanged,), request=SubscriberRequest,
+        errors=((422, "The body has no valid `url`."),),
+    ),
+    Route(
+        "post", "/subscribers/test", "testSubscriber", "Send a test event",
+        "Sends a signed imagedrop.test event to the URL now (signed with the secret its latest "
+        "event was signed with, if any), under the same address rules as every event, and "
+        "answers with what the receiver said. Nothing is recorded.", "subscribers",
+        ok=(TestResult,), request=SubscriberRequest,
+        errors=((422, "The body has no valid `url`."),
+                (503, "This process runs no callback delivery.")),
+    ),
+    Route(
         "get", "/openapi.json", "getOpenApi", "This OpenAPI document",
         "Returns the OpenAPI 3.0 document of the whole API, as importable by watsonx "
         "Orchestrate (one server URL, async tools with callbacks).", "service",
@@ -126,7 +227,9 @@ ROUTES: tuple[Route, ...] = (
         "post", "/replay", "replay", "Run jobs or callbacks again",
         "Queues final jobs again and/or makes failed callback deliveries pending again. Jobs "
         "are selected by `job_ids`, `batch_id` or folder (`bucket` + `prefix`); deliveries by "
-        "`delivery_ids`, or with `redeliver` those of the selected jobs or batch. Failed jobs "
+        "`delivery_ids`, by endpoint (`url`, optionally `since` a time: every failed delivery "
+        "to it), or with `redeliver` those of the selected jobs or batch. At most `limit` per "
+        "call, oldest first; `more` says whether to call again. Failed jobs "
         "run again; completed ones only with `force` and `job_ids` (a fresh edit, not a reused "
         "result). A reopened batch sends a fresh summary. Answers with what was queued again "
         "(empty lists when nothing selected could run again).", "drops",
@@ -191,4 +294,10 @@ WEBHOOKS: tuple[Webhook, ...] = (
     Webhook("batch.completed", BatchCompletedEvent, "A folder batch finished",
             "Every image of a folder batch (dropped files settling together, or a trigger) is "
             "final: the batch summary, as /batch-process-images sends it, plus where it looked."),
+    Webhook("delivery.exhausted", DeliveryExhaustedEvent, "A delivery gave up (ops webhook)",
+            "Sent to IMAGEDROP_OPS_WEBHOOK (signed with IMAGEDROP_OPS_WEBHOOK_SECRET, not a "
+            "manifest's secret) when a callback or subscriber delivery used up its retry "
+            "schedule: which delivery, where to, and its last answer."),
+    Webhook("imagedrop.test", TestEvent, "A test event",
+            "Sent by POST /subscribers/test: it changes nothing."),
 )

@@ -8,6 +8,7 @@ import copy
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -103,6 +104,13 @@ class ReplayRequest(_Request):
     redeliver: bool = Field(
         False, description="Also make failed or disabled callback deliveries of the selected "
                            "jobs or batch pending again.")
+    url: str | None = Field(
+        None, min_length=1, max_length=2048,
+        description="Make every failed (or disabled) delivery to this endpoint pending again "
+                    "(with `since`: only those recorded since then).")
+    since: AwareDatetime | None = Field(
+        None, description="With `url`: only deliveries recorded at or after this time "
+                          "(ISO 8601 with a zone, e.g. 2026-11-28T10:00:00Z).")
     limit: int = Field(
         1000, ge=1, le=10_000,
         description="Queue at most this many jobs in this call, oldest first; the answer says "
@@ -115,9 +123,12 @@ class ReplayRequest(_Request):
 
     @model_validator(mode="after")
     def _selected(self) -> ReplayRequest:
-        if not (self.job_ids or self.batch_id or self.prefix is not None or self.delivery_ids):
+        if not (self.job_ids or self.batch_id or self.prefix is not None or self.delivery_ids
+                or self.url):
             raise ValueError("say what to replay: give job_ids, batch_id, prefix (with bucket; "
-                             '"" for the whole bucket) or delivery_ids')
+                             '"" for the whole bucket), delivery_ids or url (with since)')
+        if self.since is not None and not self.url:
+            raise ValueError("since selects deliveries to one endpoint: give url with it")
         if self.force and not self.job_ids:
             raise ValueError("force re-edits completed jobs and is only allowed together with "
                              "job_ids: name the jobs to edit again")
@@ -129,8 +140,9 @@ class ReplayResult(JsonBody):
 
     jobs: list[str] = Field(description="Ids of the jobs queued again.")
     requeued: int = Field(description="How many jobs were queued again by this call.")
-    more: bool = Field(description="Whether more jobs match than this call's limit took: call "
-                                   "again with the same body for the next page.")
+    more: bool = Field(description="Whether more jobs (or, by url, deliveries) match than this "
+                                   "call's limit took: call again with the same body for the "
+                                   "next page.")
     deliveries: list[str] = Field(description="Ids of the deliveries made pending again.")
 
 

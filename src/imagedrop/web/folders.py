@@ -8,7 +8,7 @@ import uuid
 from aiohttp import web
 
 from imagedrop.errors import NotFound
-from imagedrop.ledger import NewBatch
+from imagedrop.ledger import Delivery, NewBatch
 from imagedrop.web import keys
 from imagedrop.web.drop_models import ReplayRequest, TriggerRequest
 from imagedrop.web.intake import PLANNER
@@ -58,7 +58,13 @@ async def replay(request: web.Request) -> web.Response:
             if body.prefix is not None else None,
             prefix=body.prefix, include_completed=body.force, limit=body.limit)
         jobs, more = page.items, page.more
-    deliveries = []
+    deliveries: list[Delivery] = []
+    if body.url:
+        redelivered = await ledger.requeue_deliveries(
+            url=body.url, since=body.since.timestamp() if body.since else None,
+            limit=body.limit)
+        deliveries += redelivered.items
+        more = more or redelivered.more
     if body.delivery_ids:
         deliveries += (await ledger.requeue_deliveries(delivery_ids=body.delivery_ids)).items
     if body.redeliver:

@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 from aiohttp import web
+from prometheus_client import Counter
 
+from imagedrop.config import Settings
 from imagedrop.drops import DropPlanner, Skip
 from imagedrop.errors import InputError, PermanentError
 from imagedrop.events import (
@@ -56,6 +58,18 @@ async def events_probe(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.Response:
     """Record a job for every written image a notification announces."""
     settings = request.app[keys.SETTINGS]
+    counted = request.app[keys.RUNTIME].metrics.notifications
+    try:
+        return await _events(request, settings, counted)
+    except IntakeRefused:
+        counted.labels("unknown", "refused").inc()
+        raise
+    except InputError:
+        counted.labels("unknown", "invalid").inc()
+        raise
+
+
+async def _events(request: web.Request, settings: Settings, counted: Counter) -> web.Response:
     expected = _expected_tokens(request)
     # Check what headers and the URL carry before reading a byte of the body: an unknown
     # caller gets its 401 without costing a parse. Only a structured CloudEvent can carry the
@@ -74,11 +88,13 @@ async def events(request: web.Request) -> web.Response:
     if parsed.subscription_confirmation:
         ignored.append(await _confirm(parsed.subscription_confirmation))
     items: list[DropItem] = []
+    producers: list[str] = []  # of each item
     manifests: list[Skip] = []
     planner = request.app[PLANNER]
     for event in parsed.events:
         where = f"{event.bucket}/{event.key}"
         if event.kind != "created":
+            counted.labels(event.producer, "ignored").inc()
             if event.kind == "deleted":
                 planner.resolver.invalidate(event.bucket, event.key)
             ignored.append({"object": where, "reason": f"{event.raw_type}: not an object write"})
@@ -88,14 +104,19 @@ async def events(request: web.Request) -> web.Response:
             plan = await planner.plan(event.bucket, event.key, etag, event.size)
         except PermanentError as exc:  # this object only; the rest of the notification goes on
             ignored.append({"object": where, "reason": f"not recorded: {exc}"})
+            counted.labels(event.producer, "ignored").inc()
             continue
         if isinstance(plan, Skip):
             ignored.append({"object": f"{plan.bucket}/{plan.key}", "reason": plan.reason})
+            counted.labels(event.producer, "ignored").inc()
             if plan.manifest_etag:
                 manifests.append(plan)
         else:
             items.append(plan)
+            producers.append(event.producer)
     recorded = await request.app[keys.LEDGER].record_drops(items)
+    for producer, (_, fresh) in zip(producers, recorded, strict=True):
+        counted.labels(producer, "recorded" if fresh else "duplicate").inc()
     for manifest in manifests:  # a new version may heal what a broken one failed
         assert manifest.manifest_etag is not None
         await request.app[HEALER].manifest_written(manifest.bucket, manifest.key,

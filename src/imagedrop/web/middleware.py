@@ -17,7 +17,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: Routes with their own proof: liveness probes, signed download links (a signature), and
 #: notification intake (the intake token, or an API key in whatever way a store can send it).
-OPEN_PATHS = ("/health", "/events")
+OPEN_PATHS = ("/health", "/ready", "/events")
 OPEN_PREFIXES = ("/files/",)
 
 
@@ -40,13 +40,16 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("X-API-Key") or None
 
 
-def auth_middleware(api_keys: Iterable[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Require one of `api_keys` on every route but the open ones (no keys: no check)."""
+def auth_middleware(api_keys: Iterable[str], *, also_open: Iterable[str] = ()
+                    ) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Require one of `api_keys` on every route but the open ones and `also_open` (no keys: no
+    check)."""
     api_keys = list(api_keys)
+    open_paths = (*OPEN_PATHS, *also_open)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not api_keys or request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
+        if not api_keys or request.path in open_paths or request.path.startswith(OPEN_PREFIXES):
             return await handler(request)
         if not matches_any(presented_key(request), api_keys):
             return json_error(401, "missing or invalid API key: send 'Authorization: Bearer "

@@ -122,6 +122,15 @@ class Health(JsonBody):
     ok: Literal[True] = Field(True, description="Always true while the process serves.")
 
 
+class Ready(JsonBody):
+    """GET /ready."""
+
+    omit_when_none = frozenset({"failed"})
+    ready: bool = Field(description="True when the ledger and storage answered in time.")
+    failed: dict[str, str] | None = Field(
+        None, description="503 only: what did not answer (ledger, storage) and why.")
+
+
 class CosConfig(JsonBody):
     """GET /cos/config: where images are read and written. Never a credential."""
 

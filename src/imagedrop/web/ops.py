@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
 
 from imagedrop import __version__
-from imagedrop.errors import NotFound
+from imagedrop.errors import ImagedropError, NotFound
+from imagedrop.ledger import JobState
+from imagedrop.metrics import CONTENT_TYPE
 from imagedrop.storage import urlsign
 from imagedrop.web import keys
 from imagedrop.web.models import CosConfig
@@ -21,6 +24,41 @@ routes = web.RouteTableDef()
 async def health(request: web.Request) -> web.Response:
     """Liveness: answers from memory, never waits on storage or the ledger."""
     return web.json_response({"ok": True})
+
+
+@routes.get("/ready")
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: 200 only when the ledger answers a query and storage a cheap call, each
+    within IMAGEDROP_READY_TIMEOUT; else 503 saying what failed (never a secret)."""
+    settings = request.app[keys.SETTINGS]
+    deadline = settings.server.ready_timeout
+
+    async def storage_answers() -> None:
+        async for _ in request.app[keys.STORAGE].list(settings.storage.resolved_input_bucket,
+                                                      "", page_size=1):
+            break
+
+    checks = {"ledger": request.app[keys.LEDGER].ping(), "storage": storage_answers()}
+    failed: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check, deadline)
+        except TimeoutError:
+            failed[name] = f"no answer within {deadline:g} s"
+        except Exception as exc:  # what failed is the answer; the probe itself must not fail
+            failed[name] = type(exc).__name__ if not isinstance(exc, ImagedropError) else str(exc)
+    if failed:
+        return web.json_response({"ready": False, "failed": failed}, status=503)
+    return web.json_response({"ready": True})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition; the shared gauges are read now (ledger, provider pause)."""
+    rt = request.app[keys.RUNTIME]
+    rt.metrics.jobs_queued.set(await rt.ledger.count_jobs(JobState.QUEUED))
+    rt.metrics.provider_paused.set(1 if await rt.editor.pauses.current() else 0)
+    return web.Response(body=rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 @routes.get("/cos/config")
