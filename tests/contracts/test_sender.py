@@ -304,6 +304,19 @@ class TestRequest:
             verify(secret, request.headers, request.body, now=time.time())
         assert {r.headers["webhook-id"] for r in requests} == {delivery_id}
 
+    async def test_two_secrets_during_a_rotation(self, ledger, session,
+                                                 receiver: Receiver) -> None:
+        """A manifest naming the new and the old secret: the receiver may hold either."""
+        new, old = generate_secret(), generate_secret()
+        await add_delivery(ledger, receiver.url("/hook"), kind="webhook",
+                           secret_ref="NEW_SECRET,OLD_SECRET", event_type="image.completed")
+        sender = deliverer(ledger, session, secrets={"NEW_SECRET": new, "OLD_SECRET": old})
+        await sender.send(await claim_one(ledger))
+        [request] = await receiver.await_requests(1, "/hook")
+        for secret in (new, old):
+            assert Webhook(secret).verify(request.body, request.headers)["type"] == (
+                "image.completed")
+
     async def test_missing_secret_fails(self, ledger, session, receiver: Receiver) -> None:
         """A secret_ref with no secret fails at once, naming the variable, sending nothing."""
         delivery_id = await add_delivery(

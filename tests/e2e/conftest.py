@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -45,16 +45,19 @@ class Service:
     app: web.Application
     settings: Settings
     session: aiohttp.ClientSession
+    # Sent with every request of post/get: the service's first API key, when it has keys.
+    headers: dict[str, str] = field(default_factory=dict)
 
     async def post(self, path: str, body: Any, *, callback: str | None = None,
                    headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-        hdrs = dict(headers or {})
+        hdrs = {**self.headers, **(headers or {})}
         if callback is not None:
             hdrs["callbackUrl"] = callback
         async with self.session.post(self.url + path, json=body, headers=hdrs) as resp:
             return resp.status, await resp.json()
 
     async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
+        kw["headers"] = {**self.headers, **kw.get("headers", {})}
         async with self.session.get(self.url + path, **kw) as resp:
             ctype = resp.content_type
             return resp.status, (await resp.json() if ctype == "application/json"
@@ -112,7 +115,9 @@ async def _start_service(tmp_path) -> AsyncIterator[Callable[..., Awaitable[Serv
         await web.TCPSite(runner, "127.0.0.1", port).start()
         session = aiohttp.ClientSession()
         sessions.append(session)
-        return Service(url=url, app=app, settings=settings, session=session)
+        keys_ = settings.server.api_keys
+        return Service(url=url, app=app, settings=settings, session=session,
+                       headers={"Authorization": f"Bearer {keys_[0]}"} if keys_ else {})
 
     yield start
     for session in sessions:

@@ -199,6 +199,15 @@ class TestProblems:
 class TestSecrets:
     """Secrets never live in manifests, and a refused one is never echoed."""
 
+    def test_two_references_during_a_rotation(self) -> None:
+        m = parse_manifest(b"prompt: p\nsubscribers:\n  - url: https://h.example/x\n"
+                           b"    secret: [env:NEW_SECRET, env:OLD_SECRET]\n",
+                           fmt="yaml", source="s")
+        assert m.subscribers[0].secret_env == "NEW_SECRET,OLD_SECRET"
+        with pytest.raises(ManifestError, match="one or two"):
+            parse_manifest(b"prompt: p\nsubscribers:\n  - url: https://h.example/x\n"
+                           b"    secret: [env:A, env:B, env:C]\n", fmt="yaml", source="s")
+
     def test_literal_secret_refused_and_not_echoed(self) -> None:
         with pytest.raises(ManifestError) as caught:
             sample("broken-literal-secret.yaml")

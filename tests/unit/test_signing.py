@@ -29,6 +29,19 @@ VECTOR_SIG = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 VECTOR_BAD_SIG = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA="
 
 
+class TestRotation:
+    """Two secrets during a rotation: one signature each, so either secret verifies."""
+
+    def test_both_signatures_verify(self) -> None:
+        new, old = generate_secret(), generate_secret()
+        headers = signature_headers([new, old], VECTOR_ID, int(time.time()), VECTOR_BODY)
+        assert headers["webhook-signature"].count("v1,") == 2
+        for secret in (new, old):
+            Webhook(secret).verify(VECTOR_BODY, headers)  # the reference library accepts it
+        with pytest.raises(WebhookVerificationError):
+            Webhook(generate_secret()).verify(VECTOR_BODY, headers)
+
+
 class TestSign:
     """sign() and signature_headers() produce Standard Webhooks v1 values."""
 
