@@ -11,20 +11,22 @@ from imagedrop.ledger import Ledger
 from imagedrop.providers import ImageProvider
 from imagedrop.runtime import open_runtime, start_background, stop_background
 from imagedrop.storage import ObjectStore
+from imagedrop.tracing import Tracing
 from imagedrop.web import folders, intake, keys, listings, ops, wxo
-from imagedrop.web.middleware import auth_middleware, error_middleware
+from imagedrop.web.middleware import auth_middleware, error_middleware, request_middleware
 
 
 def create_app(
     settings: Settings, *, public_url: str | None = None, ledger: Ledger | None = None,
     storage: ObjectStore | None = None, provider: ImageProvider | None = None,
-    background: bool = True,
+    background: bool = True, tracing: Tracing | None = None,
 ) -> web.Application:
     """Build the service. Injected backends are used as given; `background=False` runs no
     workers (the API only records jobs)."""
+    tracing = tracing or Tracing(settings.server.tracing)
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware(
+        middlewares=[request_middleware(tracing), error_middleware, auth_middleware(
             settings.server.api_keys,
             also_open=("/metrics",) if settings.server.metrics_public else ())],
     )
@@ -34,7 +36,7 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with open_runtime(settings, public_url=url, ledger=ledger, storage=storage,
-                                provider=provider) as rt:
+                                provider=provider, tracing=tracing) as rt:
             app[keys.RUNTIME] = rt
             app[keys.LEDGER] = rt.ledger
             app[keys.STORAGE] = rt.storage

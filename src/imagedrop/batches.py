@@ -58,11 +58,13 @@ class BatchCloser:
         out = []
         if batch.callback_url:
             out.append(NewDelivery(kind="callback", url=batch.callback_url, batch_id=batch.id,
-                                   body=summary.to_body()))
+                                   body=summary.to_body(), request_id=batch.request_id,
+                                   traceparent=batch.traceparent))
         subs = batch.recipe.subscribers
         if subs:
             disabled = await self.ledger.disabled_endpoints([s.url for s in subs])
             out += subscribers.deliveries_for(
                 subscribers.batch_event(batch, summary, now=self.clock()), subs,
-                disabled=disabled, batch_id=batch.id)
+                disabled=disabled, batch_id=batch.id, request_id=batch.request_id,
+                traceparent=batch.traceparent)
         return out

@@ -178,7 +178,8 @@ class DropPlanner:
                 job.version_key)
             jobs.append(replace(
                 job, kind=JobKind.BATCH, batch_id=batch.id, seq=first_seq + len(jobs),
-                dedupe_key=f"batch:{batch.id}:{info.key}", recipe=recipe, version_key=version))
+                dedupe_key=f"batch:{batch.id}:{info.key}", recipe=recipe, version_key=version,
+                request_id=batch.request_id, traceparent=batch.traceparent))
         return jobs
 
     async def plan_trigger(self, bucket: str, prefix: str, overrides: dict[str, str], *,

@@ -60,7 +60,8 @@ def jobs_for_page(batch: Batch, page: list[ObjectInfo], *, first_seq: int,
             seq=first_seq + len(jobs), source_bucket=info.bucket, source_key=info.key,
             source_etag=info.etag, output_bucket=batch.output_bucket,
             output_key=result_key(batch.output_prefix, relative.lstrip("/"), fmt),
-            max_attempts=max_attempts,
+            max_attempts=max_attempts, request_id=batch.request_id,
+            traceparent=batch.traceparent,
         ))
     return jobs
 

@@ -109,7 +109,8 @@ class OutcomeRecorder:
         if job.callback_url:
             body = await self._completed_callback(job, edited)
             deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
-                                          job_id=job.id))
+                                          job_id=job.id, request_id=job.request_id,
+                                          traceparent=job.traceparent))
         if job.recipe.subscribers:
             url = await self._result_url(result)
             deliveries += await self._subscriber_deliveries(
@@ -149,7 +150,8 @@ class OutcomeRecorder:
             body = ImageFailed(job_id=job.id, filename=job.filename,
                                error=decision.reason).to_body()
             deliveries.append(NewDelivery(kind="callback", url=job.callback_url, body=body,
-                                          job_id=job.id))
+                                          job_id=job.id, request_id=job.request_id,
+                                          traceparent=job.traceparent))
         # Neither is news for subscribers: an output is not their image, and a superseded
         # version no longer exists (a dropped file's newer version has its own job and event).
         if job.recipe.subscribers and not isinstance(exc, OutputNotInput | Superseded):
@@ -173,7 +175,9 @@ class OutcomeRecorder:
         subs = job.recipe.subscribers
         disabled = await self.ledger.disabled_endpoints([s.url for s in subs])
         return subscribers.deliveries_for(subscribers.image_event(data, now=self.clock()), subs,
-                                          disabled=disabled, job_id=job.id)
+                                          disabled=disabled, job_id=job.id,
+                                          request_id=job.request_id,
+                                          traceparent=job.traceparent)
 
 
 # The ways a run can end that the recorder treats specially; the pipeline raises them.

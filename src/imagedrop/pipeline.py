@@ -10,6 +10,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +35,7 @@ from imagedrop.outcomes import (
 from imagedrop.providers import EditSpec
 from imagedrop.recipes import JobResult, Recipe
 from imagedrop.storage import ObjectStore
+from imagedrop.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -58,9 +60,10 @@ class Pipeline:
         imaging_settings: ImagingSettings, worker_settings: WorkerSettings,
         presign_expires: int, executor: Executor | None = None,
         clock: Callable[[], float] = time.time, defer_delay: float = DEFER_DELAY,
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, tracing: Tracing | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.tracing = tracing or Tracing()
         self.ledger = ledger
         self.storage = storage
         self.editor = editor
@@ -79,8 +82,11 @@ class Pipeline:
         started = self.clock()
         with structlog.contextvars.bound_contextvars(
             job_id=job.id, kind=str(job.kind), bucket=job.source_bucket, key=job.source_key,
-            batch_id=job.batch_id, attempt=job.attempts,
-        ):
+            batch_id=job.batch_id, attempt=job.attempts, request_id=job.request_id,
+        ), self.tracing.span("job.run", parent=job.traceparent, kind="consumer",
+                             **_attributes(job)) as traceparent:
+            if traceparent != job.traceparent:  # its callbacks continue this span
+                job = replace(job, traceparent=traceparent)
             try:
                 if job.attempts > job.max_attempts:
                     # Claimed again and again without an outcome: the process died while
@@ -231,6 +237,12 @@ class Pipeline:
     async def _in_executor(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+
+def _attributes(job: Job) -> dict[str, str | int]:
+    """A job's span attributes."""
+    return {"imagedrop.job_id": job.id, "imagedrop.kind": str(job.kind),
+            "imagedrop.attempt": job.attempts}
 
 
 def version_digest(version_key: str) -> str:

@@ -68,6 +68,8 @@ class NewJob:
     run_after: float = 0.0
     version_key: str | None = None  # object version + recipe: finds an earlier identical edit
     blocked_by: str | None = None  # the broken manifest version (bucket␟key␟etag) it failed by
+    request_id: str | None = None  # the HTTP request that recorded it: in its log lines
+    traceparent: str | None = None  # W3C trace context it continues (OpenTelemetry), if on
 
 
 @dataclass(slots=True)
@@ -103,6 +105,8 @@ class Job:
     version_key: str | None = None
     generation: int = 0  # bumped by a forced replay, so an earlier output is not reused
     blocked_by: str | None = None  # failed under this broken manifest version: healed by the next
+    request_id: str | None = None  # the HTTP request that recorded it: in its log lines
+    traceparent: str | None = None  # W3C trace context it continues (OpenTelemetry), if on
 
 
 @dataclass(slots=True)
@@ -120,6 +124,8 @@ class NewBatch:
     listing_done: bool = False  # True when jobs are added directly (drop batches)
     extra: dict[str, Any] = field(default_factory=dict)
     group_key: str | None = None  # drop batches: folder + manifest revision they collect for
+    request_id: str | None = None  # the HTTP request that recorded it: in its log lines
+    traceparent: str | None = None  # W3C trace context it continues (OpenTelemetry), if on
 
 
 @dataclass(slots=True)
@@ -144,6 +150,8 @@ class Batch:
     extra: dict[str, Any]
     group_key: str | None = None
     settle_until: float | None = None  # drop batches close when no image came for a while
+    request_id: str | None = None  # the HTTP request that recorded it: in its log lines
+    traceparent: str | None = None  # W3C trace context it continues (OpenTelemetry), if on
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +185,8 @@ class NewDelivery:
     secret_ref: str | None = None  # name of the env var holding the subscriber's whsec_ secret
     id: str | None = None  # doubles as webhook-id; stable across retries
     next_attempt_at: float = 0.0
+    request_id: str | None = None  # the HTTP request that recorded it: in its log lines
+    traceparent: str | None = None  # W3C trace context it continues (OpenTelemetry), if on
 
 
 @dataclass(slots=True)
@@ -200,6 +210,8 @@ class Delivery:
     finished_at: float | None
     last_status: int | None
     last_error: str | None
+    request_id: str | None = None  # the HTTP request that recorded it: in its log lines
+    traceparent: str | None = None  # W3C trace context it continues (OpenTelemetry), if on
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from imagedrop.providers.local import LocalProvider
 from imagedrop.services import Service
 from imagedrop.storage import ObjectStore, open_storage
 from imagedrop.sweep import Sweeper
+from imagedrop.tracing import Tracing
 from imagedrop.worker import Worker
 
 log = structlog.get_logger(__name__)
@@ -59,6 +60,7 @@ class Runtime:
     planner: DropPlanner | None = None
     healer: Healer | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    tracing: Tracing = field(default_factory=Tracing)
     session: aiohttp.ClientSession | None = None
     deliverer: Deliverer | None = None  # while the background services run
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -104,6 +106,7 @@ def _signing_key(settings: Settings) -> bytes:
 async def open_runtime(
     settings: Settings, *, public_url: str, ledger: Ledger | None = None,
     storage: ObjectStore | None = None, provider: ImageProvider | None = None,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open every resource; injected ones are used as given and left open for their owner."""
     executor = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)),
@@ -132,13 +135,16 @@ async def open_runtime(
         local = provider if provider.name == "local" else LocalProvider(executor)
         # The ledger carries the edit rate and provider pauses every replica shares.
         metrics = Metrics()
+        if tracing is None:
+            tracing = Tracing(settings.server.tracing)
+        stack.callback(tracing.shutdown)
         editor = Editor(provider, local, billing_pause=settings.provider.billing_pause,
                         ledger=ledger, edits_per_minute=settings.provider.edits_per_minute,
                         metrics=metrics)
         pipeline = Pipeline(
             ledger=ledger, storage=storage, editor=editor, imaging_settings=settings.imaging,
             worker_settings=settings.worker, presign_expires=settings.storage.presign_expires,
-            executor=executor, metrics=metrics,
+            executor=executor, metrics=metrics, tracing=tracing,
         )
         log.info("imagedrop_runtime", storage=storage.name,
                  ledger=settings.ledger.database_url.split(":", 1)[0], provider=provider.name,
@@ -154,7 +160,7 @@ async def open_runtime(
         yield Runtime(settings=settings, ledger=ledger, storage=storage, editor=editor,
                       pipeline=pipeline, executor=executor, signing_key=signing_key,
                       owner=make_owner(), planner=planner, healer=Healer(planner, ledger),
-                      metrics=metrics)
+                      metrics=metrics, tracing=tracing)
 
 
 def ops_host(callbacks: CallbackSettings) -> frozenset[str]:
@@ -187,7 +193,8 @@ async def start_background(rt: Runtime) -> None:
                     planners={"trigger": rt.planner.plan_trigger_page})
     housekeeper = Housekeeper(rt.ledger, rt.pipeline.batches, interval=s.worker.poll_interval)
     deliverer = Deliverer(rt.ledger, rt.session, s.callbacks, owner=rt.owner, secrets=s.secrets,
-                          poll_interval=s.worker.poll_interval, metrics=rt.metrics)
+                          poll_interval=s.worker.poll_interval, metrics=rt.metrics,
+                          tracing=rt.tracing)
     rt.deliverer = deliverer
     reaper = Reaper(rt.ledger, rt.owner, interval=s.worker.reap_interval)
     try:  # before the worker's first claim: a predecessor's jobs come first, in claim order

@@ -72,14 +72,15 @@ def batch_event(batch: Batch, summary: BatchSummary, *, now: float) -> BatchComp
 def deliveries_for(
     event: Event, subscribers: Sequence[SubscriberRef], *,
     disabled: Mapping[str, str] | None = None, job_id: str | None = None,
-    batch_id: str | None = None,
+    batch_id: str | None = None, request_id: str | None = None, traceparent: str | None = None,
 ) -> list[NewDelivery]:
     """One signed delivery per subscriber that wants this event and is not disabled."""
     body = event.to_body()
     disabled = disabled or {}
     return [
         NewDelivery(kind="webhook", url=sub.url, body=body, event_type=event.type,
-                    job_id=job_id, batch_id=batch_id, secret_ref=sub.secret_ref)
+                    job_id=job_id, batch_id=batch_id, secret_ref=sub.secret_ref,
+                    request_id=request_id, traceparent=traceparent)
         for sub in subscribers
         if event.type in sub.events and sub.url not in disabled
     ]

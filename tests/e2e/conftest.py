@@ -45,7 +45,7 @@ class Service:
     app: web.Application
     settings: Settings
     session: aiohttp.ClientSession
-    # Sent with every request of post/get: the service's first API key, when it has keys.
+    # Sent with every request of post/get (a test that wants them sets them, e.g. a key).
     headers: dict[str, str] = field(default_factory=dict)
 
     async def post(self, path: str, body: Any, *, callback: str | None = None,
@@ -115,9 +115,7 @@ async def _start_service(tmp_path) -> AsyncIterator[Callable[..., Awaitable[Serv
         await web.TCPSite(runner, "127.0.0.1", port).start()
         session = aiohttp.ClientSession()
         sessions.append(session)
-        keys_ = settings.server.api_keys
-        return Service(url=url, app=app, settings=settings, session=session,
-                       headers={"Authorization": f"Bearer {keys_[0]}"} if keys_ else {})
+        return Service(url=url, app=app, settings=settings, session=session)
 
     yield start
     for session in sessions:

@@ -19,6 +19,13 @@ KEY = "op-key-1"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
+async def keyed(start_service, env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A service with an API key, and a client that sends it."""
+    svc = await start_service({"IMAGEDROP_API_KEYS": KEY, **env})
+    svc.headers = dict(AUTH)
+    return svc
+
+
 async def b64_job(svc, callback: str, prompt: str = "warmer") -> str:
     status, body = await svc.post("/process-image-async-b64",
                                   {"prompt": prompt,
@@ -36,7 +43,7 @@ async def get(svc, path: str, **params: str):
 
 class TestMetrics:
     async def test_families_parse_and_count(self, start_service, receiver):
-        svc = await start_service({"IMAGEDROP_API_KEYS": KEY})
+        svc = await keyed(start_service, {})
         for _ in range(3):
             await svc.wait_delivered(await b64_job(svc, receiver.url("/cb")))
         async with svc.session.get(svc.url + "/metrics") as resp:
@@ -64,7 +71,7 @@ class TestMetrics:
         assert queued.value == 0
 
     async def test_public_when_asked(self, start_service):
-        svc = await start_service({"IMAGEDROP_API_KEYS": KEY, "IMAGEDROP_METRICS_PUBLIC": "1"})
+        svc = await keyed(start_service, {"IMAGEDROP_METRICS_PUBLIC": "1"})
         async with svc.session.get(svc.url + "/metrics") as resp:
             assert resp.status == 200 and "imagedrop_jobs_queued" in await resp.text()
         async with svc.session.get(svc.url + "/jobs") as resp:
@@ -73,7 +80,7 @@ class TestMetrics:
 
 class TestListings:
     async def test_jobs_over_several_pages(self, start_service, receiver):
-        svc = await start_service({"IMAGEDROP_API_KEYS": KEY, "IMAGEDROP_WORKER": "0"})
+        svc = await keyed(start_service, {"IMAGEDROP_WORKER": "0"})
         ids = [await b64_job(svc, receiver.url("/cb")) for _ in range(5)]
         seen, after, pages = [], None, 0
         while True:
@@ -97,14 +104,14 @@ class TestListings:
         ({"bucket": "b" * 300}, "bucket"),
     ])
     async def test_bad_filters_are_a_clear_400(self, start_service, query, field):
-        svc = await start_service({"IMAGEDROP_API_KEYS": KEY})
+        svc = await keyed(start_service, {})
         status, body = await get(svc, "/jobs", **query)
         assert status == 400 and field in body["error"], body
 
     async def test_delivery_log_and_subscribers(self, start_service, receiver):
         secret = generate_secret()
-        svc = await start_service({"IMAGEDROP_API_KEYS": KEY, "IMAGEDROP_CALLBACK_SCHEDULE":
-                                   "0,0.05,0.05", "HOOK_SECRET": secret})
+        svc = await keyed(start_service, {"IMAGEDROP_CALLBACK_SCHEDULE": "0,0.05,0.05",
+                                          "HOOK_SECRET": secret})
         receiver.respond("/down", [500, 500, 500])
         job_ok = await b64_job(svc, receiver.url("/up"))
         job_down = await b64_job(svc, receiver.url("/down"))
@@ -128,7 +135,7 @@ class TestListings:
 
     async def test_subscriber_actions_and_test_event(self, start_service, receiver):
         secret = generate_secret()
-        svc = await start_service({"IMAGEDROP_API_KEYS": KEY, "HOOK_SECRET": secret})
+        svc = await keyed(start_service, {"HOOK_SECRET": secret})
         url = receiver.url("/hook")
         # A subscriber is known once an event went to it; make one by hand through the ledger.
         status, body = await svc.post("/subscribers/disable", {"url": url, "reason": "maint"},
@@ -154,7 +161,7 @@ class TestListings:
 
 class TestReady:
     async def test_ready_when_ledger_and_storage_answer(self, start_service):
-        svc = await start_service({"IMAGEDROP_API_KEYS": KEY})
+        svc = await keyed(start_service, {})
         async with svc.session.get(svc.url + "/ready") as resp:  # no key: a probe
             assert resp.status == 200 and await resp.json() == {"ready": True}
 

@@ -25,6 +25,7 @@ from imagedrop.ledger import Delivery, DeliveryAttempt, DeliveryState, Ledger, N
 from imagedrop.metrics import Metrics
 from imagedrop.payloads import DeliveryExhaustedEvent, ExhaustedData
 from imagedrop.subscribers import timestamp
+from imagedrop.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +50,10 @@ class Deliverer:
         lease_seconds: float | None = None,
         resolve: policy.Resolver | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._tracing = tracing or Tracing()
         self._ledger = ledger
         self._session = session
         self._settings = settings
@@ -153,7 +156,15 @@ class Deliverer:
 
         The delivery must be leased to this `owner` (claimed) for its state to move on.
         """
-        attempt, url, final_error, retry_after = await self._attempt(delivery)
+        with structlog.contextvars.bound_contextvars(request_id=delivery.request_id), \
+                self._tracing.span("callback.deliver", parent=delivery.traceparent,
+                                   kind="client", **{"imagedrop.delivery_id": delivery.id,
+                                                     "imagedrop.kind": delivery.kind}
+                                   ) as traceparent:
+            return await self._send(delivery, traceparent)
+
+    async def _send(self, delivery: Delivery, traceparent: str | None) -> DeliveryAttempt:
+        attempt, url, final_error, retry_after = await self._attempt(delivery, traceparent)
         status = attempt.status
         state, next_at = self._next_state(attempt, final_error, retry_after)
         outcome = _outcome(state, final_error, status)
@@ -208,7 +219,7 @@ class Deliverer:
                  error=attempt.error)
         return attempt
 
-    async def _attempt(self, delivery: Delivery
+    async def _attempt(self, delivery: Delivery, traceparent: str | None = None
                        ) -> tuple[DeliveryAttempt, str, str | None, float | None]:
         """POST `delivery` once: the attempt, the URL used, a final error (refused: no retry)
         and the Retry-After the receiver asked for."""
@@ -222,6 +233,8 @@ class Deliverer:
             # In the try: a bad operator rule fails the attempt, not the send (re-claimed forever).
             url, rewritten = policy.apply_rewrites(delivery.url, self._settings.rewrites)
             headers = self._headers(delivery)
+            if traceparent and self._tracing.enabled:  # the receiver may continue the trace
+                headers["traceparent"] = traceparent
             # Covers IP literals, which the connector's PolicyResolver never sees (it re-checks
             # the address connected to for names, against DNS rebinding).
             subscriber = delivery.kind == "webhook"

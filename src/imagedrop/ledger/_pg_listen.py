@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import structlog
 
 CHANNEL = "imagedrop_work"
 # The payload is the writer's schema: replicas of other ledgers sharing the database (test
@@ -20,7 +21,7 @@ _RETRY_MIN, _RETRY_MAX = 0.5, 30.0
 
 __all__ = ["CHANNEL", "NOTIFY", "Listener"]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class Listener:
@@ -97,8 +98,8 @@ class Listener:
             try:
                 await self.start()
             except Exception as exc:  # unreachable for now: polling covers the gap
-                log.warning("ledger listener reconnect failed (%s); retrying in %.1fs",
-                            type(exc).__name__, delay)
+                log.warning("ledger_listener_reconnect_failed", error=type(exc).__name__,
+                            retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
             else:

@@ -211,6 +211,14 @@ CREATE TABLE sweep_leases (
 ALTER TABLE jobs ADD COLUMN blocked_by TEXT;  -- bucket␟key␟etag of the broken manifest
 CREATE INDEX jobs_blocked ON jobs (blocked_by) WHERE blocked_by IS NOT NULL;
 
+-- The request (and trace) that recorded work: its log lines and spans follow into it.
+ALTER TABLE jobs ADD COLUMN request_id TEXT;
+ALTER TABLE jobs ADD COLUMN traceparent TEXT;
+ALTER TABLE batches ADD COLUMN request_id TEXT;
+ALTER TABLE batches ADD COLUMN traceparent TEXT;
+ALTER TABLE deliveries ADD COLUMN request_id TEXT;
+ALTER TABLE deliveries ADD COLUMN traceparent TEXT;
+
 -- Operators' listings: deliveries newest first, and by subscriber URL.
 CREATE INDEX deliveries_created ON deliveries (created_at{_POS});
 CREATE INDEX deliveries_url ON deliveries (url, kind);

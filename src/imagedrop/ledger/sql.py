@@ -132,11 +132,13 @@ JOB_INSERT: tuple[tuple[str, str], ...] = (
     ("input_data", "bytea"), ("output_bucket", "text"), ("output_key", "text"),
     ("callback_url", "text"), ("max_attempts", "int4"), ("run_after", "float8"),
     ("created_at", "float8"), ("version_key", "text"), ("blocked_by", "text"),
+    ("request_id", "text"), ("traceparent", "text"),
 )
 DELIVERY_INSERT: tuple[tuple[str, str], ...] = (
     ("id", "text"), ("kind", "text"), ("url", "text"), ("body", "bytea"),
     ("event_type", "text"), ("job_id", "text"), ("batch_id", "text"), ("secret_ref", "text"),
     ("state", "text"), ("next_attempt_at", "float8"), ("created_at", "float8"),
+    ("request_id", "text"), ("traceparent", "text"),
 )
 
 _JOB_TIMES = ("run_after", "lease_expires", "created_at", "started_at", "finished_at")
@@ -200,7 +202,8 @@ def job_values(job: NewJob, job_id: str, now: float) -> tuple[Any, ...]:
         job_id, str(job.kind), "queued", job.filename, job.recipe.to_json(), job.dedupe_key,
         job.batch_id, job.seq, job.source_bucket, job.source_key, job.source_etag,
         job.input_data, job.output_bucket, job.output_key, job.callback_url, job.max_attempts,
-        float(job.run_after), now, job.version_key, job.blocked_by,
+        float(job.run_after), now, job.version_key, job.blocked_by, job.request_id,
+        job.traceparent,
     )
 
 
@@ -215,7 +218,7 @@ def job_from_new(job: NewJob, job_id: str, now: float) -> Job:
         max_attempts=job.max_attempts, run_after=float(job.run_after), lease_owner=None,
         lease_expires=None, created_at=now, started_at=None, finished_at=None, result=None,
         error=None, last_error=None, version_key=job.version_key, generation=0,
-        blocked_by=job.blocked_by,
+        blocked_by=job.blocked_by, request_id=job.request_id, traceparent=job.traceparent,
     )
 
 

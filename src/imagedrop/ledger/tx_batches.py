@@ -45,14 +45,15 @@ from imagedrop.records import (
 def create_batch(d: Dialect, now: float, new: NewBatch) -> Tx[Batch]:
     created = yield row(
         "INSERT INTO batches (id, kind, bucket, prefix, output_bucket, output_prefix, recipe,"
-        " callback_url, listing_done, created_at, extra, group_key) VALUES (:id, :kind, :bucket,"
-        " :prefix, :output_bucket, :output_prefix, :recipe, :callback_url, :listing_done, :now,"
-        f" :extra, :group_key) RETURNING {BATCH_COLUMNS}",
+        " callback_url, listing_done, created_at, extra, group_key, request_id, traceparent)"
+        " VALUES (:id, :kind, :bucket, :prefix, :output_bucket, :output_prefix, :recipe,"
+        " :callback_url, :listing_done, :now, :extra, :group_key, :request_id, :traceparent)"
+        f" RETURNING {BATCH_COLUMNS}",
         id=new.id or str(uuid.uuid4()), kind=new.kind, bucket=new.bucket, prefix=new.prefix,
         output_bucket=new.output_bucket, output_prefix=new.output_prefix,
         recipe=new.recipe.to_json(), callback_url=new.callback_url,
         listing_done=new.listing_done, now=now, extra=dumps(new.extra),
-        group_key=new.group_key)
+        group_key=new.group_key, request_id=new.request_id, traceparent=new.traceparent)
     return batch_from_row(created)
 
 

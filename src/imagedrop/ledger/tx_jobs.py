@@ -180,7 +180,8 @@ def insert_deliveries(d: Dialect, now: float, deliveries: Sequence[NewDelivery],
     job/batch ids fill in what the caller left out."""
     for stmt in d.insert("deliveries", DELIVERY_INSERT, [  # noqa: UP028 - sent answers
         (x.id or str(uuid.uuid4()), x.kind, x.url, x.body, x.event_type, x.job_id or job_id,
-         x.batch_id or batch_id, x.secret_ref, "pending", float(x.next_attempt_at), now)
+         x.batch_id or batch_id, x.secret_ref, "pending", float(x.next_attempt_at), now,
+         x.request_id, x.traceparent)
         for x in deliveries
     ]):
         yield stmt

@@ -12,6 +12,7 @@ from imagedrop.ledger import Delivery, NewBatch
 from imagedrop.web import keys
 from imagedrop.web.drop_models import ReplayRequest, TriggerRequest
 from imagedrop.web.intake import PLANNER
+from imagedrop.web.middleware import provenance
 from imagedrop.web.wxo import callback_url, parse_body
 
 routes = web.RouteTableDef()
@@ -36,7 +37,7 @@ async def trigger(request: web.Request) -> web.Response:
     batch = await request.app[keys.LEDGER].create_batch(NewBatch(
         id=batch_id, kind="trigger", bucket=bucket, prefix=body.prefix,
         output_bucket=plan.output_bucket, output_prefix=plan.output_prefix, recipe=plan.recipe,
-        callback_url=cb,
+        callback_url=cb, **provenance(request),
     ))
     return web.json_response({"accepted": True, "job_id": batch.id, "batch_id": batch.id},
                              status=202)

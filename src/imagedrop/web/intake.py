@@ -9,6 +9,7 @@ what was recorded and what was ignored, and why.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ from imagedrop.events import (
 from imagedrop.healing import Healer
 from imagedrop.ledger import DropItem
 from imagedrop.web import keys
+from imagedrop.web.middleware import provenance
 from imagedrop.web.offload import run_cpu
 
 log = structlog.get_logger(__name__)
@@ -112,7 +114,9 @@ async def _events(request: web.Request, settings: Settings, counted: Counter) ->
             if plan.manifest_etag:
                 manifests.append(plan)
         else:
-            items.append(plan)
+            origin = provenance(request)
+            batch = plan.batch and replace(plan.batch, **origin)
+            items.append(replace(plan, job=replace(plan.job, **origin), batch=batch))
             producers.append(event.producer)
     recorded = await request.app[keys.LEDGER].record_drops(items)
     for producer, (_, fresh) in zip(producers, recorded, strict=True):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TypedDict
 
 import structlog
 from aiohttp import web
 
 from imagedrop.errors import InputError, TransientError
 from imagedrop.events.tokens import matches_any
+from imagedrop.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -19,6 +23,54 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: notification intake (the intake token, or an API key in whatever way a store can send it).
 OPEN_PATHS = ("/health", "/ready", "/events")
 OPEN_PREFIXES = ("/files/",)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+REQUEST_ID = web.RequestKey("request_id", str)
+TRACEPARENT = web.RequestKey("traceparent", str)
+
+
+def request_middleware(tracing: Tracing) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Give every request an id (`X-Request-Id` when the caller sent a sane one, else a new
+    one), bind it into every log line the request causes and return it; with tracing on, a
+    server span around the handler, continuing the caller's `traceparent`."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("X-Request-Id", "")
+        rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        incoming = request.headers.get("traceparent", "").strip().lower()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request[REQUEST_ID] = rid
+        with structlog.contextvars.bound_contextvars(request_id=rid), tracing.span(
+                f"{request.method} {route}", kind="server",
+                parent=incoming if _TRACEPARENT.fullmatch(incoming) else None,
+                **{"http.method": request.method, "http.route": route}) as traceparent:
+            if traceparent:
+                request[TRACEPARENT] = traceparent
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                exc.headers["X-Request-Id"] = rid
+                raise
+        response.headers["X-Request-Id"] = rid
+        return response
+
+    return middleware
+
+
+class Provenance(TypedDict):
+    """Where work came from: recorded with it, continued by its log lines and spans."""
+
+    request_id: str | None
+    traceparent: str | None
+
+
+def provenance(request: web.Request) -> Provenance:
+    """The request id and trace context to record with the work a request starts."""
+    return {"request_id": request.get(REQUEST_ID), "traceparent": request.get(TRACEPARENT)}
 
 
 def json_error(status: int, message: str, *, field: str | None = None,

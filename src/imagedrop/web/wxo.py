@@ -22,6 +22,7 @@ from imagedrop.manifests.naming import result_key
 from imagedrop.providers import EditSpec, spec_from_settings
 from imagedrop.recipes import Recipe
 from imagedrop.web import keys
+from imagedrop.web.middleware import provenance
 from imagedrop.web.models import (
     BatchRequest,
     ImageRequest,
@@ -99,7 +100,7 @@ async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
     await request.app[keys.LEDGER].create_jobs([NewJob(
         id=job_id, kind=kind, filename=filename, recipe=_recipe(spec), input_data=image,
         output_bucket=output_bucket, output_key=output_key, callback_url=cb,
-        max_attempts=settings.worker.max_attempts,
+        max_attempts=settings.worker.max_attempts, **provenance(request),
     )])
     return _accepted(job_id)
 
@@ -139,6 +140,7 @@ async def batch_process_images(request: web.Request) -> web.Response:
     batch = await request.app[keys.LEDGER].create_batch(NewBatch(
         id=batch_id, kind="wxo", bucket=bucket, prefix=prefix, output_bucket=output_bucket,
         output_prefix=output_prefix, recipe=_recipe(spec), callback_url=cb,
+        **provenance(request),
     ))
     return _accepted(batch.id)
 
