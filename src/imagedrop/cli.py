@@ -1,4 +1,6 @@
-"""The `imagedrop` command: `serve` runs the service, `edit` edits one file from the shell."""
+"""The `imagedrop` command: `serve` runs the service, `edit` edits one file from the shell,
+`manifest check` and `tools export` work offline, and the operator commands (`jobs`,
+`deliveries`, `replay`, `subscribers`, `secret`) talk to a running service (`ops_cli`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import os
 import signal
 import socket
 import sys
@@ -14,11 +17,12 @@ from typing import Literal
 
 import structlog
 
-from imagedrop import __version__, logs
+from imagedrop import __version__, logs, ops_cli
 from imagedrop.config import Settings, load_settings
 from imagedrop.errors import ConfigError, ImagedropError
 
 log = structlog.get_logger("imagedrop")
+OPERATOR_COMMANDS = ("jobs", "deliveries", "replay", "subscribers", "secret")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,12 +52,15 @@ def _parser() -> argparse.ArgumentParser:
                         help="read /openapi.json from this running service instead of this "
                              "install's own routes")
     export.add_argument("--api-key", help="API key for --from-url, when the service needs one")
+    ops_cli.add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
+    if args.command in OPERATOR_COMMANDS:  # a client of a running service (or offline)
+        return ops_cli.run(args, os.environ)
     if args.command == "manifest":  # a pure file check: needs no settings
         return manifest_check(args.file)
     if args.command == "tools":  # builds from the routes, or fetches: needs no settings
@@ -71,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(edit_file(settings, args.image, args.prompt, args.output))
     except ImagedropError as exc:
         print(f"imagedrop: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file that is not there, a folder not writable, a port taken
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"imagedrop: cannot use{where}: {exc.strerror or type(exc).__name__}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -99,3 +99,22 @@ class TestGracefulShutdown:
         assert got == dict.fromkeys(ids, "completed")
         assert len(fake_openai.calls) == 3  # nothing edited twice
         again.stop()
+
+
+class TestEditErrors:
+    """A missing file or an unwritable output: one clear line and a non-zero exit."""
+
+    def test_missing_file(self, tmp_path):
+        done = run_cli("edit", str(tmp_path / "nope.jpg"), "--prompt", "x", env=serve_env(),
+                       cwd=tmp_path)
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines() == [
+            f"imagedrop: cannot use {tmp_path / 'nope.jpg'}: No such file or directory"]
+
+    def test_unwritable_output(self, tmp_path):
+        src = tmp_path / "a.png"
+        src.write_bytes(images.png(16, 16))
+        done = run_cli("edit", str(src), "--prompt", "x", "-o", str(tmp_path / "no" / "o.png"),
+                       env=serve_env(), cwd=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert "cannot use" in done.stderr and "No such file or directory" in done.stderr
