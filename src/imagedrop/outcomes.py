@@ -22,6 +22,7 @@ from imagedrop.errors import (
     VersionSuperseded,
 )
 from imagedrop.ledger import Job, JobKind, Ledger, NewDelivery
+from imagedrop.metrics import Metrics
 from imagedrop.payloads import B64Completed, CosCompleted, ImageEventData, ImageFailed
 from imagedrop.recipes import JobResult
 from imagedrop.storage import ObjectStore
@@ -40,7 +41,7 @@ class Edited:
     which travels in the callback only."""
 
     result: JobResult
-    image_base64: str | None = None
+    image_base64: bytes | None = None  # ASCII
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,9 @@ class OutcomeRecorder:
         self, *, ledger: Ledger, storage: ObjectStore, worker_settings: WorkerSettings,
         presign_expires: int, executor: Executor | None = None,
         clock: Callable[[], float], defer_delay: float = DEFER_DELAY,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.ledger = ledger
         self.storage = storage
         self.retry = worker_settings
@@ -123,11 +126,11 @@ class OutcomeRecorder:
         if job.kind is JobKind.B64:
             image, mime = edited.image_base64, result.mime_type
             assert image is not None and mime is not None  # the base64 endpoint's run sets both
-            # Serialising megabytes of base64 is CPU work: off the loop.
+            # The base64 is spliced into the body, not serialised again: one copy, off the loop.
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, lambda: B64Completed(
-                job_id=job.id, filename=job.filename, result_image_base64=image,
-                result_mime_type=mime).to_body())
+            return await loop.run_in_executor(self.executor, self.metrics.timed(
+                "callback", lambda: B64Completed.body_with_image(
+                    image, job_id=job.id, filename=job.filename, result_mime_type=mime)))
         if not result.bucket or not result.key:
             raise PermanentError("the job's result was not stored, so it has no download link")
         url = await self.storage.presign_get(result.bucket, result.key, self.presign_expires)

@@ -53,6 +53,18 @@ class B64Completed(JsonBody):
     result_image_base64: str = Field(description="The edited image, base64-encoded.")
     result_mime_type: str = Field(description="MIME type of the edited image, e.g. image/png.")
 
+    @classmethod
+    def body_with_image(cls, image_b64: bytes, *, job_id: str, filename: str,
+                        result_mime_type: str) -> bytes:
+        """`to_body()` of this callback carrying `image_b64` (ASCII base64, which JSON needs no
+        escaping for), spliced into the serialised rest instead of serialised with it."""
+        empty = cls(job_id=job_id, filename=filename, result_image_base64="",
+                    result_mime_type=result_mime_type).to_body()
+        # Every other value is JSON-escaped, so only the field itself can hold `":""`.
+        head, marker, tail = empty.partition(b'"result_image_base64":""')
+        assert marker, "the field is serialised"
+        return b"".join((head, b'"result_image_base64":"', image_b64, b'"', tail))
+
 
 class CosCompleted(JsonBody):
     """Callback of /process-image-async when the edit succeeded."""

@@ -42,8 +42,22 @@ _CLAIM_LISTING_SET = (
 
 
 def _prefixed(table: str, columns: str) -> str:
-    """`a, b` as `t.a, t.b`: RETURNING after UPDATE … FROM must say which table it means."""
-    return ", ".join(f"{table}.{name}" for name in columns.split(", "))
+    """`a, b` as `t.a, t.b`: RETURNING after UPDATE … FROM must say which table it means
+    (expressions, which name their tables, are left as they are)."""
+    return ", ".join(f"{table}.{name}" if name.isidentifier() else name
+                     for name in _split_columns(columns))
+
+
+def _split_columns(columns: str) -> list[str]:
+    """A column list cut at its top-level commas (not those inside an expression's brackets)."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(columns):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(columns[start:i].strip())
+            start = i + 1
+    out.append(columns[start:].strip())
+    return out
 
 
 class Dialect:

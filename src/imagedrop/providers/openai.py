@@ -24,7 +24,7 @@ from imagedrop.errors import (
     ProviderPermanent,
     ProviderTransient,
 )
-from imagedrop.imaging import sniff
+from imagedrop.imaging import checked_base64, sniff, sniff_base64
 from imagedrop.providers import EditResult, EditSpec
 
 # OpenAI echoes part of a wrong key in its 401 message ("Incorrect API key provided: sk-ab***yz").
@@ -68,15 +68,23 @@ class OpenAIProvider:
         item = items[0] if items else None
         if item is None or not item.b64_json:
             raise ProviderPermanent("provider returned no image", code="no_image")
-        try:
-            data = base64.b64decode(item.b64_json, validate=True)
-        except (binascii.Error, ValueError):
-            data = b""
-        # The bytes say what they are; output_format is only what was asked for.
-        mime = sniff(data)
+        # The bytes say what they are; output_format is only what was asked for. Canonical
+        # base64 (what the API sends) is kept as it came; anything else is decoded here.
+        b64 = checked_base64(item.b64_json)
+        if b64 is not None:
+            mime = sniff_base64(b64)
+            result = EditResult(mime_type=mime or "", provider="openai", model=spec.model, b64=b64)
+        else:
+            try:
+                data = base64.b64decode(item.b64_json, validate=True)
+            except (binascii.Error, ValueError):
+                data = b""
+            mime = sniff(data)
+            result = EditResult(mime_type=mime or "", provider="openai", model=spec.model,
+                                raw=data)
         if mime is None:
             raise ProviderPermanent("provider returned an invalid image", code="bad_image")
-        return EditResult(data=data, mime_type=mime, provider="openai", model=spec.model)
+        return result
 
     async def close(self) -> None:
         self._closed = True
