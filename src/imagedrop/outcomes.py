@@ -15,6 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from imagedrop import lifecycle, subscribers
 from imagedrop.config import WorkerSettings
 from imagedrop.errors import (
+    BudgetReached,
     ImageRejected,
     InputError,
     PermanentError,
@@ -48,7 +49,7 @@ class Edited:
 class Outcome:
     """What one run of a job came to (for logs and tests)."""
 
-    state: str  # completed | failed | retry | deferred | lost (lease lost to another worker)
+    state: str  # completed | failed | retry | deferred | held | lost (lease lost to another one)
     reason: str | None = None
 
 
@@ -97,7 +98,29 @@ class OutcomeRecorder:
         assert error is not None
         if isinstance(error, VersionBusy):
             return await self._defer(job, owner, error)
+        if isinstance(error, BudgetReached):
+            return await self._over_budget(job, owner, error)
         return await self._after_error(job, owner, error)
+
+    async def _over_budget(self, job: Job, owner: str, exc: BudgetReached) -> Outcome:
+        """Hold the job until the budget's next day (over: hold), or fail it with the reason;
+        the first refusal of a budget's day tells the folder's subscribers (budget.reached)."""
+        notices = await self._budget_notices(job, exc) if exc.first else []
+        if exc.over == "hold":
+            reason = f"held: {exc}; goes on at {subscribers.timestamp(exc.until)}"
+            ok = await self.ledger.hold_job(job.id, owner, exc.until, reason, notices)
+            return Outcome("held" if ok else "lost", reason)
+        return await self._after_error(job, owner, exc, notices)
+
+    async def _budget_notices(self, job: Job, exc: BudgetReached) -> list[NewDelivery]:
+        subs = [s for s in job.recipe.subscribers if "budget.reached" in s.events]
+        if not subs:
+            return []
+        disabled = await self.ledger.disabled_endpoints([s.url for s in subs])
+        event = subscribers.budget_event(job, exc, now=self.clock())
+        return subscribers.deliveries_for(event, subs, disabled=disabled, job_id=job.id,
+                                          request_id=job.request_id,
+                                          traceparent=job.traceparent)
 
     async def _defer(self, job: Job, owner: str, busy: VersionBusy) -> Outcome:
         """Wait for the job editing the same version: back in the queue, no attempt used."""
@@ -137,7 +160,8 @@ class OutcomeRecorder:
         return CosCompleted(job_id=job.id, filename=job.filename, object_key=result.key,
                             result_url=url, expires_in=self.presign_expires).to_body()
 
-    async def _after_error(self, job: Job, owner: str, exc: Exception) -> Outcome:
+    async def _after_error(self, job: Job, owner: str, exc: Exception,
+                           notices: list[NewDelivery] | None = None) -> Outcome:
         decision = lifecycle.after_error(
             exc, attempts=job.attempts, max_attempts=job.max_attempts,
             base=self.retry.retry_base, cap=self.retry.retry_cap,
@@ -148,7 +172,7 @@ class OutcomeRecorder:
             return Outcome("retry" if ok else "lost", decision.reason)
         if not isinstance(exc, PermanentError | InputError):
             log.error("job_unexpected_error", exc_info=exc)
-        deliveries = []
+        deliveries = list(notices or [])
         if job.callback_url:
             body = ImageFailed(job_id=job.id, filename=job.filename,
                                error=decision.reason).to_body()

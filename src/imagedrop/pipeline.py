@@ -129,10 +129,12 @@ class Pipeline:
         )
         edited, fallback = await self.editor.edit(
             prepared.data, prepared.mime, job.filename, spec,
-            fallback_allowed=job.recipe.fallback == "local", provider=job.recipe.provider)
+            fallback_allowed=job.recipe.fallback == "local", provider=job.recipe.provider,
+            budget=job.recipe.budget)
         result = JobResult(provider=edited.provider, model=edited.model,
                            mime_type=edited.mime_type, fallback_local=fallback,
-                           size=edited.size)
+                           size=edited.size, usage=edited.usage,
+                           cost_usd=self.editor.cost(edited))
         if job.kind is JobKind.B64:
             # The image travels in the callback body; nothing to store. A provider's base64
             # passes through as it came; encoding bytes is CPU work: off the loop.

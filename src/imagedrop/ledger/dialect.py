@@ -104,6 +104,10 @@ class Dialect:
         """Statements taking a transaction-long lock per drop group, in the given order."""
         raise NotImplementedError
 
+    def json_number(self, column: str, key: str) -> str:
+        """SQL for the number at `key` of the JSON in `column` (NULL when absent)."""
+        raise NotImplementedError
+
 
 class SqliteDialect(Dialect):
     """SQLite: one writer at a time, so a claim needs no row locks; ids travel as JSON."""
@@ -161,6 +165,9 @@ class SqliteDialect(Dialect):
 
     def group_locks(self, groups: Sequence[str]) -> list[Stmt]:
         return []  # the write transaction holds SQLite's one write lock already
+
+    def json_number(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
 
 
 class PostgresDialect(Dialect):
@@ -229,6 +236,9 @@ class PostgresDialect(Dialect):
     def group_locks(self, groups: Sequence[str]) -> list[Stmt]:
         return [run("SELECT pg_advisory_xact_lock(:lock_class, hashtext(:group))",
                     lock_class=DROP_GROUP_LOCK, group=group) for group in groups]
+
+    def json_number(self, column: str, key: str) -> str:
+        return f"({column}->>'{key}')::float8"
 
 
 SQLITE = SqliteDialect()

@@ -234,6 +234,19 @@ CREATE TABLE delivery_bodies (
     delivery_id     TEXT PRIMARY KEY REFERENCES deliveries (id),
     body            {BLOB} NOT NULL
 );
+
+-- Spend per budget scope (a folder's manifest, the service) and UTC day: edits sent and dollars
+-- (estimated when an edit is let through, settled with its reported usage), and when the
+-- budget was first found reached that day (subscribers hear it once).
+CREATE TABLE budget_usage (
+    scope           TEXT NOT NULL,
+    day             TEXT NOT NULL,
+    edits           INTEGER NOT NULL DEFAULT 0,
+    usd             {REAL} NOT NULL DEFAULT 0,
+    reached_at      {REAL},
+    PRIMARY KEY (scope, day)
+);
+CREATE INDEX jobs_held ON jobs (run_after) WHERE state = 'held';
 """
 
 

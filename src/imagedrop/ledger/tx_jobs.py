@@ -158,6 +158,15 @@ def defer_job(d: Dialect, now: float, job_id: str, owner: str, run_after: float,
         " run_after = :run_after", reason=reason, run_after=float(run_after)))
 
 
+def hold_job(d: Dialect, now: float, job_id: str, owner: str, until: float, reason: str,
+             deliveries: Sequence[NewDelivery]) -> Tx[bool]:
+    """Hold a running job over a budget until `until` (the budget's next day), giving back
+    the attempt its claim counted: a budget is not a failed try."""
+    return (yield from _finish(
+        d, now, job_id, owner, f"state = 'held', {_GIVE_BACK}, last_error = :reason,"
+        " run_after = :run_after", deliveries, reason=reason, run_after=float(until)))
+
+
 def release_jobs(d: Dialect, now: float, owner: str) -> Tx[int]:
     """Requeue `owner`'s running jobs, giving back the attempt each claim counted.
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from imagedrop.config import ProviderSettings
+from imagedrop.prices import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class EditResult:
     model: str
     raw: bytes | None = None
     b64: bytes | None = None  # ASCII base64, when the provider answered so
+    usage: Usage | None = None  # tokens, as the provider reported them (OpenAI's gpt-image)
 
     @property
     def data(self) -> bytes:

@@ -8,6 +8,7 @@ from imagedrop.payloads import (
     B64Completed,
     BatchCompletedEvent,
     BatchSummary,
+    BudgetReachedEvent,
     CosCompleted,
     DeliveryExhaustedEvent,
     ImageCompletedEvent,
@@ -294,6 +295,10 @@ WEBHOOKS: tuple[Webhook, ...] = (
     Webhook("batch.completed", BatchCompletedEvent, "A folder batch finished",
             "Every image of a folder batch (dropped files settling together, or a trigger) is "
             "final: the batch summary, as /batch-process-images sends it, plus where it looked."),
+    Webhook("budget.reached", BudgetReachedEvent, "A spend budget was reached",
+            "Sent once per budget and UTC day, when an image is first kept from the provider "
+            "by the folder's `budget` (or the service's): which budget, why, and whether its "
+            "images wait for the next day (`resumes_at`) or fail."),
     Webhook("delivery.exhausted", DeliveryExhaustedEvent, "A delivery gave up (ops webhook)",
             "Sent to IMAGEDROP_OPS_WEBHOOK (signed with IMAGEDROP_OPS_WEBHOOK_SECRET, not a "
             "manifest's secret) when a callback or subscriber delivery used up its retry "
