@@ -138,3 +138,58 @@ async def _late_job(svc, batch_id):
     jobs = await svc.ledger.list_jobs(batch_id=batch_id)
     late = [j for j in jobs if j.filename == "late.png" and j.state in ("held", "completed")]
     return late[0] if late else None
+
+
+class TestDryRun:
+    async def test_counts_and_prices_without_doing_anything(self, start_service, env,
+                                                            receiver, fake_openai):
+        data = Path(env["IMAGEDROP_DATA_DIR"])
+        manifest = ("prompt: warmer\nquality: high\nsize: 1024x1536\nexclude: ['skip*']\n"
+                    "settle_seconds: 0\n")
+        folder(data, "cat", manifest, 6)
+        (data / BUCKET / "cat" / "skip-me.png").write_bytes(images.png(20, 20))
+        (data / BUCKET / "cat" / "notes.txt").write_text("not an image")
+        svc = await start_service(env)
+        # Two of them edited already, by a real trigger with the same recipe.
+        status, doc = await svc.post("/trigger", {"prefix": "cat/"})
+        assert status == 202
+        await until(lambda: _finished(svc, doc["job_id"]), what="first trigger finished")
+        calls = len(fake_openai.calls)
+        for i in (6, 7):
+            (data / BUCKET / "cat" / f"new{i}.png").write_bytes(images.png(60 + i, 30))
+
+        status, est = await svc.post("/trigger", {"prefix": "cat/", "dry_run": True},
+                                     callback=receiver.url("/cb"))
+        assert status == 200, est
+        assert (est["images"], est["to_edit"], est["already_done"], est["skipped"]) == (
+            9, 2, 6, 1)
+        # high, 1024x1536 on gpt-image-2: 6240 output + 581 image + 2 text tokens, each.
+        one = (2 * 5 + 581 * 8 + 6240 * 30) / 1_000_000
+        assert est["estimated_cost_usd"] == pytest.approx(2 * one)
+        assert est["prices_as_of"] == "2026-11-05" and est["unpriced_models"] == []
+        # Nothing happened: no job, no provider call, no callback.
+        assert len(fake_openai.calls) == calls
+        status, page = await svc.get("/jobs", params={"limit": "500"})
+        assert len(page["items"]) == 6
+        assert receiver.requests_for("/cb") == []
+
+    async def test_refusals_are_clear(self, start_service, env):
+        svc = await start_service(env)
+        status, doc = await svc.post("/trigger", {"prefix": "nowhere/", "dry_run": True})
+        assert status == 422 and "no imagedrop.yaml governs" in doc["error"]
+        status, doc = await svc.post("/trigger", {"prefix": "x/", "dry_run": "yes please"})
+        assert status == 422 and "dry_run" in doc["error"]
+
+    async def test_a_local_service_costs_nothing(self, start_service, tmp_path):
+        data = tmp_path / "local-data"
+        folder(data, "free", "prompt: warmer\n", 3)
+        svc = await start_service({"IMAGEDROP_DATA_DIR": str(data),
+                                   "IMAGEDROP_SWEEP_INTERVAL": "0"})
+        status, est = await svc.post("/trigger", {"prefix": "free/", "dry_run": True})
+        assert status == 200
+        assert (est["to_edit"], est["estimated_cost_usd"]) == (3, 0.0)
+
+
+async def _finished(svc, batch_id):
+    _, body = await svc.get(f"/jobs/{batch_id}")
+    return body.get("state") == "finished"

@@ -362,6 +362,10 @@ class Ledger:
             return set()
         return await self._run("read", tx_drops.versions_with_jobs, bucket, versions)
 
+    async def completed_versions(self, version_keys: list[str]) -> set[str]:
+        """Which of `version_keys` have a completed edit (a dry run counts them as done)."""
+        return await self._run("read", tx_drops.completed_versions, version_keys)
+
     async def find_completed_version(self, version_key: str) -> Job | None:
         """The latest completed job that edited this object version with this recipe."""
         return await self._run("read", tx_drops.find_completed_version, version_key)

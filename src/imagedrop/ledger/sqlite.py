@@ -200,8 +200,6 @@ class SqliteDriver:
             conn.execute("PRAGMA journal_mode = WAL")  # an in-memory database stays "memory"
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             conn.execute("PRAGMA foreign_keys = ON")
-            # Recent pages (an upload, a callback body) are read back soon: keep them here.
-            conn.execute("PRAGMA cache_size = -65536")
             conn.create_function("owner_alive", 1, self._alive)
             apply_migrations(conn, self._clock())
         except BaseException:

@@ -156,6 +156,14 @@ def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
     return [r[0] for r in closed]
 
 
+def completed_versions(d: Dialect, now: float, version_keys: Sequence[str]) -> Tx[set[str]]:
+    """Which of `version_keys` (object version and recipe) have a completed edit."""
+    found = yield rows(f"SELECT DISTINCT version_key FROM jobs WHERE state = 'completed'"
+                       f" AND {d.in_list('version_key', 'keys')}",
+                       keys=d.list_param(sorted(set(version_keys))))
+    return {r[0] for r in found}
+
+
 def versions_with_jobs(d: Dialect, now: float, bucket: str, versions: Sequence[tuple[str, str]]
                        ) -> Tx[set[tuple[str, str]]]:
     """Which (key, etag) versions of a bucket already have a job, of any recipe."""

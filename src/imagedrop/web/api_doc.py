@@ -22,6 +22,7 @@ from imagedrop.web.drop_models import (
     ReplayRequest,
     ReplayResult,
     TriggerAccepted,
+    TriggerEstimate,
     TriggerRequest,
 )
 from imagedrop.web.listing_models import (
@@ -218,6 +219,8 @@ ROUTES: tuple[Route, ...] = (
         "callbackUrl header and sends batch.completed to the manifest's subscribers.",
         request=TriggerRequest, callback=(BatchSummary,), image=False, tag="drops",
         callback_required=False, ok=(TriggerAccepted,),
+        also=((200, TriggerEstimate, "`dry_run`: what a trigger would do and cost now; "
+               "nothing was recorded, edited or sent."),),
         callback_description="Summary of the whole folder (with batch_id): counts, output "
                              "location, errors.",
         errors=((404, "The bucket does not exist, or nothing is stored under the folder."),
