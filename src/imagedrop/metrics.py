@@ -57,6 +57,13 @@ class Metrics:
         self.provider_cost = Counter(
             "imagedrop_provider_cost_usd", "Estimated provider spend in US dollars by model, "
             "from each edit's reported usage and the price table.", ["model"], registry=r)
+        self.budget_usd = Gauge(
+            "imagedrop_budget_spend_usd", "Spend counted today (UTC) against each budget: a "
+            "folder's (scope folder:<bucket>/<manifest>) or the service's (from the ledger, "
+            "every replica's, when scraped).", ["scope"], registry=r)
+        self.budget_edits = Gauge(
+            "imagedrop_budget_edits", "Provider edits counted today (UTC) against each budget.",
+            ["scope"], registry=r)
         self.stage_cpu = Counter(
             "imagedrop_stage_cpu_seconds", "CPU time of the synchronous stages of a job, from "
             "the running thread's CPU clock: receive (JSON), decode (base64), check (image "

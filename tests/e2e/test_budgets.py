@@ -98,6 +98,9 @@ class TestBudget:
         assert "goes on at" in view["last_error"]
         status, batch = await svc.get(f"/jobs/{batch_id}")
         assert batch["progress"]["held"] == 11
+        status, text = await svc.get("/metrics")
+        scope = f"folder:{BUCKET}/shop/imagedrop.yaml"
+        assert f'imagedrop_budget_edits{{scope="{scope}"}} 5.0' in text.decode()
         assert batch["progress"]["cost_usd"] == pytest.approx(5 * EDIT_COST)
         # budget.reached, once for the folder and day, though eleven images met the limit.
         [notice] = await receiver.await_requests(1, path="/hook", timeout=10)

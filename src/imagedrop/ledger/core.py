@@ -277,6 +277,10 @@ class Ledger:
         """Edits and dollars counted against `scope` on `day` (YYYY-MM-DD, UTC)."""
         return await self._run("read", tx_budgets.budget_usage, scope, day)
 
+    async def budget_day(self, day: str) -> list[tuple[str, int, float]]:
+        """Every budget's (scope, edits, dollars) on `day` (YYYY-MM-DD, UTC)."""
+        return await self._run("read", tx_budgets.budget_day, day)
+
     async def release_held(self) -> int:
         """Queue again the held jobs whose budget day has begun; returns how many."""
         return await self._run("single", tx_budgets.release_held, wake=_any)

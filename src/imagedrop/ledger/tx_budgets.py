@@ -64,6 +64,13 @@ def budget_usage(d: Dialect, now: float, scope: str, day: str) -> Tx[tuple[int, 
     return (int(found[0][0]), float(found[0][1])) if found else (0, 0.0)
 
 
+def budget_day(d: Dialect, now: float, day: str) -> Tx[list[tuple[str, int, float]]]:
+    """Every budget's (scope, edits, dollars) counted on `day`."""
+    found = yield rows("SELECT scope, edits, usd FROM budget_usage WHERE day = :day"
+                       " ORDER BY scope LIMIT 1000", day=day)
+    return [(str(r[0]), int(r[1]), float(r[2])) for r in found]
+
+
 def release_held(d: Dialect, now: float) -> Tx[int]:
     """Queue again the held jobs whose budget day has begun."""
     return int((yield count("UPDATE jobs SET state = 'queued' WHERE state = 'held'"
