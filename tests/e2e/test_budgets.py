@@ -109,8 +109,9 @@ class TestBudget:
         assert event["data"]["scope"] == f"folder:{BUCKET}/shop/imagedrop.yaml"
         assert event["data"]["over"] == "hold" and event["data"]["resumes_at"]
 
-        # A second process on the same ledger (a replica, or this one restarted) sees the
-        # day's spend: a new image in the folder is held too, and the provider is not called.
+        # Restarted on the same ledger, the service still knows the day's spend: a new image
+        # in the folder is held too, and the provider is not called.
+        await svc.stop()
         other = await start_service(env)
         (data / BUCKET / "shop" / "late.png").write_bytes(images.png(90, 30))
         status, doc = await other.post("/trigger", {"prefix": "shop/"})
