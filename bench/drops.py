@@ -110,16 +110,22 @@ def _count_jobs(data: Path) -> int:
     return count
 
 
+def big_folder(tmp: Path, n: int) -> Path:
+    """A data folder whose folder `big/` holds a manifest and n distinct small PNGs."""
+    data = tmp / "data"
+    folder = data / "imagedrop" / "big"
+    folder.mkdir(parents=True)
+    (folder / "imagedrop.yaml").write_text(MANIFEST)
+    image = sample_png(7, 64)
+    for i in range(n):
+        (folder / f"img{i:06d}.png").write_bytes(image + i.to_bytes(4, "big"))
+    return data
+
+
 async def sweep(n: int) -> dict:
     """A folder of n objects with a manifest, found by the sweep alone (no notifications)."""
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        folder = data / "imagedrop" / "big"
-        folder.mkdir(parents=True)
-        (folder / "imagedrop.yaml").write_text(MANIFEST)
-        image = sample_png(7, 64)
-        for i in range(n):
-            (folder / f"img{i:06d}.png").write_bytes(image + i.to_bytes(4, "big"))
+        data = big_folder(Path(tmp), n)
         env = {"IMAGEDROP_WORKER": "0", "IMAGEDROP_SWEEP_INTERVAL": "1",
                "IMAGEDROP_LOG_LEVEL": "WARNING"}
         start = time.perf_counter()
@@ -139,13 +145,7 @@ async def dry_run(n: int) -> dict:
     """POST /trigger {"dry_run": true} over a folder of n objects: answer time and the peak
     memory of the service (the folder is read page by page, never held whole)."""
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        folder = data / "imagedrop" / "big"
-        folder.mkdir(parents=True)
-        (folder / "imagedrop.yaml").write_text(MANIFEST)
-        image = sample_png(7, 64)
-        for i in range(n):
-            (folder / f"img{i:06d}.png").write_bytes(image + i.to_bytes(4, "big"))
+        data = big_folder(Path(tmp), n)
         env = {"IMAGEDROP_WORKER": "0", "IMAGEDROP_SWEEP_INTERVAL": "0",
                "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
         async with imagedrop(env, data) as url, aiohttp.ClientSession() as http:

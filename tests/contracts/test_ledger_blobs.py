@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 
 from imagedrop.ledger import (
     DeliveryAttempt,
     DeliveryState,
     JobKind,
+    Ledger,
     NewDelivery,
     NewJob,
     open_ledger,
@@ -27,12 +29,18 @@ def _job(job_id: str, data: bytes) -> NewJob:
                   input_data=data, callback_url="http://cb.example/x", max_attempts=3)
 
 
-async def test_blobs_live_apart_and_go_with_the_job(tmp_path):
-    path = tmp_path / "ledger.db"
+async def _opened(path: Path, owner: str) -> Ledger:
+    """The SQLite ledger at `path`, open, with `owner` registered."""
     ledger = open_ledger(f"sqlite:///{path}")
     await ledger.open()
+    await ledger.register_owner(owner)
+    return ledger
+
+
+async def test_blobs_live_apart_and_go_with_the_job(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = await _opened(path, "me")
     try:
-        await ledger.register_owner("me")
         await ledger.create_jobs([_job("j1", b"IMAGE" * 1000)])
         with sqlite3.connect(path) as db:  # the row itself holds no image
             assert db.execute("SELECT input_data FROM jobs").fetchone() == (None,)
@@ -58,18 +66,14 @@ async def test_blobs_live_apart_and_go_with_the_job(tmp_path):
 
 async def test_rows_from_before_keep_their_own_columns(tmp_path):
     path = tmp_path / "ledger.db"
-    ledger = open_ledger(f"sqlite:///{path}")
-    await ledger.open()
+    ledger = await _opened(path, "me")
     try:
-        await ledger.register_owner("me")
         await ledger.create_jobs([_job("old", b"OLD")])
         await ledger.close()
         with sqlite3.connect(path) as db:  # as an older imagedrop wrote it
             db.execute("UPDATE jobs SET input_data = x'4f4c44'")
             db.execute("DELETE FROM job_inputs")
-        ledger = open_ledger(f"sqlite:///{path}")
-        await ledger.open()
-        await ledger.register_owner("me2")
+        ledger = await _opened(path, "me2")
         [job] = await ledger.claim_jobs("me2", 1, 60)
         assert job.input_data == b"OLD"
         await ledger.complete_job("old", "me2", RESULT, [NewDelivery(
@@ -78,9 +82,7 @@ async def test_rows_from_before_keep_their_own_columns(tmp_path):
         with sqlite3.connect(path) as db:
             db.execute("UPDATE deliveries SET body = x'7b2278223a317d'")  # {"x":1}
             db.execute("DELETE FROM delivery_bodies")
-        ledger = open_ledger(f"sqlite:///{path}")
-        await ledger.open()
-        await ledger.register_owner("me3")
+        ledger = await _opened(path, "me3")
         [delivery] = await ledger.claim_deliveries("me3", 5, 60)
         assert delivery.body == b'{"x":1}'
     finally:
