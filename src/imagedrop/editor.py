@@ -14,11 +14,17 @@ from collections.abc import Callable
 import structlog
 
 from imagedrop.config import SpendSettings
-from imagedrop.errors import BillingLimitReached, BudgetReached, ProviderPermanent, TransientError
-from imagedrop.ledger import BudgetLimit, Ledger
+from imagedrop.errors import (
+    BillingLimitReached,
+    BudgetReached,
+    ProviderPermanent,
+    ProviderTransient,
+    TransientError,
+)
+from imagedrop.ledger import BudgetLimit, BudgetTake, Ledger
 from imagedrop.limits import BILLING, QUOTA, EditLimiter, PauseGate, pause_code
 from imagedrop.metrics import Metrics
-from imagedrop.prices import PriceList, next_day, utc_day
+from imagedrop.prices import PriceList
 from imagedrop.providers import EditResult, EditSpec, ImageProvider
 from imagedrop.recipes import BudgetRule
 
@@ -117,35 +123,80 @@ class Editor:
             return None
         return self.prices.cost(result.model, result.usage)
 
+    def budget_limits(self, budget: BudgetRule | None) -> list[BudgetLimit]:
+        """The budgets an edit for a job with `budget` counts against (the service's too)."""
+        return [lim for lim in (self._service_budget, _limit(budget)) if lim is not None]
+
+    async def check_budget(self, spec: EditSpec, budget: BudgetRule | None,
+                           provider: str | None) -> None:
+        """Raise BudgetReached now if an edit for `spec` would be refused, counting nothing:
+        a job over budget is held before its image is fetched or a rate slot taken."""
+        if (self._ledger is None or provider == "local" or self.primary is self.fallback
+                or not self.budget_limits(budget)):
+            return
+        estimate = self._estimate(spec, budget)
+        taken = await self._ledger.take_budget(self.budget_limits(budget), estimate,
+                                               count=False)
+        self._refuse(taken, budget)
+
     async def _paid(self, image: bytes, mime: str, filename: str, spec: EditSpec,
                     budget: BudgetRule | None) -> EditResult:
         """One call to the paid provider, counted against the folder's and the service's
         budgets first (all replicas share them through the ledger): BudgetReached when it would
-        take one past its limit. The estimate counted is settled with the real cost after."""
-        limits = [lim for lim in (self._service_budget, _limit(budget)) if lim is not None]
+        take one past its limit. The estimate counted is settled with the real cost after, and
+        given back only when the provider surely did not bill (an error answer)."""
+        limits = self.budget_limits(budget)
         if not limits or self._ledger is None:
             result = await self._call(self.primary, image, mime, filename, spec)
             self._count_cost(result)
             return result
-        estimate = self.prices.estimate(spec.model, spec.quality, spec.size, spec.prompt)
-        now = self._clock()
-        refused = await self._ledger.take_budget(limits, estimate)
-        if refused is not None:
-            over = self._service_over if refused.scope == "service" else (
-                budget.over if budget is not None else "hold")
-            raise BudgetReached(refused.reason, scope=refused.scope, over=over,
-                                until=next_day(now), first=refused.first)
-        scopes, day = [lim.scope for lim in limits], utc_day(now)
+        estimate = self._estimate(spec, budget)
+        taken = await self._ledger.take_budget(limits, estimate)
+        self._refuse(taken, budget)
+        scopes = [lim.scope for lim in limits]
         try:
             result = await self._call(self.primary, image, mime, filename, spec)
-        except BaseException:
-            # No edit came back: nothing was spent (an error answer is not billed).
-            await self._ledger.settle_budget(scopes, day, -estimate, -1)
+        except (ProviderPermanent, ProviderTransient) as exc:
+            if not exc.maybe_billed:  # an error answer: not billed
+                await self._settle(scopes, taken.day, -estimate, -1)
             raise
         cost = self._count_cost(result)
         if cost is not None and abs(cost - estimate) > 1e-9:
-            await self._ledger.settle_budget(scopes, day, cost - estimate)
+            await self._settle(scopes, taken.day, cost - estimate, 0)
         return result
+
+    def _estimate(self, spec: EditSpec, budget: BudgetRule | None) -> float:
+        """The expected cost of an edit; PermanentError when a dollar budget applies and the
+        price table does not know the model (it could not be held to the budget)."""
+        if self.prices.price(spec.model) is None and any(
+                lim.usd_per_day is not None for lim in self.budget_limits(budget)):
+            raise ProviderPermanent(
+                f"a budget in US dollars applies but the price table has no price for model "
+                f"{spec.model!r}: add it with IMAGEDROP_PRICES", code="unpriced_model")
+        return self.prices.estimate(spec.model, spec.quality, spec.size, spec.prompt)
+
+    def _refuse(self, taken: BudgetTake, budget: BudgetRule | None) -> None:
+        refused = taken.refused
+        if refused is None:
+            return
+        over = self._service_over if refused.scope == "service" else (
+            budget.over if budget is not None else "hold")
+        raise BudgetReached(refused.reason, scope=refused.scope,
+                            over="fail" if refused.never else over, until=refused.until,
+                            first=refused.first, day=taken.day)
+
+    async def _settle(self, scopes: list[str], day: str, usd: float, edits: int) -> None:
+        """Correct a budget's count; never raises: a paid edit's result must not be lost to
+        a ledger hiccup (the count is off by one edit's estimate then, and says so)."""
+        try:
+            await self._ledger_settle(scopes, day, usd, edits)
+        except Exception as exc:
+            log.warning("budget_settle_failed", scopes=scopes, day=day, usd=usd, edits=edits,
+                        error=str(exc))
+
+    async def _ledger_settle(self, scopes: list[str], day: str, usd: float, edits: int) -> None:
+        assert self._ledger is not None
+        await self._ledger.settle_budget(scopes, day, usd, edits)
 
     def _count_cost(self, result: EditResult) -> float | None:
         cost = self.cost(result)

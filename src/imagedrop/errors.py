@@ -77,7 +77,13 @@ class StorageUnavailable(TransientError):
 
 
 class ProviderTransient(TransientError):
-    """Raised when the image provider is rate limited, overloaded, slow or unreachable."""
+    """Raised when the image provider is rate limited, overloaded, slow or unreachable.
+    `maybe_billed`: the request may have been processed (a timeout, a dropped connection)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 maybe_billed: bool = False) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.maybe_billed = maybe_billed
 
 
 class DeliveryTransient(TransientError):
@@ -93,9 +99,9 @@ class BudgetReached(PermanentError):
     `until` (over: hold) or fails with the reason (over: fail)."""
 
     def __init__(self, message: str, *, scope: str, over: str, until: float,
-                 first: bool) -> None:
+                 first: bool, day: str = "") -> None:
         super().__init__(message)
-        self.scope, self.over, self.until, self.first = scope, over, until, first
+        self.scope, self.over, self.until, self.first, self.day = scope, over, until, first, day
 
 
 class StorageError(PermanentError):
@@ -107,11 +113,14 @@ class VersionSuperseded(PermanentError):
 
 
 class ProviderPermanent(PermanentError):
-    """Raised when the provider refuses the edit (bad request, moderation, quota)."""
+    """Raised when the provider refuses the edit (bad request, moderation, quota).
+    `maybe_billed`: it answered 200 but with no usable image (the edit may be charged)."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None,
+                 maybe_billed: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.maybe_billed = maybe_billed
 
 
 class BillingLimitReached(ProviderPermanent):

@@ -96,7 +96,7 @@ def add_commands(sub: Any) -> None:
     jobs = sub.add_parser("jobs", help="list and show jobs of a running service")
     jobs_sub = jobs.add_subparsers(dest="action", required=True)
     jl = command(jobs_sub, "list", "List jobs, newest first", listing)
-    jl.add_argument("--state", help="queued, running, completed or failed")
+    jl.add_argument("--state", help="queued, running, held, completed or failed")
     jl.add_argument("--kind", help="b64, cos, batch or drop")
     jl.add_argument("--bucket", help="bucket of the input")
     jl.add_argument("--prefix", help="the input key starts with this")
@@ -315,8 +315,17 @@ def estimate(target: str, url: str | None, environ: Mapping[str, str]) -> int:
     client = Client(url or environ.get("IMAGEDROP_URL") or DEFAULT_URL,
                     environ.get("IMAGEDROP_API_KEY") or None, timeout=600.0)
     try:
+        # A service from before dry runs would ignore the field and run a real, paid trigger:
+        # ask its API document first.
+        doc = client.call("GET", "/openapi.json")
+        fields = doc.get("components", {}).get("schemas", {}).get("TriggerRequest", {}).get(
+            "properties", {}) if isinstance(doc, dict) else {}
+        if "dry_run" not in fields:
+            raise CliError("this service does not know dry runs (upgrade it); nothing was sent")
         est = client.call("POST", "/trigger", {"bucket": bucket, "prefix": prefix,
                                                "dry_run": True})
+        if not isinstance(est, dict) or "prices_as_of" not in est:
+            raise CliError(f"unexpected answer to a dry run: {str(est)[:200]}")
     except CliError as exc:
         print(f"imagedrop: {bucket}/{prefix}: {exc}", file=sys.stderr)
         return 1

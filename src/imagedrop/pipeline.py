@@ -122,6 +122,8 @@ class Pipeline:
                 reused = await self._claim_version(job)
                 if reused is not None:
                     return Edited(reused)
+        # Over budget: held (or failed) before the image is fetched or a rate slot taken.
+        await self.editor.check_budget(spec, job.recipe.budget, job.recipe.provider)
         source = await self._load_source(job)
         prepared = await self._in_executor(
             self.metrics.timed("check", imaging.prepare_for_provider), source,
@@ -224,9 +226,10 @@ class Pipeline:
         elif await self.storage.head(src_bucket, src_key) is None:
             return None
         log.info("job_reused_earlier_edit", earlier_job=earlier.id)
+        # Paid for once, by the earlier job: this one cost nothing.
         return earlier.result.model_copy(update={
             "bucket": job.output_bucket, "key": job.output_key, "reused": True,
-            "reused_from": earlier.id})
+            "reused_from": earlier.id, "usage": None, "cost_usd": 0.0})
 
     def _output_metadata(self, job: Job, fallback: bool) -> dict[str, str]:
         meta = {JOB_META: job_marker(job), "imagedrop-fallback": "1" if fallback else "0",

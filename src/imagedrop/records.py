@@ -174,7 +174,7 @@ class BatchProgress:
 
     @property
     def all_final(self) -> bool:
-        return self.listing_done and self.queued == 0 and self.running == 0
+        return self.listing_done and self.queued == 0 and self.running == 0 and self.held == 0
 
 
 @dataclass(slots=True)
@@ -313,9 +313,20 @@ class BudgetLimit:
 
 @dataclass(frozen=True, slots=True)
 class BudgetRefusal:
-    """Why an edit was not let through: the budget reached, and whether this was the first
-    refusal of that budget's day (then its subscribers are told, once)."""
+    """Why an edit was not let through: the budget reached, whether this was the first
+    refusal of that budget's day (then its subscribers are told, once), and whether the edit
+    can never fit (the day's limit is below one edit: holding it would hold it forever)."""
 
     scope: str
     reason: str
     first: bool
+    until: float  # when the budget's next day begins
+    never: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetTake:
+    """What `take_budget` came to: the UTC day it counted on, and a refusal or None."""
+
+    day: str
+    refused: BudgetRefusal | None

@@ -19,7 +19,8 @@ FOLDER = "folder:b/photos/imagedrop.yaml"
 class TestTakeBudget:
     async def test_exactly_the_limit_under_concurrency(self, ledger: Ledger, clock: FakeClock):
         limits = [BudgetLimit(FOLDER, edits_per_day=5)]
-        verdicts = await asyncio.gather(*(ledger.take_budget(limits, 0.01) for _ in range(16)))
+        verdicts = [t.refused for t in await asyncio.gather(
+            *(ledger.take_budget(limits, 0.01) for _ in range(16)))]
         assert sum(v is None for v in verdicts) == 5
         refusals = [v for v in verdicts if v is not None]
         assert sum(r.first for r in refusals) == 1  # told once
@@ -28,32 +29,50 @@ class TestTakeBudget:
 
     async def test_dollars_estimated_then_settled(self, ledger: Ledger, clock: FakeClock):
         limits = [BudgetLimit("service", usd_per_day=0.10)]
-        assert await ledger.take_budget(limits, 0.04) is None
-        assert await ledger.take_budget(limits, 0.04) is None
-        refused = await ledger.take_budget(limits, 0.04)
+        assert (await ledger.take_budget(limits, 0.04)).refused is None
+        assert (await ledger.take_budget(limits, 0.04)).refused is None
+        refused = (await ledger.take_budget(limits, 0.04)).refused
         assert refused is not None and "US$0.1 per day" in refused.reason
+        assert not refused.never  # tomorrow it fits
         day = utc_day(clock.now)
         # The real cost came in lower: the room is there again.
         await ledger.settle_budget(["service"], day, -0.05)
-        assert await ledger.take_budget(limits, 0.04) is None
+        assert (await ledger.take_budget(limits, 0.04)).refused is None
         assert await ledger.budget_usage("service", day) == (3, pytest.approx(0.07))
 
     async def test_all_or_none_across_scopes(self, ledger: Ledger, clock: FakeClock):
         both = [BudgetLimit(FOLDER, edits_per_day=10), BudgetLimit("service", edits_per_day=1)]
-        assert await ledger.take_budget(both, 0.0) is None
-        refused = await ledger.take_budget(both, 0.0)
+        assert (await ledger.take_budget(both, 0.0)).refused is None
+        refused = (await ledger.take_budget(both, 0.0)).refused
         assert refused is not None and refused.scope == "service"
         day = utc_day(clock.now)
         assert await ledger.budget_usage(FOLDER, day) == (1, 0.0)  # not counted either
 
     async def test_a_new_day_is_a_new_window(self, ledger: Ledger, clock: FakeClock):
         limits = [BudgetLimit(FOLDER, edits_per_day=1)]
-        assert await ledger.take_budget(limits, 0.0) is None
-        assert (await ledger.take_budget(limits, 0.0)).first
+        assert (await ledger.take_budget(limits, 0.0)).refused is None
+        refused = (await ledger.take_budget(limits, 0.0)).refused
+        assert refused is not None and refused.first and refused.until == next_day(clock.now)
         clock.now = next_day(clock.now)
-        assert await ledger.take_budget(limits, 0.0) is None
-        refused = await ledger.take_budget(limits, 0.0)
+        taken = await ledger.take_budget(limits, 0.0)
+        assert taken.refused is None and taken.day == utc_day(clock.now)
+        refused = (await ledger.take_budget(limits, 0.0)).refused
         assert refused is not None and refused.first  # told again: a new day
+
+    async def test_looking_counts_nothing(self, ledger: Ledger, clock: FakeClock):
+        limits = [BudgetLimit(FOLDER, edits_per_day=1)]
+        for _ in range(3):
+            assert (await ledger.take_budget(limits, 0.5, count=False)).refused is None
+        assert await ledger.budget_usage(FOLDER, utc_day(clock.now)) == (0, 0.0)
+        assert (await ledger.take_budget(limits, 0.5)).refused is None
+        looked = (await ledger.take_budget(limits, 0.5, count=False)).refused
+        assert looked is not None and looked.first  # a look that finds it reached tells
+
+    async def test_an_edit_bigger_than_the_day_never_fits(self, ledger: Ledger,
+                                                           clock: FakeClock):
+        refused = (await ledger.take_budget([BudgetLimit(FOLDER, usd_per_day=0.01)],
+                                            0.04)).refused
+        assert refused is not None and refused.never and "can never run" in refused.reason
 
 
 class TestHeld:
@@ -90,8 +109,8 @@ class TestTwoReplicas:
             await b.open()
             limits = [BudgetLimit(FOLDER, edits_per_day=5), BudgetLimit("service",
                                                                         usd_per_day=1.0)]
-            verdicts = await asyncio.gather(*(
-                (a if i % 2 else b).take_budget(limits, 0.01) for i in range(16)))
+            verdicts = [t.refused for t in await asyncio.gather(*(
+                (a if i % 2 else b).take_budget(limits, 0.01) for i in range(16)))]
             assert sum(v is None for v in verdicts) == 5
             assert sum(v.first for v in verdicts if v is not None) == 1
             assert await a.budget_usage(FOLDER, utc_day(clock.now)) == (5, pytest.approx(0.05))

@@ -197,3 +197,73 @@ class TestDryRun:
 async def _finished(svc, batch_id):
     _, body = await svc.get(f"/jobs/{batch_id}")
     return body.get("state") == "finished"
+
+
+class TestBudgetEdges:
+    """The review's cases: what cannot be held to a budget fails, refunds follow what was
+    billed, and a reused edit is not paid for twice."""
+
+    async def _run(self, svc, name: str) -> list:
+        status, doc = await svc.post("/trigger", {"prefix": f"{name}/"})
+        assert status == 202, doc
+        return await until(lambda: _final_jobs(svc, doc["job_id"]), what="jobs final")
+
+    async def test_a_dollar_budget_needs_a_priced_model(self, start_service, env, fake_openai):
+        data = Path(env["IMAGEDROP_DATA_DIR"])
+        folder(data, "newmodel", "prompt: warmer\nmodel: gpt-image-9\nbudget:\n"
+                                 "  usd_per_day: 5\n", 2)
+        svc = await start_service(env)
+        jobs = await self._run(svc, "newmodel")
+        assert {j.state for j in jobs} == {"failed"}
+        assert all("no price for model 'gpt-image-9'" in j.error for j in jobs)
+        assert fake_openai.calls == []
+
+    async def test_an_edit_bigger_than_the_day_fails_even_with_hold(self, start_service, env,
+                                                                     fake_openai):
+        data = Path(env["IMAGEDROP_DATA_DIR"])
+        folder(data, "tiny", "prompt: warmer\nbudget:\n  usd_per_day: 0.001\n  over: hold\n", 2)
+        svc = await start_service(env)
+        jobs = await self._run(svc, "tiny")
+        assert {j.state for j in jobs} == {"failed"}
+        assert all("can never run" in j.error for j in jobs)
+        assert fake_openai.calls == []
+
+    async def test_an_error_answer_gives_the_edit_back(self, start_service, env, fake_openai):
+        data = Path(env["IMAGEDROP_DATA_DIR"])
+        folder(data, "refused", "prompt: '[moderation] warmer'\nbudget:\n  edits_per_day: 1\n"
+                                "  over: fail\n", 3)
+        svc = await start_service({**env, "IMAGEDROP_CONCURRENCY": "1"})  # one after another
+        jobs = await self._run(svc, "refused")
+        # Each was refused by the provider (not billed), so the next found the budget free.
+        assert len(fake_openai.calls) == 3
+        assert all("moderation" in j.error for j in jobs)
+        scope = f"folder:{BUCKET}/refused/imagedrop.yaml"
+        assert (await svc.ledger.budget_usage(scope, _today()))[0] == 0
+
+    async def test_a_reused_edit_costs_nothing(self, start_service, env, receiver):
+        data = Path(env["IMAGEDROP_DATA_DIR"])
+        folder(data, "again", "prompt: warmer\n", 2)
+        (data / BUCKET / "again" / "imagedrop.yaml").unlink()  # the request's own prompt
+        svc = await start_service(env)
+        for round_ in range(2):  # each batch writes to its own folder: the edit is copied
+            status, _ = await svc.post("/trigger", {"prefix": "again/", "prompt": "warmer"},
+                                       callback=receiver.url(f"/cb{round_}"))
+            assert status == 202
+            [summary] = await receiver.await_requests(1, path=f"/cb{round_}", timeout=30)
+            body = json.loads(summary.body)
+            assert body["processed"] == 2
+            expected = 2 * EDIT_COST if round_ == 0 else 0.0
+            assert body["estimated_cost_usd"] == pytest.approx(expected)
+
+
+def _today() -> str:
+    from imagedrop.prices import utc_day
+
+    return utc_day(time.time())
+
+
+async def _final_jobs(svc, batch_id):
+    progress = await svc.ledger.batch_progress(batch_id)
+    if not progress.listing_done or progress.queued or progress.running or progress.held:
+        return None
+    return await svc.ledger.list_jobs(batch_id=batch_id)

@@ -13,6 +13,7 @@ from imagedrop.records import (
     BatchProgress,
     BudgetLimit,
     BudgetRefusal,
+    BudgetTake,
     Delivery,
     DeliveryAttempt,
     DeliveryFilter,
@@ -51,7 +52,8 @@ def open_ledger(database_url: str) -> Ledger:
 
 
 __all__ = [
-    "Batch", "BatchProgress", "BudgetLimit", "BudgetRefusal", "Delivery", "DeliveryAttempt",
+    "Batch", "BatchProgress", "BudgetLimit", "BudgetRefusal", "BudgetTake", "Delivery",
+    "DeliveryAttempt",
     "DeliveryFilter", "DeliveryLog", "DeliveryState", "DropItem", "Job", "JobFilter", "JobKind",
     "JobState", "Ledger", "NewBatch", "NewDelivery", "NewJob", "Page", "Requeued",
     "SubscriberState", "open_ledger",

@@ -33,7 +33,7 @@ from imagedrop.records import (
     Batch,
     BatchProgress,
     BudgetLimit,
-    BudgetRefusal,
+    BudgetTake,
     Delivery,
     DeliveryAttempt,
     DeliveryFilter,
@@ -262,11 +262,12 @@ class Ledger:
 
     # -- budgets ------------------------------------------------------------------------------
 
-    async def take_budget(self, limits: Sequence[BudgetLimit], usd: float
-                          ) -> BudgetRefusal | None:
+    async def take_budget(self, limits: Sequence[BudgetLimit], usd: float, *,
+                          count: bool = True) -> BudgetTake:
         """Count one edit expected to cost `usd` against every budget of `limits` (today, UTC),
-        all or none: None when counted, else the budget it would take past its limit."""
-        return await self._run("write", tx_budgets.take_budget, limits, usd)
+        all or none: the day counted on, and the budget it would take past its limit if any.
+        `count` False: only look (an early check that saves a download and a rate slot)."""
+        return await self._run("write", tx_budgets.take_budget, limits, usd, count)
 
     async def settle_budget(self, scopes: Sequence[str], day: str, usd: float,
                             edits: int = 0) -> None:

@@ -8,14 +8,15 @@ from collections.abc import Sequence
 
 from imagedrop.ledger.dialect import Dialect
 from imagedrop.ledger.sql import Tx, count, rows, run
-from imagedrop.prices import utc_day
-from imagedrop.records import BudgetLimit, BudgetRefusal
+from imagedrop.prices import next_day, utc_day
+from imagedrop.records import BudgetLimit, BudgetRefusal, BudgetTake
 
 
-def take_budget(d: Dialect, now: float, limits: Sequence[BudgetLimit], usd: float
-                ) -> Tx[BudgetRefusal | None]:
+def take_budget(d: Dialect, now: float, limits: Sequence[BudgetLimit], usd: float,
+                count: bool = True) -> Tx[BudgetTake]:
     """Count one edit, expected to cost `usd`, against every budget in `limits`; or against
-    none, answering the first budget it would take past its limit."""
+    none, answering the first budget it would take past its limit. With `count` False only
+    look (a refusal is still recorded as the day's first, to be told once)."""
     day = utc_day(now)
     scopes = sorted({limit.scope for limit in limits})
     for scope in scopes:
@@ -29,23 +30,28 @@ def take_budget(d: Dialect, now: float, limits: Sequence[BudgetLimit], usd: floa
     usage = {r[0]: (int(r[1]), float(r[2]), r[3]) for r in found}
     for limit in sorted(limits, key=lambda lim: lim.scope):
         edits, spent, reached_at = usage[limit.scope]
-        reason = None
+        reason, never = None, False
         if limit.edits_per_day is not None and edits + 1 > limit.edits_per_day:
             reason = f"{limit.edits_per_day} edits per day"
         elif limit.usd_per_day is not None and spent + usd > limit.usd_per_day + 1e-9:
+            never = usd > limit.usd_per_day + 1e-9
             reason = (f"US${limit.usd_per_day:g} per day (US${spent:.4f} spent, this edit "
-                      f"about US${usd:.4f})")
+                      f"about US${usd:.4f}"
+                      + (": more than the whole day's budget, so it can never run)" if never
+                         else ")"))
         if reason is not None:
             if reached_at is None:
                 yield run("UPDATE budget_usage SET reached_at = :now WHERE scope = :scope"
                           " AND day = :day", now=now, scope=limit.scope, day=day)
-            return BudgetRefusal(scope=limit.scope, reason=f"budget reached: {reason} "
-                                 f"({_scope_name(limit.scope)}, UTC day {day})",
-                                 first=reached_at is None)
-    yield run(f"UPDATE budget_usage SET edits = edits + 1, usd = usd + :usd WHERE day = :day"
-              f" AND {d.in_list('scope', 'scopes')}", usd=usd, day=day,
-              scopes=d.list_param(scopes))
-    return None
+            return BudgetTake(day, BudgetRefusal(
+                scope=limit.scope, reason=f"budget reached: {reason} "
+                f"({_scope_name(limit.scope)}, UTC day {day})", first=reached_at is None,
+                until=next_day(now), never=never))
+    if count:
+        yield run(f"UPDATE budget_usage SET edits = edits + 1, usd = usd + :usd"
+                  f" WHERE day = :day AND {d.in_list('scope', 'scopes')}", usd=usd, day=day,
+                  scopes=d.list_param(scopes))
+    return BudgetTake(day, None)
 
 
 def settle_budget(d: Dialect, now: float, scopes: Sequence[str], day: str, usd: float,

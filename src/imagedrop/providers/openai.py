@@ -69,7 +69,8 @@ class OpenAIProvider:
         items = getattr(response, "data", None)
         item = items[0] if items else None
         if item is None or not item.b64_json:
-            raise ProviderPermanent("provider returned no image", code="no_image")
+            raise ProviderPermanent("provider returned no image", code="no_image",
+                                    maybe_billed=True)
         # The bytes say what they are; output_format is only what was asked for. Canonical
         # base64 (what the API sends) is kept as it came; anything else is decoded here.
         b64 = checked_base64(item.b64_json)
@@ -85,7 +86,8 @@ class OpenAIProvider:
             result = EditResult(mime_type=mime or "", provider="openai", model=spec.model,
                                 raw=data)
         if mime is None:
-            raise ProviderPermanent("provider returned an invalid image", code="bad_image")
+            raise ProviderPermanent("provider returned an invalid image", code="bad_image",
+                                    maybe_billed=True)
         return replace(result, usage=_usage(getattr(response, "usage", None)))
 
     async def close(self) -> None:
@@ -98,10 +100,12 @@ class OpenAIProvider:
         try:
             yield
         except openai.APITimeoutError as exc:
-            raise ProviderTransient(f"OpenAI did not answer within {self._timeout:g} s") from exc
+            raise ProviderTransient(f"OpenAI did not answer within {self._timeout:g} s",
+                                    maybe_billed=True) from exc
         except openai.APIConnectionError as exc:
             cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
-            raise ProviderTransient(f"could not reach OpenAI ({cause})") from exc
+            raise ProviderTransient(f"could not reach OpenAI ({cause})",
+                                    maybe_billed=True) from exc
         except openai.APIStatusError as exc:
             raise classify(exc, redact=self._key) from exc
         except openai.OpenAIError as exc:  # response validation and other client-side failures
@@ -112,7 +116,8 @@ class OpenAIProvider:
             if not self._closed:
                 raise
             # Shutting down mid-edit: another attempt (or process) will do it.
-            raise ProviderTransient("the OpenAI client was closed during the edit") from exc
+            raise ProviderTransient("the OpenAI client was closed during the edit",
+                                    maybe_billed=True) from exc
 
 
 def _usage(reported: Any) -> Usage | None:

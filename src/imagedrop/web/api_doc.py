@@ -123,7 +123,7 @@ ROUTES: tuple[Route, ...] = (
         "prefix, batch and time; pass the answer's `next` as `after` for the next page.",
         "jobs", ok=(JobPage,),
         params=(
-            _query("state", "queued, running, completed or failed."),
+            _query("state", "queued, running, held, completed or failed."),
             _query("kind", "b64, cos, batch or drop."),
             _query("bucket", "Bucket of the input."),
             _query("prefix", "The input key starts with this (literally)."),

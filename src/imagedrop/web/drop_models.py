@@ -85,7 +85,8 @@ class TriggerEstimate(JsonBody):
     estimated_cost_usd: float = Field(
         ge=0, description="Expected cost of to_edit in US dollars, from the manifest's model, "
         "quality and size and the price table (0 when the service edits locally).")
-    prices_as_of: str = Field(description="Date of the price table used (YYYY-MM-DD).")
+    prices_as_of: str = Field(description="Date of the price table used (the built-in table's, "
+                                          "YYYY-MM-DD, or IMAGEDROP_PRICES_AS_OF).")
     unpriced_models: list[str] = Field(
         default_factory=list, description="Models the price table does not know (counted at "
         "0: set IMAGEDROP_PRICES).")

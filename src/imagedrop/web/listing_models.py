@@ -113,7 +113,7 @@ class JobItem(JsonBody):
     """One job in a listing."""
 
     id: str = Field(description="Job id.")
-    state: JobState = Field(description="queued, running, completed or failed.")
+    state: JobState = Field(description="queued, running, held, completed or failed.")
     kind: JobKind = Field(description="Which door the job came in by.")
     bucket: str | None = Field(description="Bucket of the input, if stored.")
     key: str | None = Field(description="Key of the input, if stored.")

@@ -59,9 +59,10 @@ async def metrics(request: web.Request) -> web.Response:
     rt = request.app[keys.RUNTIME]
     rt.metrics.jobs_queued.set(await rt.ledger.count_jobs(JobState.QUEUED))
     rt.metrics.provider_paused.set(1 if await rt.editor.pauses.current() else 0)
-    rt.metrics.budget_usd.clear()
+    today = await rt.ledger.budget_day(utc_day(time.time()))
+    rt.metrics.budget_usd.clear()  # after the await: a concurrent scrape never sees none
     rt.metrics.budget_edits.clear()
-    for scope, edits, usd in await rt.ledger.budget_day(utc_day(time.time())):
+    for scope, edits, usd in today:
         rt.metrics.budget_usd.labels(scope).set(usd)
         rt.metrics.budget_edits.labels(scope).set(edits)
     return web.Response(body=rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
