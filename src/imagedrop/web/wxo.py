@@ -6,14 +6,13 @@ callback minutes later. The job is committed to the ledger before the 202 is sen
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, TypeVar
 
 import pydantic
 from aiohttp import web
 
-from imagedrop import imaging
+from imagedrop import imaging, jsondoc
 from imagedrop.config import ImagingSettings
 from imagedrop.delivery import policy
 from imagedrop.errors import CallbackRefused, DeliveryTransient, InputError, RequestInvalid
@@ -59,9 +58,9 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
                        f"{request.content_type}", None, status=415)
     raw = await request.read()  # aiohttp enforces client_max_size here (413)
     try:
-        data = await run_cpu(request, len(raw), json.loads, raw or b"null")
-    except ValueError as exc:
-        raise InputError(f"request body is not valid JSON: {exc}") from exc
+        data = await run_cpu(request, len(raw), jsondoc.loads, raw or b"null")
+    except jsondoc.JsonRefused as exc:
+        raise InputError(str(exc)) from None
     if not isinstance(data, dict):
         raise InputError("request body must be a JSON object")
     try:
