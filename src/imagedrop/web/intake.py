@@ -29,6 +29,7 @@ from imagedrop.events import (
 )
 from imagedrop.healing import Healer
 from imagedrop.ledger import DropItem
+from imagedrop.storage.names import InvalidObjectName
 from imagedrop.web import keys
 from imagedrop.web.middleware import provenance
 from imagedrop.web.offload import run_cpu
@@ -102,9 +103,10 @@ async def _events(request: web.Request, settings: Settings, counted: Counter) ->
             ignored.append({"object": where, "reason": f"{event.raw_type}: not an object write"})
             continue
         try:
+            request.app[keys.STORAGE].check_name(event.bucket, event.key)
             etag = event.etag or await _current_etag(request, event.bucket, event.key)
             plan = await planner.plan(event.bucket, event.key, etag, event.size)
-        except PermanentError as exc:  # this object only; the rest of the notification goes on
+        except (PermanentError, InvalidObjectName) as exc:  # this object only; the rest goes on
             ignored.append({"object": where, "reason": f"not recorded: {exc}"})
             counted.labels(event.producer, "ignored").inc()
             continue
