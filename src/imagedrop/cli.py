@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imagedrop: {exc}", file=sys.stderr)
         return 2
-    logs.configure(json=settings.log_json, level=settings.log_level)
+    logs.configure(json=settings.log_json, level=settings.log_level,
+                   secrets=settings.secret_values())
     try:
         if args.command == "serve":
             return asyncio.run(serve(settings, host=args.host, port=args.port))

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -201,6 +202,19 @@ class Settings(BaseModel):
         description="Environment variables holding whsec_ signing secrets, by name; manifests "
         "refer to them as env:NAME and never contain the secret itself.",
     )
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret value, for the log redactor: keys, tokens, passwords in
+        URLs, signing secrets."""
+        st, cb = self.storage, self.callbacks
+        values = [*self.server.api_keys, st.cos_access_key_id, st.cos_secret_access_key,
+                  st.cos_api_key, self.provider.openai_api_key, cb.ops_webhook_secret,
+                  self.drops.intake_token, self.url_signing_key, *self.secrets.values()]
+        for url in (st.cos_endpoint, self.ledger.database_url, self.provider.openai_base_url,
+                    cb.ops_webhook):
+            userinfo = urlsplit(url or "").netloc.rpartition("@")[0]
+            values += [userinfo, userinfo.partition(":")[2]]
+        return [v for v in values if v]
 
 
 # ---------------------------------------------------------------------------------------------
