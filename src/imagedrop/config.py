@@ -139,10 +139,19 @@ class WorkerSettings(BaseModel):
         "about twice this).")
 
 
+#: Manifests may name these environment variables as signing secrets (plus an explicit list).
+HOOK_SECRET_PREFIX = "IMAGEDROP_HOOK_SECRET_"
+
+
 class CallbackSettings(BaseModel):
     """Outgoing callbacks (WXO callbackUrl and subscribers)."""
 
     model_config = _FROZEN
+
+    def secret_allowed(self, name: str) -> bool:
+        """May a manifest (written by whoever can write a bucket) name this variable?"""
+        return (name.startswith(HOOK_SECRET_PREFIX) and len(name) > len(HOOK_SECRET_PREFIX)
+                ) or name in self.hook_secrets_allowed
     allow_private: bool = Field(False, description="Allow loopback/private callback targets.")
     allow_private_subscribers: bool = Field(
         False, description="Allow loopback/private manifest subscriber URLs (separate from "
@@ -153,6 +162,9 @@ class CallbackSettings(BaseModel):
     rewrites: tuple[tuple[str, str], ...] = Field(
         (), description="host[:port]=host[:port] rules applied to callback URLs (dev tunnels)."
     )
+    hook_secrets_allowed: tuple[str, ...] = Field(
+        (), description="Environment variables, besides those named IMAGEDROP_HOOK_SECRET_*, "
+        "that manifests may name as a subscriber's signing secret (env:NAME).")
     timeout: float = Field(15.0, gt=0, description="Seconds one delivery attempt may take.")
     schedule: tuple[float, ...] = Field(
         (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400),
@@ -272,6 +284,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_SUBSCRIBER_HOSTS": ("callbacks", "subscriber_hosts"),
     "IMAGEDROP_CALLBACK_REWRITES": ("callbacks", "rewrites"),
     "IMAGEDROP_CALLBACK_TIMEOUT": ("callbacks", "timeout"),
+    "IMAGEDROP_HOOK_SECRETS_ALLOWED": ("callbacks", "hook_secrets_allowed"),
     "IMAGEDROP_CALLBACK_SCHEDULE": ("callbacks", "schedule"),
     "IMAGEDROP_CALLBACK_CONCURRENCY": ("callbacks", "concurrency"),
     "IMAGEDROP_OPS_WEBHOOK": ("callbacks", "ops_webhook"),
@@ -296,7 +309,7 @@ def _split_list(raw: str) -> list[str]:
 
 def _convert(section: str, field: str, raw: str) -> object:
     """Turn the few list-valued variables into lists; pydantic parses the scalars."""
-    if field in ("api_keys", "sweep_buckets", "subscriber_hosts"):
+    if field in ("api_keys", "sweep_buckets", "subscriber_hosts", "hook_secrets_allowed"):
         return _split_list(raw)
     if field == "schedule":
         return _split_list(raw)

@@ -25,7 +25,7 @@ output:
 settle_seconds: {settle}
 subscribers:
   - url: {hook}
-    secret: env:HOOK_SECRET
+    secret: env:IMAGEDROP_HOOK_SECRET_MAIN
 """
 
 
@@ -55,7 +55,7 @@ async def _drop_env(s3_endpoint, receiver):
     await asyncio.to_thread(client.create_bucket, Bucket=BUCKET)
     return {"COS_ENDPOINT": s3_endpoint, "COS_REGION": "us-east-1", "COS_BUCKET": BUCKET,
             "COS_ACCESS_KEY_ID": "test", "COS_SECRET_ACCESS_KEY": "test",
-            "HOOK_SECRET": SECRET, "IMAGEDROP_SWEEP_INTERVAL": "0",
+            "IMAGEDROP_HOOK_SECRET_MAIN": SECRET, "IMAGEDROP_SWEEP_INTERVAL": "0",
             "IMAGEDROP_INTAKE_TOKEN": "tok123"}
 
 

@@ -44,8 +44,8 @@ class TestDefaults:
         assert s.callbacks.schedule == (0, 1.5, 10)
 
     def test_signing_secrets_collected_by_name(self):
-        s = load_settings({"HOOK_SECRET": "whsec_abc", "OTHER": "plain"})
-        assert s.secrets == {"HOOK_SECRET": "whsec_abc"}
+        s = load_settings({"IMAGEDROP_HOOK_SECRET_MAIN": "whsec_abc", "OTHER": "plain"})
+        assert s.secrets == {"IMAGEDROP_HOOK_SECRET_MAIN": "whsec_abc"}
         assert "whsec_abc" not in repr(s)
 
     def test_every_name_is_unique_and_documented(self):
