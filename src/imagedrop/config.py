@@ -61,6 +61,9 @@ class StorageSettings(BaseModel):
     output_prefix: str = Field("edited/", description="Prefix results are written under.")
     data_dir: Path = Field(Path("./imagedrop-data"), description="Local folder mode root.")
     max_pool_connections: int = Field(64, gt=0, description="HTTP connections to COS.")
+    timeout: float = Field(
+        60.0, gt=0, description="Seconds a COS connection or read may stall before the call "
+        "fails (and the job is retried).")
 
     @property
     def is_cos(self) -> bool:
@@ -257,6 +260,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "COS_INPUT_PREFIX": ("storage", "input_prefix"),
     "COS_OUTPUT_PREFIX": ("storage", "output_prefix"),
     "IMAGEDROP_DATA_DIR": ("storage", "data_dir"),
+    "IMAGEDROP_STORAGE_TIMEOUT": ("storage", "timeout"),
     "IMAGEDROP_PROVIDER": ("provider", "kind"),
     "OPENAI_API_KEY": ("provider", "openai_api_key"),
     "OPENAI_BASE_URL": ("provider", "openai_base_url"),

@@ -309,8 +309,10 @@ class TestRequest:
         """A manifest naming the new and the old secret: the receiver may hold either."""
         new, old = generate_secret(), generate_secret()
         await add_delivery(ledger, receiver.url("/hook"), kind="webhook",
-                           secret_ref="IMAGEDROP_HOOK_SECRET_NEW,IMAGEDROP_HOOK_SECRET_OLD", event_type="image.completed")
-        sender = deliverer(ledger, session, secrets={"IMAGEDROP_HOOK_SECRET_NEW": new, "IMAGEDROP_HOOK_SECRET_OLD": old})
+                           secret_ref="IMAGEDROP_HOOK_SECRET_NEW,IMAGEDROP_HOOK_SECRET_OLD",
+                           event_type="image.completed")
+        sender = deliverer(ledger, session, secrets={"IMAGEDROP_HOOK_SECRET_NEW": new,
+                                                     "IMAGEDROP_HOOK_SECRET_OLD": old})
         await sender.send(await claim_one(ledger))
         [request] = await receiver.await_requests(1, "/hook")
         for secret in (new, old):

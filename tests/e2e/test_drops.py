@@ -143,8 +143,14 @@ class TestDropAFile:
         assert status == 200
         status, _ = await svc.post("/events", body, headers={"Authorization": "Bearer tok123"})
         assert status == 200
+        # MinIO sends its auth token on the HEAD probe too: without it, the probe says 401.
         async with svc.session.head(svc.url + "/events") as resp:
+            assert resp.status == 401
+        async with svc.session.head(svc.url + "/events",
+                                    headers={"Authorization": "Bearer tok123"}) as resp:
             assert resp.status == 200
+        async with svc.session.head(svc.url + "/events?token=wrong") as resp:
+            assert resp.status == 401
 
     async def test_malformed_body_is_a_clear_400(self, start_service, drop_env):
         svc = await start_service(drop_env)

@@ -102,6 +102,8 @@ def _make_client(settings: StorageSettings, max_attempts: int) -> tuple[Any, Any
     config = Config(
         signature_version="s3v4" if hmac_keys else "oauth",
         max_pool_connections=settings.max_pool_connections,
+        # A stalled store must not hold a job (or a request) forever.
+        connect_timeout=min(10.0, settings.timeout), read_timeout=settings.timeout,
         retries={"total_max_attempts": max_attempts, "mode": "standard"},
     )
     token_manager = None

@@ -278,8 +278,11 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "head", "/events", "probeEvents", "Intake liveness probe",
         "Answers 200 with no body: MinIO probes a webhook target with HEAD before sending "
-        "notifications to it. Needs no credentials.", "drops",
-        ok_description="The intake is there.", ok_content={}, public=True,
+        "notifications to it, with the same auth token it sends them with. Takes the same "
+        "credentials as POST /events: without the intake token (when one is required) the "
+        "answer is 401, so a probe never tells a stranger whether the intake is open.",
+        "drops", ok_description="The intake is there and the token is right.", ok_content={},
+        intake_token=True,
     ),
 )
 

@@ -53,7 +53,12 @@ class IntakeRefused(InputError):
 
 @routes.route("HEAD", "/events")
 async def events_probe(request: web.Request) -> web.Response:
-    """MinIO's liveness probe."""
+    """MinIO's liveness probe: 200, but 401 without the intake token when one is required
+    (MinIO sends its auth token on the probe too, so a probe never reveals an open intake)."""
+    expected = _expected_tokens(request)
+    given = extract_token(request.headers, request.query) or request.headers.get("X-API-Key")
+    if expected and not matches_any(given, expected):
+        return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
     return web.Response(status=200)
 
 
