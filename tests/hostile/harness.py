@@ -185,7 +185,8 @@ class Target:
     # -- what every case ends with ------------------------------------------------------
     def new_log_lines(self) -> list[str]:
         assert self.proc is not None
-        self.proc._log.flush()
+        if not self.proc._log.closed:
+            self.proc._log.flush()
         with open(self.proc.log_path, "rb") as fh:
             fh.seek(self.log_offset)
             data = fh.read()
