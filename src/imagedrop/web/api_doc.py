@@ -234,7 +234,8 @@ ROUTES: tuple[Route, ...] = (
         "result). A reopened batch sends a fresh summary. Answers with what was queued again "
         "(empty lists when nothing selected could run again).", "drops",
         ok=(ReplayResult,), ok_description="What was queued again.", request=ReplayRequest,
-        errors=((400, "The body is not valid JSON or not a JSON object."),
+        errors=((400, "The body is not valid JSON or not a JSON object, or `bucket`/`prefix` "
+                      "is a name the store cannot take; `field` names it."),
                 (404, "No batch has the given batch_id."),
                 (415, "The Content-Type is not application/json."),
                 (422, "The body failed validation: no selector, `force` without `job_ids`, "
