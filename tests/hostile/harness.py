@@ -1,10 +1,6 @@
-"""A hostile caller's view of a real `imagedrop serve`: raw HTTP, planted secrets, the log.
-
-`Target` runs the service as a subprocess on the local folder or on COS (moto over HTTP), with
-secrets planted in its environment, and answers the questions every case ends with: is it
-healthy, did anything answer 5xx, does any new log line hold a planted secret, did anything
-appear outside the data folder.
-"""
+"""A hostile caller's view of a real `imagedrop serve` (local folder or COS via moto) with
+planted secrets: raw HTTP, and the checks every case ends with (healthy, no 5xx, no secret or
+error in the log, nothing outside the data folder)."""
 
 from __future__ import annotations
 

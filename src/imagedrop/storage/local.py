@@ -1,9 +1,6 @@
-"""The local-folder object store: one sub-directory of `data_dir` per bucket, one file per key.
-
-Metadata and cached ETags live in hidden sidecars under `data_dir/.imagedrop-meta/`. No symbolic
-link inside `data_dir` is ever followed (`data_dir` itself may be one); errors name bucket and
-key, never a filesystem path.
-"""
+"""The local-folder object store: one sub-directory of `data_dir` per bucket, one file per key,
+metadata in sidecars under `data_dir/.imagedrop-meta/`. No symbolic link inside `data_dir` is
+followed (`data_dir` itself may be one); errors name bucket and key, never a path."""
 
 from __future__ import annotations
 
