@@ -85,7 +85,7 @@ def _stack(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             COS_ENDPOINT=s3.url, COS_BUCKET=BUCKET, COS_REGION="us-east-1",
             COS_ACCESS_KEY_ID="test", COS_SECRET_ACCESS_KEY="test",
             OPENAI_API_KEY=OPENAI_KEY, OPENAI_BASE_URL=oai.url + "/v1",
-            IMAGEDROP_PROVIDER_TIMEOUT="1.5", IMAGEDROP_STORAGE_TIMEOUT="1",
+            IMAGEDROP_PROVIDER_TIMEOUT="1.5", IMAGEDROP_STORAGE_TIMEOUT="2",
             IMAGEDROP_MAX_ATTEMPTS=str(MAX_ATTEMPTS), IMAGEDROP_RETRY_BASE="0.05",
             IMAGEDROP_RETRY_CAP="0.3", IMAGEDROP_ALLOW_PRIVATE_CALLBACKS="1",
             IMAGEDROP_SWEEP_INTERVAL="0")
