@@ -161,9 +161,14 @@ def name_cases() -> Iterator[Case]:
         yield Case(f"batch-output-bucket-{i}", _batch(output_bucket=bucket, output_prefix="o/"))
 
 
-FILENAMES = ["../../etc/passwd", "..", ".", "/abs/x.png", "a/b/../../c.png", "nul\x00.png",
+FILENAMES = ["é" * 100 + ".png", "../../etc/passwd",
+             "..", ".", "/abs/x.png", "a/b/../../c.png", "nul\x00.png",
              "line\nbreak.png", "C:\\Windows\\x.png", "\u202egnp.exe", "名前.png", "x" * 240,
              "x" * 240 + ".png", "é" * 200 + ".png", "x" * 5000, ".hidden.png", "%2e%2e%2f.png"]
+
+
+#: Long but legal names: these must work, not fail later on a file-system limit.
+MUST_WORK = {"x" * 240, "x" * 240 + ".png", "名前.png", "é" * 100 + ".png"}
 
 
 def _image_job(filename: str) -> Callable[[Target], None]:
@@ -172,14 +177,16 @@ def _image_job(filename: str) -> Callable[[Target], None]:
                            json_body={"prompt": "x", "filename": filename,
                                       "image_base64": _b64(images.tiny_png())},
                            headers={"callbackUrl": t.receiver.url})
+        if filename in MUST_WORK:
+            assert answer.status == 202, answer
         if answer.status != 202:
             refused(answer, 400, 422)
             return
         job = t.wait_job(answer.json()["job_id"])
+        if filename in MUST_WORK:
+            assert job["state"] == "completed", job
         if job["state"] == "failed":
             assert job["error"] and "/tmp/" not in job["error"], job
-        else:  # a long but legal name works
-            assert job["state"] == "completed", job
     return run
 
 
@@ -286,9 +293,27 @@ def callback_cases() -> Iterator[Case]:
                            "prompt": "x", "image_base64": _b64(images.tiny_png())},
                            headers={"callbackUrl": u} if "\x00" not in u else {
                                "callbackUrl": u.replace("\x00", "%00")})))
+    yield Case("callback-redirects-to-metadata", _redirecting_callback)
     yield Case("callback-missing", lambda t: refused(t.request(
         "POST", "/process-image-async-b64",
         json_body={"prompt": "x", "image_base64": _b64(images.tiny_png())})))
+
+
+def _redirecting_callback(t: Target) -> None:
+    """A receiver answering 302 to the metadata address: not followed, the delivery fails."""
+    answer = t.request("POST", "/process-image-async-b64",
+                       json_body={"prompt": "x", "image_base64": _b64(images.tiny_png())},
+                       headers={"callbackUrl": t.receiver.url + "/redirect"})
+    assert answer.status == 202, answer
+    job_id = answer.json()["job_id"]
+
+    def final() -> dict[str, Any] | None:
+        doc = t.request("GET", f"/jobs/{job_id}").json()
+        done = doc["deliveries"] and all(d["state"] != "pending" for d in doc["deliveries"])
+        return doc if done else None
+
+    doc = t.wait(final, 30, "the callback to end")
+    assert [d["state"] for d in doc["deliveries"]] == ["failed"], doc
 
 
 # -- images ----------------------------------------------------------------------------------
@@ -399,6 +424,11 @@ def event_cases() -> Iterator[Case]:
                                       "ce-source": "x"}))
     yield Case("event-ce-structured-not-json", _events(b"{", "application/cloudevents+json"))
     yield Case("event-symlinked-input", _symlinked_event, local_only=True)
+    yield Case("symlinked-output-folder", _symlinked_output, local_only=True)
+    yield Case("event-oversized", lambda t: refused(t.request(
+        "POST", "/events", body=b" " * (65 * 1024), auth=False, headers=TOKEN), 413))
+    yield Case("event-oversized-chunked", lambda t: refused(t.request(
+        "POST", "/events", body=iter([b" " * 16384] * 5), auth=False, headers=TOKEN), 413))
 
 
 def _symlinked_event(t: Target) -> None:
@@ -416,12 +446,31 @@ def _symlinked_event(t: Target) -> None:
         assert job["state"] == "failed" and "symbolic link" in job["error"], job
 
 
+def _symlinked_output(t: Target) -> None:
+    """A folder whose output folder is a link out of the data folder: results are not written
+    through it; the job fails saying why."""
+    t.put("outlink/imagedrop.yaml", b"prompt: x\noutput: {prefix: outlink-results/}\n")
+    t.put("outlink/in.png", images.tiny_png())
+    link = t.data_dir / BUCKET / "outlink-results"
+    if not link.is_symlink():
+        link.symlink_to(t.outside)
+    answer = t.request("POST", "/trigger", json_body={"prefix": "outlink/", "bucket": BUCKET})
+    assert answer.status == 202, answer
+    jobs = t.wait(lambda: _batch_jobs_final(t, answer.json()["batch_id"]), 30, "the batch")
+    assert jobs and all(j["state"] == "failed" for j in jobs), jobs
+    for job in jobs:
+        detail = t.request("GET", f"/jobs/{job['id']}").json()
+        assert "symbolic link" in detail["error"] and "/tmp/" not in detail["error"], detail
+
+
 # -- manifests -------------------------------------------------------------------------------
 MANIFESTS: dict[str, bytes] = {
     "literal-secret": f"prompt: x\nsubscribers:\n  - url: https://h.example.com/\n"
                       f"    secret: {HOOK_SECRET}\n".encode(),
-    "foreign-secret-name": b"prompt: x\nsubscribers:\n  - url: http://127.0.0.1:9/\n"
+    "foreign-secret-name": b"prompt: x\nsubscribers:\n  - url: {receiver}\n"
                            b"    secret: env:COS_SECRET_ACCESS_KEY\n",
+    "env-secret-name": b"prompt: x\nsubscribers:\n  - url: {receiver}\n"
+                       b"    secret: env:OPENAI_API_KEY\n",
     "metadata-subscriber": b"prompt: x\nsubscribers:\n  - url: http://169.254.169.254/\n",
     "alias-bomb": b"a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
                   b"c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
@@ -439,9 +488,10 @@ MANIFESTS: dict[str, bytes] = {
 def _manifest(name: str, text: bytes) -> Callable[[Target], None]:
     def run(t: Target) -> None:
         folder = f"m-{name}/"
-        t.put(folder + "imagedrop.yaml", text)
+        t.put(folder + "imagedrop.yaml", text.replace(b"{receiver}", t.receiver.url.encode()))
+        sent_before = t.receiver.count
         t.put(folder + "in.png", images.tiny_png())
-        answer = t.request("POST", "/trigger", json_body={"prefix": folder})
+        answer = t.request("POST", "/trigger", json_body={"prefix": folder, "bucket": BUCKET})
         if answer.status != 202:
             refused(answer, 400, 422)
             return
@@ -449,7 +499,18 @@ def _manifest(name: str, text: bytes) -> Callable[[Target], None]:
         jobs = t.wait(lambda: _batch_jobs_final(t, batch), 30, f"batch {batch}")
         for job in jobs:
             assert job["state"] == "completed" or job.get("error"), job
+        if b"{receiver}" in text:  # signing with a variable not meant for it: never sent
+            deliveries = t.wait(lambda: _webhooks_final(t, jobs[0]["id"]), 30, "deliveries")
+            assert deliveries and all(d["state"] == "failed" and "not allowed" in
+                                      (d["last_error"] or "") for d in deliveries), deliveries
+            assert t.receiver.count == sent_before
     return run
+
+
+def _webhooks_final(t: Target, job_id: str) -> list[dict[str, Any]] | None:
+    doc = t.request("GET", f"/jobs/{job_id}").json()
+    hooks = [d for d in doc["deliveries"] if d["kind"] == "webhook"]
+    return hooks if hooks and all(d["state"] != "pending" for d in hooks) else None
 
 
 def _batch_jobs_final(t: Target, batch: str) -> list[dict[str, Any]] | None:

@@ -52,7 +52,11 @@ class Receiver:
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.count += 1
-                self.send_response(200)
+                if self.path.endswith("/redirect"):  # an SSRF attempt by a receiver
+                    self.send_response(302)
+                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                else:
+                    self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -100,7 +104,8 @@ class Target:
         env = serve_env(
             IMAGEDROP_DATA_DIR=str(self.data_dir), IMAGEDROP_API_KEYS=API_KEY,
             IMAGEDROP_INTAKE_TOKEN=INTAKE_TOKEN, IMAGEDROP_HOOK_SECRET_MAIN=HOOK_SECRET,
-            IMAGEDROP_ALLOW_PRIVATE_CALLBACKS="1", IMAGEDROP_MAX_BODY_BYTES=str(4 * 1024 * 1024),
+            IMAGEDROP_ALLOW_PRIVATE_CALLBACKS="1", IMAGEDROP_ALLOW_PRIVATE_SUBSCRIBERS="1",
+            IMAGEDROP_MAX_BODY_BYTES=str(4 * 1024 * 1024),
             IMAGEDROP_MAX_EVENT_BYTES=str(64 * 1024), IMAGEDROP_SWEEP_INTERVAL="0",
             IMAGEDROP_MAX_IMAGE_PIXELS="40000000", IMAGEDROP_STORAGE_TIMEOUT="5",
             IMAGEDROP_LOG_LEVEL="INFO")
@@ -128,7 +133,7 @@ class Target:
             path.write_bytes(data)
 
     # -- talking to it ------------------------------------------------------------------
-    def request(self, method: str, path: str, *, body: bytes | None = None,
+    def request(self, method: str, path: str, *, body: Any = None,
                 json_body: Any = None, headers: dict[str, str] | None = None,
                 auth: bool = True, timeout: float = 20) -> Answer:
         hdrs = {"Authorization": f"Bearer {API_KEY}"} if auth else {}
