@@ -110,16 +110,22 @@ def _count_jobs(data: Path) -> int:
     return count
 
 
+def big_folder(tmp: Path, n: int) -> Path:
+    """A data folder whose folder `big/` holds a manifest and n distinct small PNGs."""
+    data = tmp / "data"
+    folder = data / "imagedrop" / "big"
+    folder.mkdir(parents=True)
+    (folder / "imagedrop.yaml").write_text(MANIFEST)
+    image = sample_png(7, 64)
+    for i in range(n):
+        (folder / f"img{i:06d}.png").write_bytes(image + i.to_bytes(4, "big"))
+    return data
+
+
 async def sweep(n: int) -> dict:
     """A folder of n objects with a manifest, found by the sweep alone (no notifications)."""
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        folder = data / "imagedrop" / "big"
-        folder.mkdir(parents=True)
-        (folder / "imagedrop.yaml").write_text(MANIFEST)
-        image = sample_png(7, 64)
-        for i in range(n):
-            (folder / f"img{i:06d}.png").write_bytes(image + i.to_bytes(4, "big"))
+        data = big_folder(Path(tmp), n)
         env = {"IMAGEDROP_WORKER": "0", "IMAGEDROP_SWEEP_INTERVAL": "1",
                "IMAGEDROP_LOG_LEVEL": "WARNING"}
         start = time.perf_counter()
@@ -133,6 +139,28 @@ async def sweep(n: int) -> dict:
             elapsed = time.perf_counter() - start
             rss = _peak_rss_mb(pid)
         return {"objects": n, "queued_in_s": elapsed, "peak_rss_mb": rss}
+
+
+async def dry_run(n: int) -> dict:
+    """POST /trigger {"dry_run": true} over a folder of n objects: answer time and the peak
+    memory of the service (the folder is read page by page, never held whole)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = big_folder(Path(tmp), n)
+        env = {"IMAGEDROP_WORKER": "0", "IMAGEDROP_SWEEP_INTERVAL": "0",
+               "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+        async with imagedrop(env, data) as url, aiohttp.ClientSession() as http:
+            pid = await _server_pid(url)
+            start = time.perf_counter()
+            async with http.post(url + "/trigger", json={"prefix": "big/", "dry_run": True},
+                                 timeout=aiohttp.ClientTimeout(total=600)) as resp:
+                body = await resp.json()
+                assert resp.status == 200, body
+            elapsed = time.perf_counter() - start
+            rss = _peak_rss_mb(pid)
+        assert body["to_edit"] == n, body
+        return {"objects": n, "answered_in_s": elapsed, "peak_rss_mb": rss,
+                "estimated_cost_usd": body["estimated_cost_usd"],
+                "prices_as_of": body["prices_as_of"]}
 
 
 async def _server_pid(url: str) -> int:
@@ -164,6 +192,7 @@ async def collect() -> dict:
         "intake": await intake(10_000, 16, 0.2),
         "intake_32": await intake(10_000, 32, 0.2),
         "sweep": await sweep(10_000),
+        "dry_run": await dry_run(10_000),
     }
 
 

@@ -40,6 +40,29 @@ def sample_png(i: int, size: int = 256) -> bytes:
     return buf.getvalue()
 
 
+def photo_jpeg(size: int = 1024) -> bytes:
+    """A real-photo-sized JPEG: 1 MP of noise over colour gradients, about 200 KB at quality 90
+    (what a phone photo scaled for the edit API weighs; flat test images compress to nothing)."""
+    noise = Image.effect_noise((size, size), 34).convert("RGB")
+    grad = Image.linear_gradient("L").resize((size, size))
+    colour = Image.merge("RGB", (grad, grad.rotate(90), grad.rotate(180)))
+    im = Image.blend(noise, colour, 0.5).resize((size // 2, size // 2)).resize(
+        (size, size), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def result_png(size: int = 1024) -> bytes:
+    """A ~1 MB PNG, what gpt-image returns for a 1024x1024 edit: gradients with a noisy band."""
+    grad = Image.linear_gradient("L").resize((size, size))
+    im = Image.merge("RGB", (grad, grad.rotate(90), grad.rotate(180)))
+    im.paste(Image.effect_noise((size, size * 38 // 100), 60).convert("RGB"), (0, 0))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
 async def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
@@ -76,13 +99,18 @@ def image_folder(data: Path, n: int, folder: str = "photos") -> Path:
 
 
 @asynccontextmanager
-async def fake_provider(latency: float) -> AsyncIterator[str]:
-    """The fake OpenAI server in its own process; yields its base URL."""
+async def fake_provider(latency: float, result: bytes | None = None) -> AsyncIterator[str]:
+    """The fake OpenAI server in its own process; yields its base URL. It echoes the input, or
+    answers `result` to every edit."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
+        answer = ["--echo"]
+        if result is not None:
+            (Path(tmp) / "result").write_bytes(result)
+            answer = ["--result", str(Path(tmp) / "result")]
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0",
-             "--latency", str(latency), "--port-file", str(port_file), "--echo"],
+             "--latency", str(latency), "--port-file", str(port_file), *answer],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30
@@ -150,7 +178,7 @@ class Receiver:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Receiver]:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # base64 results are big
         app.router.add_post("/cb", self._handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

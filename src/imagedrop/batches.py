@@ -51,7 +51,8 @@ class BatchCloser:
             fallback_local=progress.fallback_local,
             duration_seconds=round(max(0.0, self.clock() - batch.created_at), 3),
             output_bucket=batch.output_bucket, output_prefix=batch.output_prefix,
-            errors=errors, error=error,
+            errors=errors, error=error, estimated_cost_usd=progress.cost_usd,
+            budget_failed=progress.budget_failed,
         )
 
     async def _deliveries(self, batch: Batch, summary: BatchSummary) -> list[NewDelivery]:

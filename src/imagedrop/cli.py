@@ -38,8 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("-o", "--output", type=Path, help="where to write (default: NAME.edited.EXT)")
     manifest = sub.add_parser("manifest", help="work with folder manifests (imagedrop.yaml)")
     manifest_sub = manifest.add_subparsers(dest="manifest_command", required=True)
-    check = manifest_sub.add_parser("check", help="validate a manifest file; exit 1 on problems")
-    check.add_argument("file", type=Path, help="imagedrop.yaml, .yml or .json")
+    check = manifest_sub.add_parser(
+        "check", help="validate a manifest file (exit 1 on problems); with --estimate, ask a "
+        "running service what a folder would cost")
+    check.add_argument("file", type=Path, nargs="?", help="imagedrop.yaml, .yml or .json")
+    check.add_argument("--estimate", metavar="BUCKET/PREFIX",
+                       help="a dry run of POST /trigger on this folder: images, to edit, "
+                       "already done, skipped, estimated cost (" + ops_cli.ENV_HELP + ")")
+    check.add_argument("--url", help="the service for --estimate (default IMAGEDROP_URL or "
+                       f"{ops_cli.DEFAULT_URL})")
     tools = sub.add_parser("tools", help="watsonx Orchestrate tool specs")
     tools_sub = tools.add_subparsers(dest="tools_command", required=True)
     export = tools_sub.add_parser(
@@ -61,8 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in OPERATOR_COMMANDS:  # a client of a running service (or offline)
         return ops_cli.run(args, os.environ)
-    if args.command == "manifest":  # a pure file check: needs no settings
-        return manifest_check(args.file)
+    if args.command == "manifest":  # a file check needs no settings; an estimate, a service
+        if args.file is None and args.estimate is None:
+            print("imagedrop manifest check: give a manifest file, --estimate BUCKET/PREFIX "
+                  "or both", file=sys.stderr)
+            return 2
+        code = manifest_check(args.file) if args.file is not None else 0
+        if args.estimate is not None:
+            code = max(code, ops_cli.estimate(args.estimate, args.url, os.environ))
+        return code
     if args.command == "tools":  # builds from the routes, or fetches: needs no settings
         return tools_export(args.server_url, args.out, from_url=args.from_url,
                             api_key=args.api_key)

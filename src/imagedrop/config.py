@@ -5,6 +5,7 @@ Every other module receives the part of `Settings` it needs; nothing reads `os.e
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imagedrop.errors import ConfigError
 from imagedrop.hostports import check_rules
+from imagedrop.prices import Price, PriceList
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,6 +108,23 @@ class ProviderSettings(BaseModel):
     edits_per_minute: int = Field(
         0, ge=0, description="Provider edits per minute for all replicas together; 0 = no limit."
     )
+
+
+class SpendSettings(BaseModel):
+    """What edits cost and how much the service may spend per UTC day (0 = no limit)."""
+
+    model_config = _FROZEN
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="Per-model prices (US$ per 1M tokens: text_in, "
+        "image_in, image_out) over the built-in table, as JSON.")
+    prices_as_of: str | None = Field(None, description="Date of your prices (with prices).")
+    edits_per_day: int = Field(0, ge=0, description="Provider edits per UTC day, all replicas.")
+    usd_per_day: float = Field(0.0, ge=0, description="Estimated US$ per UTC day, all replicas.")
+    over: Literal["hold", "fail"] = Field(
+        "hold", description="A job over a global budget: wait for the next day, or fail.")
+
+    def price_list(self) -> PriceList:
+        return PriceList(self.prices, self.prices_as_of)
 
 
 class ImagingSettings(BaseModel):
@@ -209,6 +228,7 @@ class Settings(BaseModel):
     worker: WorkerSettings = WorkerSettings()
     callbacks: CallbackSettings = CallbackSettings()
     drops: DropSettings = DropSettings()
+    spend: SpendSettings = SpendSettings()
     url_signing_key: str = Field("", description="Key for local download links (auto if empty).")
     log_json: bool | None = Field(None, description="JSON logs; default: when not on a TTY.")
     log_level: str = Field("INFO", description="Log level.")
@@ -271,6 +291,11 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_PROVIDER_TIMEOUT": ("provider", "timeout"),
     "IMAGEDROP_BILLING_PAUSE": ("provider", "billing_pause"),
     "IMAGEDROP_EDITS_PER_MINUTE": ("provider", "edits_per_minute"),
+    "IMAGEDROP_PRICES": ("spend", "prices"),
+    "IMAGEDROP_PRICES_AS_OF": ("spend", "prices_as_of"),
+    "IMAGEDROP_BUDGET_EDITS_PER_DAY": ("spend", "edits_per_day"),
+    "IMAGEDROP_BUDGET_USD_PER_DAY": ("spend", "usd_per_day"),
+    "IMAGEDROP_BUDGET_OVER": ("spend", "over"),
     "IMAGEDROP_MAX_IMAGE_BYTES": ("imaging", "max_bytes"),
     "IMAGEDROP_MAX_IMAGE_PIXELS": ("imaging", "max_pixels"),
     "IMAGEDROP_DATABASE_URL": ("ledger", "database_url"),
@@ -317,6 +342,15 @@ def _convert(section: str, field: str, raw: str) -> object:
         return _split_list(raw)
     if field == "schedule":
         return _split_list(raw)
+    if field == "prices":
+        try:
+            prices = json.loads(raw)
+        except ValueError:
+            raise ValueError('not JSON; e.g. {"gpt-image-2": {"text_in": 5, "image_in": 8, '
+                             '"image_out": 30}} (US$ per 1M tokens)') from None
+        if not isinstance(prices, dict):
+            raise ValueError("must be a JSON object of model: prices")
+        return prices
     if field == "rewrites":
         rules = []
         for rule in _split_list(raw):
@@ -340,7 +374,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     tree: dict[str, dict[str, object]] = {
         "server": {}, "storage": {}, "provider": {}, "imaging": {}, "ledger": {},
-        "worker": {}, "callbacks": {}, "drops": {}, "": {},
+        "worker": {}, "callbacks": {}, "drops": {}, "spend": {}, "": {},
     }
     problems: list[str] = []
     for name, (section, field) in _ENV.items():

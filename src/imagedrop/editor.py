@@ -13,11 +13,14 @@ from collections.abc import Callable
 
 import structlog
 
-from imagedrop.errors import BillingLimitReached, ProviderPermanent, TransientError
-from imagedrop.ledger import Ledger
+from imagedrop.config import SpendSettings
+from imagedrop.errors import BillingLimitReached, BudgetReached, ProviderPermanent, TransientError
+from imagedrop.ledger import BudgetLimit, Ledger
 from imagedrop.limits import BILLING, QUOTA, EditLimiter, PauseGate, pause_code
 from imagedrop.metrics import Metrics
+from imagedrop.prices import PriceList, next_day, utc_day
 from imagedrop.providers import EditResult, EditSpec, ImageProvider
+from imagedrop.recipes import BudgetRule
 
 log = structlog.get_logger(__name__)
 
@@ -33,8 +36,16 @@ class Editor:
         self, primary: ImageProvider, fallback: ImageProvider, *, billing_pause: float,
         clock: Callable[[], float] = time.time, ledger: Ledger | None = None,
         edits_per_minute: int = 0, pause_ttl: float = 1.5, metrics: Metrics | None = None,
+        prices: PriceList | None = None, spend: SpendSettings | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.prices = prices or PriceList()
+        self._ledger = ledger
+        spend = spend or SpendSettings()
+        self._service_budget = None if not (spend.edits_per_day or spend.usd_per_day) else (
+            BudgetLimit("service", edits_per_day=spend.edits_per_day or None,
+                        usd_per_day=spend.usd_per_day or None))
+        self._service_over = spend.over
         self.primary = primary
         self.fallback = fallback
         self._pause = billing_pause
@@ -52,6 +63,7 @@ class Editor:
     async def edit(
         self, image: bytes, mime: str, filename: str, spec: EditSpec, *,
         fallback_allowed: bool = True, provider: str | None = None,
+        budget: BudgetRule | None = None,
     ) -> tuple[EditResult, bool]:
         """The edited image and whether the local fallback made it. With `fallback_allowed`
         False (a manifest's `fallback: fail`), a billing stop fails the edit instead.
@@ -73,7 +85,7 @@ class Editor:
             pause = await self.pauses.current()
         if pause is None:
             try:
-                return await self._call(self.primary, image, mime, filename, spec), False
+                return await self._paid(image, mime, filename, spec, budget), False
             except BillingLimitReached as exc:
                 await self.pauses.pause(self._pause, f"{BILLING}: {exc}")
                 log.warning("billing_limit_reached", fallback="local", pause_seconds=self._pause)
@@ -96,6 +108,51 @@ class Editor:
                                           code=BILLING)
         return await self._call(self.fallback, image, mime, filename, spec), True
 
+    def cost(self, result: EditResult) -> float | None:
+        """What `result` cost in US dollars: 0 for a local edit, None when the provider did
+        not report usage or the price table does not know the model."""
+        if result.provider == "local":
+            return 0.0
+        if result.usage is None:
+            return None
+        return self.prices.cost(result.model, result.usage)
+
+    async def _paid(self, image: bytes, mime: str, filename: str, spec: EditSpec,
+                    budget: BudgetRule | None) -> EditResult:
+        """One call to the paid provider, counted against the folder's and the service's
+        budgets first (all replicas share them through the ledger): BudgetReached when it would
+        take one past its limit. The estimate counted is settled with the real cost after."""
+        limits = [lim for lim in (self._service_budget, _limit(budget)) if lim is not None]
+        if not limits or self._ledger is None:
+            result = await self._call(self.primary, image, mime, filename, spec)
+            self._count_cost(result)
+            return result
+        estimate = self.prices.estimate(spec.model, spec.quality, spec.size, spec.prompt)
+        now = self._clock()
+        refused = await self._ledger.take_budget(limits, estimate)
+        if refused is not None:
+            over = self._service_over if refused.scope == "service" else (
+                budget.over if budget is not None else "hold")
+            raise BudgetReached(refused.reason, scope=refused.scope, over=over,
+                                until=next_day(now), first=refused.first)
+        scopes, day = [lim.scope for lim in limits], utc_day(now)
+        try:
+            result = await self._call(self.primary, image, mime, filename, spec)
+        except BaseException:
+            # No edit came back: nothing was spent (an error answer is not billed).
+            await self._ledger.settle_budget(scopes, day, -estimate, -1)
+            raise
+        cost = self._count_cost(result)
+        if cost is not None and abs(cost - estimate) > 1e-9:
+            await self._ledger.settle_budget(scopes, day, cost - estimate)
+        return result
+
+    def _count_cost(self, result: EditResult) -> float | None:
+        cost = self.cost(result)
+        if cost:
+            self.metrics.provider_cost.labels(result.model).inc(cost)
+        return cost
+
     async def _call(self, provider: ImageProvider, image: bytes, mime: str, filename: str,
                     spec: EditSpec) -> EditResult:
         """One provider call, timed by provider and outcome."""
@@ -117,3 +174,9 @@ class Editor:
         finally:
             self.metrics.provider_seconds.labels(provider.name, outcome).observe(
                 time.perf_counter() - started)
+
+
+def _limit(rule: BudgetRule | None) -> BudgetLimit | None:
+    if rule is None:
+        return None
+    return BudgetLimit(rule.scope, edits_per_day=rule.edits_per_day, usd_per_day=rule.usd_per_day)

@@ -89,6 +89,16 @@ class PermanentError(ImagedropError):
     """Raised for failures that retrying will not fix."""
 
 
+class BudgetReached(PermanentError):
+    """Raised when an edit would take a spend budget past its limit: the job is held until
+    `until` (over: hold) or fails with the reason (over: fail)."""
+
+    def __init__(self, message: str, *, scope: str, over: str, until: float,
+                 first: bool) -> None:
+        super().__init__(message)
+        self.scope, self.over, self.until, self.first = scope, over, until, first
+
+
 class StorageError(PermanentError):
     """Raised when the object store refuses an operation (missing bucket, access denied)."""
 

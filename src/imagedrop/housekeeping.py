@@ -1,5 +1,6 @@
-"""Periodic duties: close drop batches that have settled, and close any batch whose closer
-died between its last job's outcome and its summary (so every summary is sent exactly once)."""
+"""Periodic duties: close drop batches that have settled, close any batch whose closer died
+between its last job's outcome and its summary (so every summary is sent exactly once), and
+queue again the jobs a budget held once its next day has begun."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class Housekeeper(Periodic):
         now = time.monotonic()
         if now - self._last_reconcile >= self.reconcile_every:
             self._last_reconcile = now
+            released = await self.ledger.release_held()
+            if released:
+                log.info("held_jobs_released", jobs=released)
             for batch_id in await self.ledger.finishable_batches():
                 if await self._finish(batch_id):
                     closed += 1

@@ -6,8 +6,20 @@ provider pause every replica sees) when scraped, so they are right across replic
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Provider edits take seconds to minutes (gpt-image) or milliseconds (local, fakes).
@@ -45,7 +57,63 @@ class Metrics:
         self.provider_cost = Counter(
             "imagedrop_provider_cost_usd", "Estimated provider spend in US dollars by model, "
             "from each edit's reported usage and the price table.", ["model"], registry=r)
+        self.budget_usd = Gauge(
+            "imagedrop_budget_spend_usd", "Spend counted today (UTC) against each budget: a "
+            "folder's (scope folder:<bucket>/<manifest>) or the service's (from the ledger, "
+            "every replica's, when scraped).", ["scope"], registry=r)
+        self.budget_edits = Gauge(
+            "imagedrop_budget_edits", "Provider edits counted today (UTC) against each budget.",
+            ["scope"], registry=r)
+        self.stage_cpu = Counter(
+            "imagedrop_stage_cpu_seconds", "CPU time of the synchronous stages of a job, from "
+            "the running thread's CPU clock: receive (JSON), decode (base64), check (image "
+            "header and integrity), result (result encoding), callback (payload and signature).",
+            ["stage"], registry=r)
+        r.register(ThreadCPU())
+
+    @contextmanager
+    def cpu(self, stage: str) -> Iterator[None]:
+        """Count the CPU this thread spends in the block as `stage` (blocks must not await)."""
+        start = time.thread_time()
+        try:
+            yield
+        finally:
+            self.stage_cpu.labels(stage).inc(time.thread_time() - start)
+
+    def timed(self, stage: str, fn: Callable[P, R]) -> Callable[P, R]:
+        """`fn`, counting its CPU as `stage` in whichever thread it runs."""
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self.cpu(stage):
+                return fn(*args, **kwargs)
+        return run
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every family."""
         return generate_latest(self.registry)
+
+
+class ThreadCPU(Collector):
+    """`imagedrop_thread_cpu_seconds{thread}`: CPU used by each of the process's threads, by
+    name (numbered pool threads summed): the event loop, the ledger's thread, the provider's loop
+    and the CPU pool. Read from each thread's CPU clock when scraped."""
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "imagedrop_thread_cpu_seconds", "CPU seconds used by each thread (pools summed).",
+            labels=["thread"])
+        totals: dict[str, float] = {}
+        for thread in threading.enumerate():
+            if thread.ident is None:
+                continue
+            try:
+                seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except (OSError, AttributeError):  # ended meanwhile, or a platform without it
+                continue
+            name = _POOL_SUFFIX.sub("", thread.name)
+            totals[name] = totals.get(name, 0.0) + seconds
+        for name, seconds in sorted(totals.items()):
+            family.add_metric([name], seconds)
+        yield family
+
+
+_POOL_SUFFIX = re.compile(r"_\d+$")

@@ -302,3 +302,28 @@ def ago(iso: str | None, now: float | None = None) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit} ago"
     return f"{int(max(0, seconds))}s ago"
+
+
+def estimate(target: str, url: str | None, environ: Mapping[str, str]) -> int:
+    """`imagedrop manifest check --estimate BUCKET/PREFIX`: a dry run of POST /trigger on a
+    running service, printed in a few lines; 0, or 1 with the service's reason."""
+    bucket, slash, prefix = target.partition("/")
+    if not bucket or not slash:
+        print(f"imagedrop: --estimate wants BUCKET/PREFIX (e.g. photos/summer/), not {target!r}",
+              file=sys.stderr)
+        return 1
+    client = Client(url or environ.get("IMAGEDROP_URL") or DEFAULT_URL,
+                    environ.get("IMAGEDROP_API_KEY") or None, timeout=600.0)
+    try:
+        est = client.call("POST", "/trigger", {"bucket": bucket, "prefix": prefix,
+                                               "dry_run": True})
+    except CliError as exc:
+        print(f"imagedrop: {bucket}/{prefix}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{bucket}/{prefix}: {est['images']} images: {est['to_edit']} to edit, "
+          f"{est['already_done']} already done, {est['skipped']} skipped")
+    unpriced = est.get("unpriced_models") or []
+    note = f"; not in the price table (counted at 0): {', '.join(unpriced)}" if unpriced else ""
+    print(f"estimated cost: US${est['estimated_cost_usd']:.4f} "
+          f"(prices as of {est['prices_as_of']}{note})")
+    return 0

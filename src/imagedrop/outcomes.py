@@ -15,6 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from imagedrop import lifecycle, subscribers
 from imagedrop.config import WorkerSettings
 from imagedrop.errors import (
+    BudgetReached,
     ImageRejected,
     InputError,
     PermanentError,
@@ -22,6 +23,7 @@ from imagedrop.errors import (
     VersionSuperseded,
 )
 from imagedrop.ledger import Job, JobKind, Ledger, NewDelivery
+from imagedrop.metrics import Metrics
 from imagedrop.payloads import B64Completed, CosCompleted, ImageEventData, ImageFailed
 from imagedrop.recipes import JobResult
 from imagedrop.storage import ObjectStore
@@ -40,14 +42,14 @@ class Edited:
     which travels in the callback only."""
 
     result: JobResult
-    image_base64: str | None = None
+    image_base64: bytes | None = None  # ASCII
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one run of a job came to (for logs and tests)."""
 
-    state: str  # completed | failed | retry | deferred | lost (lease lost to another worker)
+    state: str  # completed | failed | retry | deferred | held | lost (lease lost to another one)
     reason: str | None = None
 
 
@@ -58,7 +60,9 @@ class OutcomeRecorder:
         self, *, ledger: Ledger, storage: ObjectStore, worker_settings: WorkerSettings,
         presign_expires: int, executor: Executor | None = None,
         clock: Callable[[], float], defer_delay: float = DEFER_DELAY,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.ledger = ledger
         self.storage = storage
         self.retry = worker_settings
@@ -94,7 +98,29 @@ class OutcomeRecorder:
         assert error is not None
         if isinstance(error, VersionBusy):
             return await self._defer(job, owner, error)
+        if isinstance(error, BudgetReached):
+            return await self._over_budget(job, owner, error)
         return await self._after_error(job, owner, error)
+
+    async def _over_budget(self, job: Job, owner: str, exc: BudgetReached) -> Outcome:
+        """Hold the job until the budget's next day (over: hold), or fail it with the reason;
+        the first refusal of a budget's day tells the folder's subscribers (budget.reached)."""
+        notices = await self._budget_notices(job, exc) if exc.first else []
+        if exc.over == "hold":
+            reason = f"held: {exc}; goes on at {subscribers.timestamp(exc.until)}"
+            ok = await self.ledger.hold_job(job.id, owner, exc.until, reason, notices)
+            return Outcome("held" if ok else "lost", reason)
+        return await self._after_error(job, owner, exc, notices)
+
+    async def _budget_notices(self, job: Job, exc: BudgetReached) -> list[NewDelivery]:
+        subs = [s for s in job.recipe.subscribers if "budget.reached" in s.events]
+        if not subs:
+            return []
+        disabled = await self.ledger.disabled_endpoints([s.url for s in subs])
+        event = subscribers.budget_event(job, exc, now=self.clock())
+        return subscribers.deliveries_for(event, subs, disabled=disabled, job_id=job.id,
+                                          request_id=job.request_id,
+                                          traceparent=job.traceparent)
 
     async def _defer(self, job: Job, owner: str, busy: VersionBusy) -> Outcome:
         """Wait for the job editing the same version: back in the queue, no attempt used."""
@@ -123,18 +149,19 @@ class OutcomeRecorder:
         if job.kind is JobKind.B64:
             image, mime = edited.image_base64, result.mime_type
             assert image is not None and mime is not None  # the base64 endpoint's run sets both
-            # Serialising megabytes of base64 is CPU work: off the loop.
+            # The base64 is spliced into the body, not serialised again: one copy, off the loop.
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, lambda: B64Completed(
-                job_id=job.id, filename=job.filename, result_image_base64=image,
-                result_mime_type=mime).to_body())
+            return await loop.run_in_executor(self.executor, self.metrics.timed(
+                "callback", lambda: B64Completed.body_with_image(
+                    image, job_id=job.id, filename=job.filename, result_mime_type=mime)))
         if not result.bucket or not result.key:
             raise PermanentError("the job's result was not stored, so it has no download link")
         url = await self.storage.presign_get(result.bucket, result.key, self.presign_expires)
         return CosCompleted(job_id=job.id, filename=job.filename, object_key=result.key,
                             result_url=url, expires_in=self.presign_expires).to_body()
 
-    async def _after_error(self, job: Job, owner: str, exc: Exception) -> Outcome:
+    async def _after_error(self, job: Job, owner: str, exc: Exception,
+                           notices: list[NewDelivery] | None = None) -> Outcome:
         decision = lifecycle.after_error(
             exc, attempts=job.attempts, max_attempts=job.max_attempts,
             base=self.retry.retry_base, cap=self.retry.retry_cap,
@@ -147,7 +174,7 @@ class OutcomeRecorder:
             log.warning("job_gave_up", error=decision.reason)
         elif not isinstance(exc, PermanentError | InputError):
             log.error("job_unexpected_error", exc_info=exc)
-        deliveries = []
+        deliveries = list(notices or [])
         if job.callback_url:
             body = ImageFailed(job_id=job.id, filename=job.filename,
                                error=decision.reason).to_body()

@@ -53,6 +53,18 @@ class B64Completed(JsonBody):
     result_image_base64: str = Field(description="The edited image, base64-encoded.")
     result_mime_type: str = Field(description="MIME type of the edited image, e.g. image/png.")
 
+    @classmethod
+    def body_with_image(cls, image_b64: bytes, *, job_id: str, filename: str,
+                        result_mime_type: str) -> bytes:
+        """`to_body()` of this callback carrying `image_b64` (ASCII base64, which JSON needs no
+        escaping for), spliced into the serialised rest instead of serialised with it."""
+        empty = cls(job_id=job_id, filename=filename, result_image_base64="",
+                    result_mime_type=result_mime_type).to_body()
+        # Every other value is JSON-escaped, so only the field itself can hold `":""`.
+        head, marker, tail = empty.partition(b'"result_image_base64":""')
+        assert marker, "the field is serialised"
+        return b"".join((head, b'"result_image_base64":"', image_b64, b'"', tail))
+
 
 class CosCompleted(JsonBody):
     """Callback of /process-image-async when the edit succeeded."""
@@ -107,6 +119,12 @@ class BatchSummary(JsonBody):
         description="Up to 20 per-image error messages.",
     )
     error: str | None = Field(None, description="Why the batch as a whole failed, if it did.")
+    estimated_cost_usd: float = Field(
+        0.0, ge=0, description="What the edits cost in US dollars, from the usage the provider "
+        "reported and the price table (0 for local edits).")
+    budget_failed: int = Field(
+        0, ge=0, description="Images not edited because a spend budget was reached (counted "
+        "in failed too).")
 
     @model_validator(mode="before")
     @classmethod
@@ -249,6 +267,25 @@ class BatchCompletedEvent(_Event):
     data: BatchEventData = Field(description="The batch's summary.")
 
 
+class BudgetEventData(JsonBody):
+    """`data` of budget.reached: which budget, and what happens to the images over it."""
+
+    scope: str = Field(description="service, or folder:<bucket>/<manifest key>.")
+    day: str = Field(description="The UTC day (YYYY-MM-DD) whose budget was reached.")
+    reason: str = Field(description="The limit reached, in words.")
+    over: Literal["hold", "fail"] = Field(description="Images over it wait, or fail.")
+    resumes_at: str | None = Field(None, description="When held images go on (UTC, ISO 8601).")
+    manifest: ManifestRef | None = Field(None, description="The folder's manifest, if a folder's.")
+
+
+class BudgetReachedEvent(_Event):
+    """Sent once per budget and UTC day, when an image is first kept from the provider."""
+
+    type: Literal["budget.reached"] = Field("budget.reached", description="Event type.")
+    timestamp: Timestamp = _timestamp()
+    data: BudgetEventData = Field(description="The budget reached.")
+
+
 # -- operators' events --------------------------------------------------------------------------
 
 
@@ -289,12 +326,12 @@ class TestEvent(_Event):
 
 
 AnyWebhookEvent = (ImageCompletedEvent | ImageFailedEvent | BatchCompletedEvent
-                   | DeliveryExhaustedEvent | TestEvent)
+                   | BudgetReachedEvent | DeliveryExhaustedEvent | TestEvent)
 WebhookEvent = Annotated[AnyWebhookEvent, Field(discriminator="type")]
 WEBHOOK_MODELS: dict[str, type[JsonBody]] = {
     "image.completed": ImageCompletedEvent, "image.failed": ImageFailedEvent,
-    "batch.completed": BatchCompletedEvent, "delivery.exhausted": DeliveryExhaustedEvent,
-    "imagedrop.test": TestEvent,
+    "batch.completed": BatchCompletedEvent, "budget.reached": BudgetReachedEvent,
+    "delivery.exhausted": DeliveryExhaustedEvent, "imagedrop.test": TestEvent,
 }
 _EVENT = TypeAdapter(WebhookEvent)
 

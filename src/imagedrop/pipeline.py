@@ -5,7 +5,6 @@ or an error) to `outcomes.OutcomeRecorder`, which records it with its callbacks.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from imagedrop.outcomes import (
     Superseded,
     VersionBusy,
 )
-from imagedrop.providers import EditSpec
+from imagedrop.providers import EditResult, EditSpec
 from imagedrop.recipes import JobResult, Recipe
 from imagedrop.storage import ObjectStore
 from imagedrop.tracing import Tracing
@@ -75,7 +74,7 @@ class Pipeline:
         self.outcomes = OutcomeRecorder(
             ledger=ledger, storage=storage, worker_settings=worker_settings,
             presign_expires=presign_expires, executor=executor, clock=clock,
-            defer_delay=defer_delay)
+            defer_delay=defer_delay, metrics=self.metrics)
 
     async def run(self, job: Job, owner: str) -> Outcome:
         """Run one claimed job and record what happened. Never raises (but CancelledError)."""
@@ -125,23 +124,28 @@ class Pipeline:
                     return Edited(reused)
         source = await self._load_source(job)
         prepared = await self._in_executor(
-            imaging.prepare_for_provider, source,
+            self.metrics.timed("check", imaging.prepare_for_provider), source,
             max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels,
         )
         edited, fallback = await self.editor.edit(
             prepared.data, prepared.mime, job.filename, spec,
-            fallback_allowed=job.recipe.fallback == "local", provider=job.recipe.provider)
+            fallback_allowed=job.recipe.fallback == "local", provider=job.recipe.provider,
+            budget=job.recipe.budget)
         result = JobResult(provider=edited.provider, model=edited.model,
                            mime_type=edited.mime_type, fallback_local=fallback,
-                           size=len(edited.data))
+                           size=edited.size, usage=edited.usage,
+                           cost_usd=self.editor.cost(edited))
         if job.kind is JobKind.B64:
-            # The image travels in the callback body; nothing to store. Encoding megabytes
-            # is CPU work: off the loop.
-            return Edited(result, await self._in_executor(
-                lambda: base64.b64encode(edited.data).decode("ascii")))
+            # The image travels in the callback body; nothing to store. A provider's base64
+            # passes through as it came; encoding bytes is CPU work: off the loop.
+            image_b64 = edited.b64 if edited.b64 is not None else await self._in_executor(
+                self.metrics.timed("result", edited.base64))
+            return Edited(result, image_b64)
         assert job.output_bucket and job.output_key
+        data: bytes = edited.raw if edited.raw is not None else await self._in_executor(
+            self.metrics.timed("result", _image_bytes), edited)
         await self.storage.put(
-            job.output_bucket, job.output_key, edited.data, content_type=edited.mime_type,
+            job.output_bucket, job.output_key, data, content_type=edited.mime_type,
             metadata=self._output_metadata(job, fallback),
         )
         return Edited(result.model_copy(update={"bucket": job.output_bucket,
@@ -237,6 +241,10 @@ class Pipeline:
     async def _in_executor(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+
+def _image_bytes(edited: EditResult) -> bytes:
+    return edited.data
 
 
 def _attributes(job: Job) -> dict[str, str | int]:

@@ -9,9 +9,11 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from imagedrop.payloads import ManifestRef
+from imagedrop.prices import Usage
 
-EventName = Literal["image.completed", "image.failed", "batch.completed"]
-EVENT_TYPES: tuple[EventName, ...] = ("image.completed", "image.failed", "batch.completed")
+EventName = Literal["image.completed", "image.failed", "batch.completed", "budget.reached"]
+EVENT_TYPES: tuple[EventName, ...] = ("image.completed", "image.failed", "batch.completed",
+                                      "budget.reached")
 #: The EditSpec fields a recipe carries (and a trigger may override).
 SPEC_FIELDS = ("prompt", "model", "quality", "size", "output_format")
 
@@ -37,6 +39,15 @@ class SubscriberRef(_Stored):
     secret_ref: str | None = None  # the NAME of the environment variable holding whsec_…
 
 
+class BudgetRule(_Stored):
+    """A folder's daily budget (its manifest's `budget`), as a job carries it."""
+
+    scope: str  # folder:<bucket>/<manifest key>
+    edits_per_day: int | None = None
+    usd_per_day: float | None = None
+    over: Literal["hold", "fail"] = "hold"
+
+
 class Recipe(_Stored):
     """A job's (or a batch's) recipe: the edit, and what its outcome must do.
 
@@ -56,6 +67,7 @@ class Recipe(_Stored):
     subscribers: tuple[SubscriberRef, ...] = ()
     manifest: ManifestRef | None = None
     manifest_error: str | None = None
+    budget: BudgetRule | None = None
     mode: Literal["manifest", "prompt"] | None = None
     override: dict[str, str] | None = None
 
@@ -102,3 +114,5 @@ class JobResult(_Stored):
     key: str | None = None
     reused: bool = False  # an identical earlier edit was used instead of a new one
     reused_from: str | None = None  # ... made by this job
+    usage: Usage | None = None  # tokens the provider reported for the edit
+    cost_usd: float | None = None  # from usage and the price table; 0 local; None: unknown

@@ -16,12 +16,14 @@ T = TypeVar("T")
 
 
 class JobState(StrEnum):
-    """Where a job is in its life. `completed` and `failed` are final."""
+    """Where a job is in its life. `completed` and `failed` are final; `held` waits for a
+    budget's next day (its `last_error` says which budget)."""
 
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    HELD = "held"
 
     @property
     def final(self) -> bool:
@@ -163,7 +165,10 @@ class BatchProgress:
     running: int
     completed: int
     failed: int
+    held: int
     fallback_local: int  # completed by the local provider after a billing stop
+    budget_failed: int  # failed because a budget was reached (over: fail)
+    cost_usd: float  # what the completed edits cost, from their reported usage
     listing_done: bool
     finished: bool
 
@@ -295,3 +300,22 @@ class Page(Generic[T]):
 
     items: list[T]
     next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLimit:
+    """One budget an edit counts against: a folder's (its manifest) or the service's."""
+
+    scope: str  # "service", or "folder:<bucket>/<manifest key>"
+    edits_per_day: int | None = None
+    usd_per_day: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRefusal:
+    """Why an edit was not let through: the budget reached, and whether this was the first
+    refusal of that budget's day (then its subscribers are told, once)."""
+
+    scope: str
+    reason: str
+    first: bool

@@ -140,7 +140,8 @@ async def open_runtime(
         stack.callback(tracing.shutdown)
         editor = Editor(provider, local, billing_pause=settings.provider.billing_pause,
                         ledger=ledger, edits_per_minute=settings.provider.edits_per_minute,
-                        metrics=metrics)
+                        metrics=metrics, prices=settings.spend.price_list(),
+                        spend=settings.spend)
         pipeline = Pipeline(
             ledger=ledger, storage=storage, editor=editor, imaging_settings=settings.imaging,
             worker_settings=settings.worker, presign_expires=settings.storage.presign_expires,

@@ -10,22 +10,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from imagedrop.errors import BudgetReached as BudgetReachedError
 from imagedrop.ledger import Batch, Job, NewDelivery
 from imagedrop.manifests import Subscriber
 from imagedrop.payloads import (
     BatchCompletedEvent,
     BatchEventData,
     BatchSummary,
+    BudgetEventData,
+    BudgetReachedEvent,
     ImageCompletedEvent,
     ImageEventData,
     ImageEventResult,
     ImageEventSource,
     ImageFailedEvent,
 )
+from imagedrop.prices import utc_day
 from imagedrop.recipes import EVENT_TYPES, JobResult, SubscriberRef
 
-IMAGE_COMPLETED, IMAGE_FAILED, BATCH_COMPLETED = EVENT_TYPES
-Event = ImageCompletedEvent | ImageFailedEvent | BatchCompletedEvent
+IMAGE_COMPLETED, IMAGE_FAILED, BATCH_COMPLETED, BUDGET_REACHED = EVENT_TYPES
+Event = ImageCompletedEvent | ImageFailedEvent | BatchCompletedEvent | BudgetReachedEvent
 
 
 def subscriber_refs(subscribers: Iterable[Subscriber]) -> tuple[SubscriberRef, ...]:
@@ -67,6 +71,15 @@ def batch_event(batch: Batch, summary: BatchSummary, *, now: float) -> BatchComp
     data = BatchEventData(**{**summary.model_dump(), "batch_id": batch.id, "kind": batch.kind,
                              "bucket": batch.bucket, "prefix": batch.prefix})
     return BatchCompletedEvent(timestamp=timestamp(now), data=data)
+
+
+def budget_event(job: Job, exc: BudgetReachedError, *, now: float) -> BudgetReachedEvent:
+    """budget.reached: the budget that kept `job` from the provider."""
+    return BudgetReachedEvent(timestamp=timestamp(now), data=BudgetEventData(
+        scope=exc.scope, day=utc_day(now), reason=str(exc),
+        over="fail" if exc.over == "fail" else "hold",
+        resumes_at=timestamp(exc.until) if exc.over == "hold" else None,
+        manifest=job.recipe.manifest if exc.scope.startswith("folder:") else None))
 
 
 def deliveries_for(

@@ -68,6 +68,10 @@ def export_tools(doc: Mapping[str, Any], *, server_url: str | None = None,
                                         scheme)) for t in tools}
 
 
+#: Request fields that turn an async tool's call into a synchronous one (left out of the tool).
+SYNC_ONLY_FIELDS = ("dry_run",)
+
+
 def _tool_doc(doc: Mapping[str, Any], tool: ToolOp, url: str, security: dict[str, Any] | None,
               scheme: str) -> dict[str, Any]:
     op = copy.deepcopy(doc.get("paths", {}).get(tool.path, {}).get(tool.method))
@@ -99,6 +103,10 @@ def _tool_doc(doc: Mapping[str, Any], tool: ToolOp, url: str, security: dict[str
         "schemas": {name: copy.deepcopy(all_schemas[name])
                     for name in sorted(_referenced(op, all_schemas))},
     }
+    if "callbacks" in op:
+        for schema in components["schemas"].values():  # nor the fields that select it
+            for name in SYNC_ONLY_FIELDS:
+                schema.get("properties", {}).pop(name, None)
     if security is not None:
         components["securitySchemes"] = {scheme: copy.deepcopy(security)}
     out["components"] = components
@@ -115,6 +123,13 @@ def _prepare_callbacks(op: dict[str, Any], tool: ToolOp) -> None:
     if not any(p.get("in") == "header" and p.get("name") == CALLBACK_HEADER for p in params):
         raise ExportError(f"{tool.operation_id} has callbacks but no `{CALLBACK_HEADER}` header")
     success = [c for c in op.get("responses", {}) if c.isdigit() and 200 <= int(c) < 300]
+    if len(success) > 1 and "202" in success:
+        # The async tool is the 202-and-callback form; a synchronous answer beside it (a dry
+        # run's 200) is not part of it.
+        for code in success:
+            if code != "202":
+                del op["responses"][code]
+        success = ["202"]
     if len(success) != 1:
         raise ExportError(f"{tool.operation_id} needs exactly one numeric 2xx response, "
                           f"has {success}")

@@ -51,6 +51,22 @@ class TestRecordDrops:
         assert first[0][1] is True and [new for _, new in again] == [False, False]
         assert {job.id for job, _ in again} == {first[0][0].id}
 
+    async def test_one_call_many_items(self, ledger: Ledger, clock: FakeClock):
+        """One call, written set-wise: two folders, a known object, a repeat within the call;
+        positions follow the caller's order within each folder's batch."""
+        [(known, _)] = await ledger.record_drops([drop("k.jpg")])
+        got = await ledger.record_drops([
+            drop("b.jpg"), drop("x.jpg", folder="other/"), drop("k.jpg"), drop("a.jpg"),
+            drop("b.jpg"), drop("y.jpg", folder="other/", settle=9.0)])
+        assert [new for _, new in got] == [True, True, False, True, False, True]
+        assert got[2][0].id == known.id and got[4][0].id == got[0][0].id
+        food, other = got[0][0].batch_id, got[1][0].batch_id
+        assert food == known.batch_id and other and other != food
+        assert got[3][0].batch_id == food and got[5][0].batch_id == other
+        assert (got[0][0].seq, got[3][0].seq) == (1, 2) and (got[1][0].seq, got[5][0].seq) == (0, 1)
+        batch = await ledger.get_batch(other)
+        assert batch.settle_until == pytest.approx(clock.now + 9)  # the longest wait asked
+
     async def test_concurrent_duplicates_make_one_job(self, ledger: Ledger):
         results = await asyncio.gather(*(ledger.record_drops([drop("a.jpg")]) for _ in range(30)))
         assert sum(new for [(_, new)] in results) == 1

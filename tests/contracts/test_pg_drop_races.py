@@ -157,6 +157,35 @@ class TestCloseWhileJoining:
         assert await house.close_settled_batches() == [first.batch_id]
 
 
+class TestDuplicateMeanwhile:
+    """The same object recorded outside the folder's lock (a trigger) between the look for
+    duplicates and the insert: the drop answers the recorded job and leaves no empty batch."""
+
+    async def test_no_batch_is_left_for_it(self, replicas, backend, clock):
+        joiner, _, _ = replicas
+        clock.now = T0
+        late = item("f/late.jpg")
+
+        async def trigger() -> None:
+            await joiner.create_jobs([late.job])
+
+        conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": backend.schema})
+        try:
+            async with conn.transaction():
+                [(job, new)] = await drive(
+                    tx_drops.record_drops(POSTGRES, clock(), [late]),
+                    answers(Hooked(conn, _after_locks, trigger), clock))
+        finally:
+            await conn.close()
+        assert not new and job.batch_id is None
+        assert await joiner.close_settled_batches() == []
+        left = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": backend.schema})
+        try:
+            assert await left.fetchval("SELECT count(*) FROM batches") == 0
+        finally:
+            await left.close()
+
+
 class TestNoDeadlock:
     """Two replicas recording the same batch-less drops in opposite orders both succeed."""
 

@@ -47,6 +47,13 @@ class Service:
     session: aiohttp.ClientSession
     # Sent with every request of post/get (a test that wants them sets them, e.g. a key).
     headers: dict[str, str] = field(default_factory=dict)
+    runner: web.AppRunner | None = None
+
+    async def stop(self) -> None:
+        """Shut this service down as a SIGTERM would (a restart test starts another)."""
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            await runner.cleanup()
 
     async def post(self, path: str, body: Any, *, callback: str | None = None,
                    headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -100,7 +107,6 @@ class Service:
 @pytest.fixture(name="start_service")
 async def _start_service(tmp_path) -> AsyncIterator[Callable[..., Awaitable[Service]]]:
     """A factory: `await start_service({...env...})` runs imagedrop until the test ends."""
-    runners: list[web.AppRunner] = []
     sessions: list[aiohttp.ClientSession] = []
 
     async def start(env: dict[str, str] | None = None, **app_kw: Any) -> Service:
@@ -111,14 +117,20 @@ async def _start_service(tmp_path) -> AsyncIterator[Callable[..., Awaitable[Serv
         app = create_app(settings, public_url=url, **app_kw)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        runners.append(runner)
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         session = aiohttp.ClientSession()
         sessions.append(session)
-        return Service(url=url, app=app, settings=settings, session=session)
+        service = Service(url=url, app=app, settings=settings, session=session, runner=runner)
+        services.append(service)
+        return service
 
+    services: list[Service] = []
     yield start
     for session in sessions:
         await session.close()
-    for runner in reversed(runners):
-        await runner.cleanup()
+    for service in reversed(services):
+        await service.stop()

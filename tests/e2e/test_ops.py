@@ -69,6 +69,13 @@ class TestMetrics:
         assert deliveries[("callback", "delivered")] == 3
         [queued] = families["imagedrop_jobs_queued"].samples
         assert queued.value == 0
+        # CPU by stage (what the benchmarks report per job) and by thread.
+        stages = {s.labels["stage"]: s.value for s in families["imagedrop_stage_cpu_seconds"]
+                  .samples if s.name == "imagedrop_stage_cpu_seconds_total"}
+        assert {"receive", "decode", "check", "callback"} <= stages.keys()
+        assert all(v > 0 for v in stages.values()), stages
+        threads = {s.labels["thread"] for s in families["imagedrop_thread_cpu_seconds"].samples}
+        assert "MainThread" in threads and "imagedrop-ledger" in threads
 
     async def test_public_when_asked(self, start_service):
         svc = await keyed(start_service, {"IMAGEDROP_METRICS_PUBLIC": "1"})

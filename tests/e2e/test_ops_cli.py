@@ -8,6 +8,7 @@ import base64
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import structlog
@@ -120,3 +121,31 @@ class TestSubscribersAndSecrets:
         assert code == 0 and secret.startswith("whsec_")
         signature = Webhook(secret).sign("msg_1", datetime.now(UTC), "{}")
         assert signature.startswith("v1,")  # the reference library takes it as a secret
+
+
+class TestEstimate:
+    async def test_what_a_folder_would_cost(self, svc, capsys):
+        folder = Path(svc.settings.storage.data_dir) / "imagedrop" / "est"
+        folder.mkdir(parents=True)
+        manifest = folder / "imagedrop.yaml"
+        manifest.write_text("prompt: warmer\nbudget:\n  edits_per_day: 10\n")
+        for i in range(3):
+            (folder / f"p{i}.png").write_bytes(images.png(30 + i, 20))
+        code, out, err = await cli(capsys, "manifest", "check", str(manifest), "--estimate",
+                                   "imagedrop/est/", "--url", svc.url)
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0].startswith("ok: prompt")
+        assert lines[1] == "imagedrop/est/: 3 images: 3 to edit, 0 already done, 0 skipped"
+        # This service edits locally: nothing to pay.
+        assert lines[2] == "estimated cost: US$0.0000 (prices as of 2026-11-05)"
+
+    async def test_refusals(self, svc, capsys):
+        code, _, err = await cli(capsys, "manifest", "check", "--estimate", "nobucket",
+                                 "--url", svc.url)
+        assert code == 1 and "BUCKET/PREFIX" in err
+        code, _, err = await cli(capsys, "manifest", "check", "--estimate", "imagedrop/none/",
+                                 "--url", svc.url)
+        assert code == 1 and "no imagedrop.yaml governs" in err
+        code, _, err = await cli(capsys, "manifest", "check")
+        assert code == 2 and "--estimate" in err

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from imagedrop.cli import main
-from imagedrop.tools_export import TOOLS, export_tools
+from imagedrop.tools_export import SYNC_ONLY_FIELDS, TOOLS, export_tools
 from imagedrop.web.openapi import CALLBACK_EXPRESSION
 from tests.fixtures.images import png
 
@@ -274,8 +274,11 @@ class TestLiveService:
             live_op = live["paths"][path][method]
             assert (path, method, op["operationId"]) == (
                 tool.path, tool.method, live_op["operationId"])
-            assert _deref(live, live_op.get("requestBody")) == _deref(
-                committed, op.get("requestBody")), tool.operation_id
+            body = _deref(live, live_op.get("requestBody"))
+            if "callbacks" in live_op and body:  # the tool leaves out its synchronous form
+                for field in SYNC_ONLY_FIELDS:
+                    body["content"]["application/json"]["schema"]["properties"].pop(field, None)
+            assert body == _deref(committed, op.get("requestBody")), tool.operation_id
             assert _callback_bodies(live, live_op) == _callback_bodies(committed, op), (
                 tool.operation_id)
         # and exporting the live document gives the committed files, server aside

@@ -93,12 +93,22 @@ class FakeOpenAIState:
     slow_seconds: float = 5.0
     api_key: str | None = API_KEY  # None accepts any bearer token
     echo: bool = False  # answer with the input bytes: no CPU spent here (benchmarks)
+    result: bytes | None = None  # answer with these bytes every time (benchmarks: ~1 MB PNGs)
     calls: list[Call] = field(default_factory=list)
     _queue: deque[object] = field(default_factory=deque)
     _seen: Counter[tuple[str, str]] = field(default_factory=Counter)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     in_flight: int = 0
+    _result_b64: str | None = None
     max_in_flight: int = 0
+
+    def encoded(self, data: bytes) -> str:
+        """`data` as base64; the fixed result is encoded once (a benchmark's fake costs little)."""
+        if data is self.result:
+            if self._result_b64 is None:
+                self._result_b64 = base64.b64encode(data).decode()
+            return self._result_b64
+        return base64.b64encode(data).decode()
 
     def script(self, steps: Iterable[object]) -> None:
         """Queue answers for the next calls, one each: "ok", an int status, or an error kind
@@ -225,7 +235,9 @@ async def _answer(state: FakeOpenAIState, call: Call, image: bytes) -> web.Respo
         return _error(400, _err(f"Invalid value: '{fmt}'.", "invalid_value",
                                 param="output_format"))
     try:
-        if state.echo:
+        if state.result is not None:
+            data, size = state.result, call.size or "auto"
+        elif state.echo:
             data, size = image, call.size or "auto"
         else:
             data, size = await asyncio.get_running_loop().run_in_executor(
@@ -233,7 +245,7 @@ async def _answer(state: FakeOpenAIState, call: Call, image: bytes) -> web.Respo
     except Exception:
         return _error(400, _err("Invalid image file or mode for image 1, please check your "
                                 "image file.", "invalid_image_file", param="image"))
-    item = {"b64_json": None if kind == "no_image" else base64.b64encode(data).decode()}
+    item = {"b64_json": None if kind == "no_image" else state.encoded(data)}
     return web.json_response({
         "created": int(time.time()), "background": "opaque", "data": [item],
         "output_format": fmt, "quality": "medium" if call.quality in (None, "auto")
@@ -334,7 +346,8 @@ def _fake_openai() -> Iterator[FakeOpenAI]:
 
 async def _main(args: argparse.Namespace) -> None:
     state = FakeOpenAIState(latency=args.latency, slow_seconds=args.slow_seconds,
-                            api_key=args.api_key or None, echo=args.echo)
+                            api_key=args.api_key or None, echo=args.echo,
+                            result=args.result)
     runner, port = await _serve(state, args.host, args.port)
     if args.port_file:  # written once listening, atomically, so a poller never reads half
         tmp = Path(f"{args.port_file}.tmp")
@@ -360,6 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default="", help="required bearer token (default: any)")
     parser.add_argument("--echo", action="store_true",
                         help="return the input image as the result (no rendering CPU)")
+    parser.add_argument("--result", type=lambda path: Path(path).read_bytes(),
+                        help="return this file's bytes as every result")
     asyncio.run(_main(parser.parse_args(argv)))
 
 

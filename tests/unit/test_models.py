@@ -181,7 +181,8 @@ class TestBatchSummary:
         assert "error" not in body  # optional: left out when None
         assert set(body) == {"status", "job_id", "total_files", "processed", "failed",
                              "fallback_local", "duration_seconds", "total_files_processed",
-                             "output_bucket", "output_prefix", "errors"}
+                             "output_bucket", "output_prefix", "errors",
+                             "estimated_cost_usd", "budget_failed"}
 
     def test_refuses_inconsistent_total(self) -> None:
         with pytest.raises(ValidationError, match="processed \\+ fallback_local"):

@@ -281,7 +281,11 @@ class TestFolderOperations:
             "$ref": "#/components/schemas/TriggerRequest"}
         ack = op["responses"]["202"]["content"]["application/json"]["schema"]
         assert _resolve(doc, ack["$ref"])["required"] == ["accepted", "job_id", "batch_id"]
-        assert {"202", "400", "401", "404", "413", "415", "422"} == set(op["responses"])
+        assert {"200", "202", "400", "401", "404", "413", "415", "422"} == set(op["responses"])
+        dry = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert set(_resolve(doc, dry["$ref"])["required"]) == {
+            "images", "to_edit", "already_done", "skipped", "estimated_cost_usd",
+            "prices_as_of", "unpriced_models"}
         assert "missing" not in op["responses"]["400"]["description"]
         cb = op["callbacks"]["result"]["{$request.header.callbackUrl}"]["post"]
         schema = cb["requestBody"]["content"]["application/json"]["schema"]
@@ -291,7 +295,7 @@ class TestFolderOperations:
         schema = doc["components"]["schemas"]["TriggerRequest"]
         assert schema["required"] == ["prefix"]
         assert set(schema["properties"]) == {"bucket", "prefix", "prompt", "model", "quality",
-                                             "size", "output_format"}
+                                             "size", "output_format", "dry_run"}
         assert schema["properties"]["prompt"]["maxLength"] == 32000
 
     def test_replay(self, doc: dict[str, Any]) -> None:

@@ -232,7 +232,8 @@ class Deliverer:
         try:
             # In the try: a bad operator rule fails the attempt, not the send (re-claimed forever).
             url, rewritten = policy.apply_rewrites(delivery.url, self._settings.rewrites)
-            headers = self._headers(delivery)
+            with self._metrics.cpu("callback"):
+                headers = self._headers(delivery)
             if traceparent and self._tracing.enabled:  # the receiver may continue the trace
                 headers["traceparent"] = traceparent
             # Covers IP literals, which the connector's PolicyResolver never sees (it re-checks

@@ -11,6 +11,8 @@ from imagedrop.ledger.core import Ledger
 from imagedrop.records import (
     Batch,
     BatchProgress,
+    BudgetLimit,
+    BudgetRefusal,
     Delivery,
     DeliveryAttempt,
     DeliveryFilter,
@@ -49,7 +51,8 @@ def open_ledger(database_url: str) -> Ledger:
 
 
 __all__ = [
-    "Batch", "BatchProgress", "Delivery", "DeliveryAttempt", "DeliveryFilter", "DeliveryLog",
-    "DeliveryState", "DropItem", "Job", "JobFilter", "JobKind", "JobState", "Ledger", "NewBatch",
-    "NewDelivery", "NewJob", "Page", "Requeued", "SubscriberState", "open_ledger",
+    "Batch", "BatchProgress", "BudgetLimit", "BudgetRefusal", "Delivery", "DeliveryAttempt",
+    "DeliveryFilter", "DeliveryLog", "DeliveryState", "DropItem", "Job", "JobFilter", "JobKind",
+    "JobState", "Ledger", "NewBatch", "NewDelivery", "NewJob", "Page", "Requeued",
+    "SubscriberState", "open_ledger",
 ]

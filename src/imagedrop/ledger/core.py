@@ -22,7 +22,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
-from imagedrop.ledger import tx_batches, tx_drops, tx_jobs, tx_listings, tx_owners
+from imagedrop.ledger import tx_batches, tx_budgets, tx_drops, tx_jobs, tx_listings, tx_owners
 from imagedrop.ledger._grouping import GroupWriter
 from imagedrop.ledger._waiters import Waiters
 from imagedrop.ledger.dialect import Dialect
@@ -32,6 +32,8 @@ from imagedrop.recipes import JobResult
 from imagedrop.records import (
     Batch,
     BatchProgress,
+    BudgetLimit,
+    BudgetRefusal,
     Delivery,
     DeliveryAttempt,
     DeliveryFilter,
@@ -250,6 +252,39 @@ class Ledger:
         # No wake-up: the job is not due before `run_after`.
         return await self._run("write", tx_jobs.defer_job, job_id, owner, run_after, reason)
 
+    async def hold_job(self, job_id: str, owner: str, until: float, reason: str,
+                       deliveries: list[NewDelivery] | None = None) -> bool:
+        """Hold a running job over a budget until `until`, giving back the attempt its claim
+        counted, with `deliveries` (budget.reached); False if not owned. `release_held`
+        queues it again when the day begins."""
+        return await self._run("write", tx_jobs.hold_job, job_id, owner, until, reason,
+                               deliveries or [], wake=_any if deliveries else None)
+
+    # -- budgets ------------------------------------------------------------------------------
+
+    async def take_budget(self, limits: Sequence[BudgetLimit], usd: float
+                          ) -> BudgetRefusal | None:
+        """Count one edit expected to cost `usd` against every budget of `limits` (today, UTC),
+        all or none: None when counted, else the budget it would take past its limit."""
+        return await self._run("write", tx_budgets.take_budget, limits, usd)
+
+    async def settle_budget(self, scopes: Sequence[str], day: str, usd: float,
+                            edits: int = 0) -> None:
+        """Correct `day`'s usage of `scopes` by `usd` dollars and `edits` edits."""
+        await self._run("write", tx_budgets.settle_budget, scopes, day, usd, edits)
+
+    async def budget_usage(self, scope: str, day: str) -> tuple[int, float]:
+        """Edits and dollars counted against `scope` on `day` (YYYY-MM-DD, UTC)."""
+        return await self._run("read", tx_budgets.budget_usage, scope, day)
+
+    async def budget_day(self, day: str) -> list[tuple[str, int, float]]:
+        """Every budget's (scope, edits, dollars) on `day` (YYYY-MM-DD, UTC)."""
+        return await self._run("read", tx_budgets.budget_day, day)
+
+    async def release_held(self) -> int:
+        """Queue again the held jobs whose budget day has begun; returns how many."""
+        return await self._run("single", tx_budgets.release_held, wake=_any)
+
     async def release_jobs(self, owner: str) -> int:
         """Give back every job `owner` holds (graceful shutdown), each with the attempt its
         claim counted; returns how many."""
@@ -330,6 +365,10 @@ class Ledger:
         if not versions:
             return set()
         return await self._run("read", tx_drops.versions_with_jobs, bucket, versions)
+
+    async def completed_versions(self, version_keys: list[str]) -> set[str]:
+        """Which of `version_keys` have a completed edit (a dry run counts them as done)."""
+        return await self._run("read", tx_drops.completed_versions, version_keys)
 
     async def find_completed_version(self, version_key: str) -> Job | None:
         """The latest completed job that edited this object version with this recipe."""

@@ -42,8 +42,22 @@ _CLAIM_LISTING_SET = (
 
 
 def _prefixed(table: str, columns: str) -> str:
-    """`a, b` as `t.a, t.b`: RETURNING after UPDATE … FROM must say which table it means."""
-    return ", ".join(f"{table}.{name}" for name in columns.split(", "))
+    """`a, b` as `t.a, t.b`: RETURNING after UPDATE … FROM must say which table it means
+    (expressions, which name their tables, are left as they are)."""
+    return ", ".join(f"{table}.{name}" if name.isidentifier() else name
+                     for name in _split_columns(columns))
+
+
+def _split_columns(columns: str) -> list[str]:
+    """A column list cut at its top-level commas (not those inside an expression's brackets)."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(columns):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(columns[start:i].strip())
+            start = i + 1
+    out.append(columns[start:].strip())
+    return out
 
 
 class Dialect:
@@ -88,6 +102,10 @@ class Dialect:
 
     def group_locks(self, groups: Sequence[str]) -> list[Stmt]:
         """Statements taking a transaction-long lock per drop group, in the given order."""
+        raise NotImplementedError
+
+    def json_number(self, column: str, key: str) -> str:
+        """SQL for the number at `key` of the JSON in `column` (NULL when absent)."""
         raise NotImplementedError
 
 
@@ -147,6 +165,9 @@ class SqliteDialect(Dialect):
 
     def group_locks(self, groups: Sequence[str]) -> list[Stmt]:
         return []  # the write transaction holds SQLite's one write lock already
+
+    def json_number(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
 
 
 class PostgresDialect(Dialect):
@@ -215,6 +236,9 @@ class PostgresDialect(Dialect):
     def group_locks(self, groups: Sequence[str]) -> list[Stmt]:
         return [run("SELECT pg_advisory_xact_lock(:lock_class, hashtext(:group))",
                     lock_class=DROP_GROUP_LOCK, group=group) for group in groups]
+
+    def json_number(self, column: str, key: str) -> str:
+        return f"({column}->>'{key}')::float8"
 
 
 SQLITE = SqliteDialect()

@@ -193,7 +193,7 @@ CREATE INDEX batches_unfinished ON batches (created_at)
 # key and holds a lock on it for its lifetime (a lock file on SQLite, a session advisory lock
 # on PostgreSQL), which the OS or the server drops the instant the process dies. And one
 # sweeper per bucket across replicas. And images that failed under a broken manifest, to be
-# queued again when it is fixed; and indexes for the operators' listings.
+# queued again when it is fixed; indexes for the operators' listings; large values apart.
 _V6 = """
 CREATE TABLE owners (
     owner           TEXT PRIMARY KEY,
@@ -222,6 +222,31 @@ ALTER TABLE deliveries ADD COLUMN traceparent TEXT;
 -- Operators' listings: deliveries newest first, and by subscriber URL.
 CREATE INDEX deliveries_created ON deliveries (created_at{_POS});
 CREATE INDEX deliveries_url ON deliveries (url, kind);
+
+-- Large values (an uploaded image, a callback carrying a base64 result) apart from the rows
+-- whose state changes: SQLite rewrites a whole row, blob included, on every UPDATE of it (a
+-- claim, a lease, an attempt). Rows from before keep theirs in jobs.input_data/deliveries.body.
+CREATE TABLE job_inputs (
+    job_id          TEXT PRIMARY KEY REFERENCES jobs (id),
+    data            {BLOB} NOT NULL
+);
+CREATE TABLE delivery_bodies (
+    delivery_id     TEXT PRIMARY KEY REFERENCES deliveries (id),
+    body            {BLOB} NOT NULL
+);
+
+-- Spend per budget scope (a folder's manifest, the service) and UTC day: edits sent and dollars
+-- (estimated when an edit is let through, settled with its reported usage), and when the
+-- budget was first found reached that day (subscribers hear it once).
+CREATE TABLE budget_usage (
+    scope           TEXT NOT NULL,
+    day             TEXT NOT NULL,
+    edits           INTEGER NOT NULL DEFAULT 0,
+    usd             {REAL} NOT NULL DEFAULT 0,
+    reached_at      {REAL},
+    PRIMARY KEY (scope, day)
+);
+CREATE INDEX jobs_held ON jobs (run_after) WHERE state = 'held';
 """
 
 

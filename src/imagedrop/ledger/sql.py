@@ -117,11 +117,18 @@ def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
 
 # -- records <-> rows ----------------------------------------------------------------------------
 
-JOB_COLUMNS = ", ".join(f.name for f in fields(Job))
+# Inline images and callback bodies live in side tables (schema V6: job_inputs, delivery_bodies);
+# rows recorded before that keep them in their own column.
+_INPUT = ("COALESCE((SELECT data FROM job_inputs WHERE job_id = jobs.id), jobs.input_data)"
+          " AS input_data")
+_BODY = ("COALESCE((SELECT body FROM delivery_bodies WHERE delivery_id = deliveries.id),"
+         " deliveries.body) AS body")
+_JOB_NAMES = ", ".join(f.name for f in fields(Job))
+JOB_COLUMNS = _JOB_NAMES.replace("input_data", _INPUT)
 # Listings leave the (possibly large) inline image out.
-JOB_COLUMNS_NO_DATA = JOB_COLUMNS.replace("input_data", "NULL AS input_data")
+JOB_COLUMNS_NO_DATA = _JOB_NAMES.replace("input_data", "NULL AS input_data")
 BATCH_COLUMNS = ", ".join(f.name for f in fields(Batch))
-DELIVERY_COLUMNS = ", ".join(f.name for f in fields(Delivery))
+DELIVERY_COLUMNS = ", ".join(f.name for f in fields(Delivery)).replace("body", _BODY, 1)
 ATTEMPT_COLUMNS = ", ".join(f.name for f in fields(DeliveryAttempt))
 
 #: Columns of a new job, with the PostgreSQL type of each (bulk inserts send typed arrays).
@@ -196,12 +203,16 @@ def attempt_from_row(record: Mapping[str, Any]) -> DeliveryAttempt:
     return DeliveryAttempt(**values)
 
 
+JOB_INPUT_INSERT = (("job_id", "text"), ("data", "bytea"))
+DELIVERY_BODY_INSERT = (("delivery_id", "text"), ("body", "bytea"))
+
+
 def job_values(job: NewJob, job_id: str, now: float) -> tuple[Any, ...]:
-    """A new job's values in `JOB_INSERT` order."""
+    """A new job's values in `JOB_INSERT` order (its inline image goes to `job_inputs`)."""
     return (
         job_id, str(job.kind), "queued", job.filename, job.recipe.to_json(), job.dedupe_key,
         job.batch_id, job.seq, job.source_bucket, job.source_key, job.source_etag,
-        job.input_data, job.output_bucket, job.output_key, job.callback_url, job.max_attempts,
+        None, job.output_bucket, job.output_key, job.callback_url, job.max_attempts,
         float(job.run_after), now, job.version_key, job.blocked_by, job.request_id,
         job.traceparent,
     )

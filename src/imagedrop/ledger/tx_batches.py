@@ -110,19 +110,26 @@ def batch_progress(d: Dialect, now: float, batch_id: str) -> Tx[BatchProgress]:
                       id=batch_id)
     if batch is None:
         raise NotFound(f"no batch {batch_id}")
-    counts = {"queued": 0, "running": 0, "completed": 0, "failed": 0}
-    fallback = 0
-    for state, number, local in (yield rows(
-        "SELECT state, COUNT(*), SUM(CASE WHEN fallback_local THEN 1 ELSE 0 END) FROM jobs"
+    counts = {"queued": 0, "running": 0, "completed": 0, "failed": 0, "held": 0}
+    fallback = budget_failed = 0
+    cost = 0.0
+    for state, number, local, over_budget, spent in (yield rows(
+        "SELECT state, COUNT(*), SUM(CASE WHEN fallback_local THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN error LIKE 'budget reached%' THEN 1 ELSE 0 END),"
+        f" SUM(COALESCE({d.json_number('result', 'cost_usd')}, 0)) FROM jobs"
         " WHERE batch_id = :id GROUP BY state", id=batch_id,
     )):
         counts[state] = number
         fallback += local if state == "completed" else 0
+        budget_failed += over_budget if state == "failed" else 0
+        cost += float(spent or 0) if state == "completed" else 0.0
     return BatchProgress(total=sum(counts.values()), fallback_local=fallback,
+                         budget_failed=budget_failed, cost_usd=round(cost, 6),
                          listing_done=bool(batch[0]), finished=batch[1] is not None, **counts)
 
 
-_UNFINISHED_JOBS = "SELECT 1 FROM jobs WHERE batch_id = {} AND state IN ('queued', 'running')"
+_UNFINISHED_JOBS = ("SELECT 1 FROM jobs WHERE batch_id = {}"
+                    " AND state IN ('queued', 'running', 'held')")
 
 
 def finishable_batches(d: Dialect, now: float, limit: int) -> Tx[list[str]]:

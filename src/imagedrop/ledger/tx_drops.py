@@ -10,7 +10,6 @@ from imagedrop.gcra import take_slot
 from imagedrop.ledger.dialect import Dialect
 from imagedrop.ledger.sql import (
     DELIVERY_COLUMNS,
-    JOB_COLUMNS,
     JOB_COLUMNS_NO_DATA,
     NOW,
     Tx,
@@ -26,7 +25,7 @@ from imagedrop.ledger.sql import (
 )
 from imagedrop.ledger.tx_batches import create_batch
 from imagedrop.ledger.tx_jobs import create_jobs
-from imagedrop.records import Delivery, DropItem, Job, Requeued
+from imagedrop.records import Delivery, DropItem, Job, NewJob, Requeued
 
 # -- dropped files ----------------------------------------------------------------------------
 
@@ -35,14 +34,23 @@ def record_drops(d: Dialect, now: float, items: Sequence[DropItem]
                  ) -> Tx[list[tuple[Job, bool]]]:
     """Each new job joins its group's settling batch (made if none); duplicates join nothing.
 
+    Written set-wise, a statement per step for the whole call (not per item): what is known
+    already, the settling batch of each group, each batch's next positions, then one insert.
     Two replicas dropping into one folder at once must not open two batches: each takes a lock
     per group for the rest of its transaction, all of them up front and in one order (so two
     calls with the same groups cannot deadlock), and looks for the settling batch only once it
     holds them; `now` is read again after the locks, since a wait behind another replica must
-    not leave it stale. Items are written in dedupe_key order, so two replicas recording the
-    same objects in different orders wait for each other instead of deadlocking; the results
-    come back in the caller's order.
+    not leave it stale. Rows are inserted in dedupe_key order, so two replicas recording the
+    same objects wait for each other instead of deadlocking; results come in the caller's order.
     """
+    # Duplicates are looked for before the group locks, to hold those briefly; one recorded
+    # meanwhile by another call is caught by the insert (ON CONFLICT) below.
+    keys = sorted({item.job.dedupe_key for item in items if item.job.dedupe_key is not None})
+    known: dict[str, Job] = {}
+    if keys:
+        found = yield rows(f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs"
+                           f" WHERE {d.in_list('dedupe_key', 'keys')}", keys=d.list_param(keys))
+        known = {r["dedupe_key"]: job_from_row(r) for r in found}
     groups = sorted({item.batch.group_key for item in items
                      if item.batch is not None and item.batch.group_key})
     for stmt in d.group_locks(groups):  # noqa: UP028 - each is sent its answer
@@ -55,58 +63,87 @@ def record_drops(d: Dialect, now: float, items: Sequence[DropItem]
             yield run(f"SELECT 1 FROM batches WHERE {d.in_list('group_key', 'groups')}"
                       f" AND NOT listing_done AND settle_until IS NOT NULL ORDER BY id{d.lock}",
                       groups=d.list_param(groups))
-    out: list[tuple[Job, bool] | None] = [None] * len(items)
-    for i in sorted(range(len(items)), key=lambda i: items[i].job.dedupe_key or ""):
-        out[i] = yield from _record_drop(d, now, items[i])
-    return [pair for pair in out if pair is not None]
+    # The first of each new key is new; later ones in this call are its duplicates.
+    fresh: dict[str, int] = {}
+    new: list[int] = []
+    for i, item in enumerate(items):
+        key = item.job.dedupe_key
+        if key is None or (key not in known and key not in fresh):
+            if key is not None:
+                fresh[key] = i
+            new.append(i)
+    batch_of: dict[str, str] = {}
+    opened: list[str] = []
+    for group in groups:
+        joining = [items[i] for i in new if _group(items[i]) == group]
+        if joining:
+            batch_id, made = yield from _settling_batch(d, now, joining)
+            batch_of[group] = batch_id
+            opened += [batch_id] if made else []
+    next_seq: dict[str, int] = {}
+    if batch_of:
+        found = yield rows(
+            "SELECT batch_id, COALESCE(MAX(seq) + 1, 0) FROM jobs"
+            f" WHERE {d.in_list('batch_id', 'ids')} GROUP BY batch_id",
+            ids=d.list_param(sorted(batch_of.values())))
+        next_seq = {r[0]: int(r[1]) for r in found}
+    placed: dict[int, NewJob] = {}
+    for i in new:
+        job, its_group = items[i].job, _group(items[i])
+        if its_group is not None:
+            joined = batch_of[its_group]
+            seq = next_seq.get(joined, 0)
+            next_seq[joined] = seq + 1
+            job = replace(job, batch_id=joined, seq=seq)
+        placed[i] = job
+    order = sorted(placed, key=lambda i: placed[i].dedupe_key or "")
+    recorded = yield from create_jobs(d, now, [placed[i] for i in order])
+    results: dict[int, tuple[Job, bool]] = dict(zip(order, recorded, strict=True))
+    if opened and not all(results[i][1] for i in placed):
+        # A same-key job committed meanwhile by a call outside our group lock (a trigger)
+        # made some of ours duplicates: a batch we opened for them alone must not stay.
+        yield run(f"DELETE FROM batches WHERE {d.in_list('id', 'ids')} AND NOT EXISTS"
+                  " (SELECT 1 FROM jobs WHERE jobs.batch_id = batches.id)",
+                  ids=d.list_param(opened))
+    out: list[tuple[Job, bool]] = []
+    for i, item in enumerate(items):
+        if i in results:
+            out.append(results[i])
+        else:  # known before, or a duplicate of an earlier item of this call
+            key = item.job.dedupe_key
+            assert key is not None
+            out.append((known[key], False) if key in known else (results[fresh[key]][0], False))
+    return out
 
 
-def _record_drop(d: Dialect, now: float, item: DropItem) -> Tx[tuple[Job, bool]]:
-    job = item.job
-    if job.dedupe_key is not None:
-        known = yield row(f"SELECT {JOB_COLUMNS} FROM jobs WHERE dedupe_key = :key",
-                          key=job.dedupe_key)
-        if known is not None:
-            return job_from_row(known), False
-    if item.batch is None:
-        [pair] = yield from create_jobs(d, now, [job])
-        return pair
-    # A savepoint: a same-key job committed meanwhile by a call outside our group lock makes
-    # this one a duplicate, and then the batch it opened or pushed out must not change.
-    yield run("SAVEPOINT drop_item")
-    batch_id = yield from _settling_batch(d, now, item)
-    # The next position in the batch: one index probe, however large the batch grows.
-    seq = yield value("SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs WHERE batch_id = :id",
-                      id=batch_id)
-    [(recorded, new)] = yield from create_jobs(d, now, [replace(job, batch_id=batch_id,
-                                                                seq=seq)])
-    if not new:
-        yield run("ROLLBACK TO SAVEPOINT drop_item")
-    yield run("RELEASE SAVEPOINT drop_item")
-    return recorded, new
+def _group(item: DropItem) -> str | None:
+    return item.batch.group_key if item.batch is not None and item.batch.group_key else None
 
 
-def _settling_batch(d: Dialect, now: float, item: DropItem) -> Tx[str]:
-    """The id of the group's batch still collecting images, its deadline pushed out.
+def _settling_batch(d: Dialect, now: float, joining: Sequence[DropItem]) -> Tx[tuple[str, bool]]:
+    """The id of the group's batch still collecting images (and whether it was made now), its
+    deadline pushed out for the items `joining` it.
 
     Where rows lock, the lock orders this against housekeeping: a batch it closed meanwhile is
     re-checked, found closed and passed over (a new batch opens); one we lock cannot be closed
-    until our job is committed in it, so its summary counts the job.
+    until our jobs are committed in it, so its summary counts them.
     """
-    assert item.batch is not None and item.batch.group_key
+    first = joining[0]
+    assert first.batch is not None and first.batch.group_key
     open_batch = yield row(
         "SELECT id, created_at FROM batches WHERE group_key = :group AND NOT listing_done"
         " AND settle_until IS NOT NULL AND settle_until > :now"
         f" ORDER BY created_at DESC, {d.pos} DESC LIMIT 1{d.lock}",
-        group=item.batch.group_key, now=now)
+        group=first.batch.group_key, now=now)
     if open_batch is None:
-        batch_id, opened = (yield from create_batch(d, now, item.batch)).id, now
+        batch_id, opened, made = (yield from create_batch(d, now, first.batch)).id, now, True
     else:
-        batch_id, opened = open_batch[0], float(open_batch[1])
-    until = min(now + item.settle_seconds, opened + item.max_settle_seconds)
+        batch_id, opened, made = open_batch[0], float(open_batch[1]), False
+    until = max(min(now + item.settle_seconds, opened + item.max_settle_seconds)
+                for item in joining)
     yield run("UPDATE batches SET settle_until = :until WHERE id = :id", until=until,
               id=batch_id)
-    return str(batch_id)
+    return str(batch_id), made
 
 
 def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
@@ -117,6 +154,14 @@ def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
         " WHERE NOT listing_done AND settle_until IS NOT NULL AND settle_until <= :now"
         f"{d.skip_locked}) AND NOT listing_done AND settle_until <= :now RETURNING id", now=now)
     return [r[0] for r in closed]
+
+
+def completed_versions(d: Dialect, now: float, version_keys: Sequence[str]) -> Tx[set[str]]:
+    """Which of `version_keys` (object version and recipe) have a completed edit."""
+    found = yield rows(f"SELECT DISTINCT version_key FROM jobs WHERE state = 'completed'"
+                       f" AND {d.in_list('version_key', 'keys')}",
+                       keys=d.list_param(sorted(set(version_keys))))
+    return {r[0] for r in found}
 
 
 def versions_with_jobs(d: Dialect, now: float, bucket: str, versions: Sequence[tuple[str, str]]

@@ -14,9 +14,11 @@ from dataclasses import replace
 from imagedrop.errors import TransientError
 from imagedrop.ledger.dialect import Dialect
 from imagedrop.ledger.sql import (
+    DELIVERY_BODY_INSERT,
     DELIVERY_INSERT,
     JOB_COLUMNS,
     JOB_COLUMNS_NO_DATA,
+    JOB_INPUT_INSERT,
     JOB_INSERT,
     Tx,
     count,
@@ -42,6 +44,10 @@ def create_jobs(d: Dialect, now: float, jobs: Sequence[NewJob]) -> Tx[list[tuple
                                                                               strict=True)],
                          returning="id", ignore_conflicts=True):
         inserted.update(r[0] for r in (yield stmt))
+    for stmt in d.insert("job_inputs", JOB_INPUT_INSERT, [
+            (job_id, job.input_data) for job, job_id in zip(jobs, ids, strict=True)
+            if job.input_data is not None and job_id in inserted]):
+        yield stmt
     # A caller may reuse an id within one call: only its first occurrence was inserted.
     out: list[tuple[Job, bool] | None] = []
     for job, job_id in zip(jobs, ids, strict=True):
@@ -106,12 +112,15 @@ _GIVE_BACK = "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
 
 
 def _finish(d: Dialect, now: float, job_id: str, owner: str, assignments: str,
-            deliveries: Sequence[NewDelivery] = (), **params: object) -> Tx[bool]:
+            deliveries: Sequence[NewDelivery] = (), *, drop_input: bool = False,
+            **params: object) -> Tx[bool]:
     changed = yield count(f"UPDATE jobs SET {assignments}, {_NO_LEASE} {_OWNED}",
                           id=job_id, owner=owner, now=now, **params)
     if changed != 1:
         return False
     yield from release_versions_of(d, [job_id])
+    if drop_input:
+        yield run("DELETE FROM job_inputs WHERE job_id = :id", id=job_id)
     yield from insert_deliveries(d, now, deliveries, job_id=job_id)
     return True
 
@@ -122,7 +131,7 @@ def complete_job(d: Dialect, now: float, job_id: str, owner: str, result: JobRes
     a replay can run it again)."""
     return (yield from _finish(
         d, now, job_id, owner, "state = 'completed', result = :result, fallback_local = :local,"
-        " error = NULL, finished_at = :now, input_data = NULL", deliveries,
+        " error = NULL, finished_at = :now, input_data = NULL", deliveries, drop_input=True,
         result=result.to_json(), local=result.fallback_local))
 
 
@@ -147,6 +156,15 @@ def defer_job(d: Dialect, now: float, job_id: str, owner: str, run_after: float,
     return (yield from _finish(
         d, now, job_id, owner, f"state = 'queued', {_GIVE_BACK}, last_error = :reason,"
         " run_after = :run_after", reason=reason, run_after=float(run_after)))
+
+
+def hold_job(d: Dialect, now: float, job_id: str, owner: str, until: float, reason: str,
+             deliveries: Sequence[NewDelivery]) -> Tx[bool]:
+    """Hold a running job over a budget until `until` (the budget's next day), giving back
+    the attempt its claim counted: a budget is not a failed try."""
+    return (yield from _finish(
+        d, now, job_id, owner, f"state = 'held', {_GIVE_BACK}, last_error = :reason,"
+        " run_after = :run_after", deliveries, reason=reason, run_after=float(until)))
 
 
 def release_jobs(d: Dialect, now: float, owner: str) -> Tx[int]:
@@ -178,12 +196,15 @@ def insert_deliveries(d: Dialect, now: float, deliveries: Sequence[NewDelivery],
                       job_id: str | None = None, batch_id: str | None = None) -> Tx[None]:
     """Record deliveries as pending; one without an id gets a uuid4 (its webhook-id), and the
     job/batch ids fill in what the caller left out."""
-    for stmt in d.insert("deliveries", DELIVERY_INSERT, [  # noqa: UP028 - sent answers
-        (x.id or str(uuid.uuid4()), x.kind, x.url, x.body, x.event_type, x.job_id or job_id,
-         x.batch_id or batch_id, x.secret_ref, "pending", float(x.next_attempt_at), now,
-         x.request_id, x.traceparent)
-        for x in deliveries
+    ids = [x.id or str(uuid.uuid4()) for x in deliveries]
+    for stmt in d.insert("deliveries", DELIVERY_INSERT, [
+        (i, x.kind, x.url, b"", x.event_type, x.job_id or job_id, x.batch_id or batch_id,
+         x.secret_ref, "pending", float(x.next_attempt_at), now, x.request_id, x.traceparent)
+        for i, x in zip(ids, deliveries, strict=True)
     ]):
+        yield stmt
+    for stmt in d.insert("delivery_bodies", DELIVERY_BODY_INSERT,
+                         [(i, x.body) for i, x in zip(ids, deliveries, strict=True)]):
         yield stmt
 
 

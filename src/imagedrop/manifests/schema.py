@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from imagedrop.config import ProviderSettings
 from imagedrop.manifests import naming
@@ -128,6 +128,26 @@ class Output(BaseModel):
         return name
 
 
+class Budget(BaseModel):
+    """What the folder may spend per UTC day, across every replica; a job over it is not sent
+    to the provider."""
+
+    model_config = _STRICT
+    edits_per_day: int | None = Field(None, ge=1, le=100_000_000,
+                                      description="Provider edits per UTC day.")
+    usd_per_day: float | None = Field(
+        None, gt=0, le=1_000_000, description="US dollars per UTC day: each edit is estimated "
+        "before the call and settled with its reported usage after.")
+    over: Literal["hold", "fail"] = Field(
+        "hold", description="A job over budget: hold it until the next UTC day, or fail it.")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Budget:
+        if self.edits_per_day is None and self.usd_per_day is None:
+            raise ValueError("give edits_per_day, usd_per_day or both")
+        return self
+
+
 class Manifest(BaseModel):
     """One folder's recipe: the prompt, provider options, output, filters and subscribers."""
 
@@ -154,6 +174,7 @@ class Manifest(BaseModel):
         "local", description="On billing_hard_limit_reached: edit locally, or fail the job.")
     settle_seconds: float = Field(5.0, ge=0, le=3600,
                                   description="Quiet time that closes a batch of drops.")
+    budget: Budget | None = Field(None, description="Daily spend limits for this folder.")
     subscribers: list[Subscriber] = Field(default_factory=list, max_length=20,
                                           description="Who hears about results.")
 

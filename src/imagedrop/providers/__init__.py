@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from imagedrop.config import ProviderSettings
+from imagedrop.prices import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +26,38 @@ class EditSpec:
 
 @dataclass(frozen=True, slots=True)
 class EditResult:
-    """An edited image."""
+    """An edited image: its bytes, or the base64 text a provider answered with (checked, kept
+    as it came so that a base64 callback sends it on without a decode/encode round trip)."""
 
-    data: bytes
     mime_type: str
     provider: str  # "openai" or "local"
     model: str
+    raw: bytes | None = None
+    b64: bytes | None = None  # ASCII base64, when the provider answered so
+    usage: Usage | None = None  # tokens, as the provider reported them (OpenAI's gpt-image)
+
+    @property
+    def data(self) -> bytes:
+        """The image's bytes (decoded from base64 when that is what came: CPU work)."""
+        if self.raw is not None:
+            return self.raw
+        assert self.b64 is not None
+        return binascii.a2b_base64(self.b64)
+
+    def base64(self) -> bytes:
+        """The image as ASCII base64 (encoded from bytes when that is what came)."""
+        if self.b64 is not None:
+            return self.b64
+        assert self.raw is not None
+        return binascii.b2a_base64(self.raw, newline=False)
+
+    @property
+    def size(self) -> int:
+        """The image's size in bytes, without decoding it."""
+        if self.raw is not None:
+            return len(self.raw)
+        assert self.b64 is not None
+        return len(self.b64) * 3 // 4 - (len(self.b64) - len(self.b64.rstrip(b"=")))
 
 
 @runtime_checkable

@@ -35,7 +35,7 @@ class LocalProvider:
         if fmt not in _SAVE_FORMATS:
             fmt = "png"
         data = await run_blocking(self._executor, render, image, spec.prompt, fmt)
-        return EditResult(data=data, mime_type=mime_for_format(fmt), provider="local", model=MODEL)
+        return EditResult(raw=data, mime_type=mime_for_format(fmt), provider="local", model=MODEL)
 
     async def close(self) -> None:
         """Nothing to release: the executor belongs to the caller."""

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, cast
 
 import openai
@@ -24,7 +25,8 @@ from imagedrop.errors import (
     ProviderPermanent,
     ProviderTransient,
 )
-from imagedrop.imaging import sniff
+from imagedrop.imaging import checked_base64, sniff, sniff_base64
+from imagedrop.prices import Usage
 from imagedrop.providers import EditResult, EditSpec
 
 # OpenAI echoes part of a wrong key in its 401 message ("Incorrect API key provided: sk-ab***yz").
@@ -68,15 +70,23 @@ class OpenAIProvider:
         item = items[0] if items else None
         if item is None or not item.b64_json:
             raise ProviderPermanent("provider returned no image", code="no_image")
-        try:
-            data = base64.b64decode(item.b64_json, validate=True)
-        except (binascii.Error, ValueError):
-            data = b""
-        # The bytes say what they are; output_format is only what was asked for.
-        mime = sniff(data)
+        # The bytes say what they are; output_format is only what was asked for. Canonical
+        # base64 (what the API sends) is kept as it came; anything else is decoded here.
+        b64 = checked_base64(item.b64_json)
+        if b64 is not None:
+            mime = sniff_base64(b64)
+            result = EditResult(mime_type=mime or "", provider="openai", model=spec.model, b64=b64)
+        else:
+            try:
+                data = base64.b64decode(item.b64_json, validate=True)
+            except (binascii.Error, ValueError):
+                data = b""
+            mime = sniff(data)
+            result = EditResult(mime_type=mime or "", provider="openai", model=spec.model,
+                                raw=data)
         if mime is None:
             raise ProviderPermanent("provider returned an invalid image", code="bad_image")
-        return EditResult(data=data, mime_type=mime, provider="openai", model=spec.model)
+        return replace(result, usage=_usage(getattr(response, "usage", None)))
 
     async def close(self) -> None:
         self._closed = True
@@ -103,6 +113,20 @@ class OpenAIProvider:
                 raise
             # Shutting down mid-edit: another attempt (or process) will do it.
             raise ProviderTransient("the OpenAI client was closed during the edit") from exc
+
+
+def _usage(reported: Any) -> Usage | None:
+    """The token counts of an images response's `usage` (None when it has none)."""
+    if reported is None:
+        return None
+    details = getattr(reported, "input_tokens_details", None)
+    text = getattr(details, "text_tokens", None)
+    image = getattr(details, "image_tokens", None)
+    total_in = getattr(reported, "input_tokens", 0) or 0
+    if text is None and image is None:  # no breakdown: bill it all at the image rate
+        text, image = 0, total_in
+    return Usage(text_in=text or 0, image_in=image or 0,
+                 image_out=getattr(reported, "output_tokens", 0) or 0)
 
 
 def classify(exc: openai.APIStatusError, *, redact: str = "") -> Exception:

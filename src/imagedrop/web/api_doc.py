@@ -8,6 +8,7 @@ from imagedrop.payloads import (
     B64Completed,
     BatchCompletedEvent,
     BatchSummary,
+    BudgetReachedEvent,
     CosCompleted,
     DeliveryExhaustedEvent,
     ImageCompletedEvent,
@@ -21,6 +22,7 @@ from imagedrop.web.drop_models import (
     ReplayRequest,
     ReplayResult,
     TriggerAccepted,
+    TriggerEstimate,
     TriggerRequest,
 )
 from imagedrop.web.listing_models import (
@@ -217,6 +219,8 @@ ROUTES: tuple[Route, ...] = (
         "callbackUrl header and sends batch.completed to the manifest's subscribers.",
         request=TriggerRequest, callback=(BatchSummary,), image=False, tag="drops",
         callback_required=False, ok=(TriggerAccepted,),
+        also=((200, TriggerEstimate, "`dry_run`: what a trigger would do and cost now; "
+               "nothing was recorded, edited or sent."),),
         callback_description="Summary of the whole folder (with batch_id): counts, output "
                              "location, errors.",
         errors=((404, "The bucket does not exist, or nothing is stored under the folder."),
@@ -298,6 +302,10 @@ WEBHOOKS: tuple[Webhook, ...] = (
     Webhook("batch.completed", BatchCompletedEvent, "A folder batch finished",
             "Every image of a folder batch (dropped files settling together, or a trigger) is "
             "final: the batch summary, as /batch-process-images sends it, plus where it looked."),
+    Webhook("budget.reached", BudgetReachedEvent, "A spend budget was reached",
+            "Sent once per budget and UTC day, when an image is first kept from the provider "
+            "by the folder's `budget` (or the service's): which budget, why, and whether its "
+            "images wait for the next day (`resumes_at`) or fail."),
     Webhook("delivery.exhausted", DeliveryExhaustedEvent, "A delivery gave up (ops webhook)",
             "Sent to IMAGEDROP_OPS_WEBHOOK (signed with IMAGEDROP_OPS_WEBHOOK_SECRET, not a "
             "manifest's secret) when a callback or subscriber delivery used up its retry "

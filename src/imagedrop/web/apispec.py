@@ -51,6 +51,8 @@ class Route:
     request_content: dict[str, Any] | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[tuple[int, str], ...] = ()
+    #: Other success answers: (status, model, when), e.g. a dry run's 200 beside a 202.
+    also: tuple[tuple[int, type[BaseModel], str], ...] = ()
     callback: tuple[type[BaseModel], ...] = ()
     callback_description: str = ""
     callback_required: bool = True
@@ -96,7 +98,8 @@ def async_route(path: str, operation_id: str, summary: str, description: str, *,
                 request: type[BaseModel], callback: tuple[type[BaseModel], ...],
                 callback_description: str, image: bool, tag: str = "wxo",
                 callback_required: bool = True, ok: tuple[type[BaseModel], ...] = (Accepted,),
-                errors: tuple[tuple[int, str], ...] = ()) -> Route:
+                errors: tuple[tuple[int, str], ...] = (),
+                also: tuple[tuple[int, type[BaseModel], str], ...] = ()) -> Route:
     """A WXO async tool endpoint: JSON in, 202 `ok` now, one callback POST later.
 
     `errors` are added to (or replace, by status) the usual 4xx answers.
@@ -107,4 +110,5 @@ def async_route(path: str, operation_id: str, summary: str, description: str, *,
         ok_description="Accepted: the work is recorded; the result is POSTed to callbackUrl.",
         request=request, errors=tuple(sorted((usual | dict(errors)).items())), callback=callback,
         callback_description=callback_description, callback_required=callback_required,
+        also=also,
     )

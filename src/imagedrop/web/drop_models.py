@@ -61,11 +61,34 @@ class TriggerRequest(_Request):
     size: str | None = _batch_field("size", "Size, auto or WxH; overrides the manifest's.")
     output_format: Literal["png", "jpeg", "webp"] | None = _batch_field(
         "output_format", "Result format; overrides the manifest's.")
+    dry_run: bool = Field(
+        False, description="Only say what a trigger would do and cost (200, at once): no job, "
+                           "no provider call, no callback.")
 
     @field_validator("prefix")
     @classmethod
     def _normalise_prefix(cls, value: str | None) -> str | None:
         return _folder(value)
+
+
+class TriggerEstimate(JsonBody):
+    """200 answer of POST /trigger with dry_run: what a trigger would do and cost now."""
+
+    images: int = Field(ge=0, description="Image files in the folder (outputs and manifests "
+                                          "aside).")
+    to_edit: int = Field(ge=0, description="Images a trigger would send to the provider now.")
+    already_done: int = Field(ge=0, description="Images already edited with the same recipe: "
+                                                "reused, not paid for again.")
+    skipped: int = Field(ge=0, description="Image files the folder's manifest does not take "
+                                           "(filters, size limits, a broken sub-folder "
+                                           "manifest).")
+    estimated_cost_usd: float = Field(
+        ge=0, description="Expected cost of to_edit in US dollars, from the manifest's model, "
+        "quality and size and the price table (0 when the service edits locally).")
+    prices_as_of: str = Field(description="Date of the price table used (YYYY-MM-DD).")
+    unpriced_models: list[str] = Field(
+        default_factory=list, description="Models the price table does not know (counted at "
+        "0: set IMAGEDROP_PRICES).")
 
 
 class TriggerAccepted(JsonBody):

@@ -8,9 +8,11 @@ import uuid
 from aiohttp import web
 
 from imagedrop.errors import NotFound
+from imagedrop.estimate import estimate_folder
 from imagedrop.ledger import Delivery, NewBatch
+from imagedrop.providers import spec_from_settings
 from imagedrop.web import keys
-from imagedrop.web.drop_models import ReplayRequest, TriggerRequest
+from imagedrop.web.drop_models import ReplayRequest, TriggerEstimate, TriggerRequest
 from imagedrop.web.intake import PLANNER
 from imagedrop.web.middleware import provenance
 from imagedrop.web.wxo import callback_url, check_names, parse_body
@@ -30,6 +32,21 @@ async def trigger(request: web.Request) -> web.Response:
     overrides = {k: v for k, v in (("prompt", body.prompt), ("model", body.model),
                                    ("quality", body.quality), ("size", body.size),
                                    ("output_format", body.output_format)) if v}
+    if body.dry_run:
+        rt = request.app[keys.RUNTIME]
+        estimate = await estimate_folder(
+            storage=request.app[keys.STORAGE], ledger=request.app[keys.LEDGER],
+            planner=request.app[PLANNER], prices=rt.editor.prices, bucket=bucket,
+            prefix=body.prefix, overrides=overrides,
+            default_output=(settings.storage.resolved_output_bucket,
+                            settings.storage.output_prefix),
+            defaults=lambda: spec_from_settings(settings.provider, overrides.get("prompt", "")),
+            local=settings.provider.kind == "local")
+        return web.json_response(TriggerEstimate(
+            images=estimate.images, to_edit=estimate.to_edit,
+            already_done=estimate.already_done, skipped=estimate.skipped,
+            estimated_cost_usd=estimate.estimated_cost_usd, prices_as_of=estimate.prices_as_of,
+            unpriced_models=list(estimate.unpriced_models)).model_dump(mode="json"))
     batch_id = str(uuid.uuid4())
     plan = await request.app[PLANNER].plan_trigger(
         bucket, body.prefix, overrides, batch_id=batch_id,

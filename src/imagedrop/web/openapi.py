@@ -119,7 +119,7 @@ def _models(routes: Sequence[Route], webhooks: Sequence[Webhook]
     for r in routes:
         if r.request:
             found[(r.request, "validation")] = None
-        for model in (*r.ok, *r.callback):
+        for model in (*r.ok, *r.callback, *(m for _, m, _ in r.also)):
             found[(model, "serialization")] = None
     for w in webhooks:
         found[(w.model, "serialization")] = None
@@ -171,6 +171,8 @@ def _operation(route: Route, auth: bool, intake_auth: bool) -> dict[str, Any]:
     if content:
         ok["content"] = content
     responses: dict[str, Any] = {str(route.ok_status): ok}
+    for status, model, when in route.also:
+        responses[str(status)] = _json_response(when, _ref(model))
     errors = dict(route.errors)
     if route.intake_token:
         if intake_auth:

@@ -11,6 +11,7 @@ from imagedrop import __version__
 from imagedrop.errors import ImagedropError, NotFound
 from imagedrop.ledger import JobState
 from imagedrop.metrics import CONTENT_TYPE
+from imagedrop.prices import utc_day
 from imagedrop.storage import urlsign
 from imagedrop.web import keys
 from imagedrop.web.models import CosConfig
@@ -58,6 +59,11 @@ async def metrics(request: web.Request) -> web.Response:
     rt = request.app[keys.RUNTIME]
     rt.metrics.jobs_queued.set(await rt.ledger.count_jobs(JobState.QUEUED))
     rt.metrics.provider_paused.set(1 if await rt.editor.pauses.current() else 0)
+    rt.metrics.budget_usd.clear()
+    rt.metrics.budget_edits.clear()
+    for scope, edits, usd in await rt.ledger.budget_day(utc_day(time.time())):
+        rt.metrics.budget_usd.labels(scope).set(usd)
+        rt.metrics.budget_edits.labels(scope).set(edits)
     return web.Response(body=rt.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from imagedrop.ledger import Batch, BatchProgress, Delivery, DeliveryState, Job, JobKind, JobState
 from imagedrop.payloads import BatchSummary, JsonBody
+from imagedrop.prices import Usage
 
 
 class SourceRef(JsonBody):
@@ -33,6 +34,10 @@ class ResultInfo(JsonBody):
     model: str | None = Field(description="Model that edited it.")
     mime_type: str | None = Field(None, description="MIME type of the result.")
     fallback_local: bool = Field(False, description="True if the local provider stood in.")
+    usage: Usage | None = Field(None, description="Tokens the provider reported for the edit.")
+    cost_usd: float | None = Field(
+        None, description="What the edit cost in US dollars (usage × the price table; 0 for "
+        "a local edit; null when unknown).")
 
 
 class DeliveryInfo(JsonBody):
@@ -52,7 +57,8 @@ class JobStatus(JsonBody):
 
     id: str = Field(description="Job id.")
     kind: JobKind = Field(description="Which door the job came in by.")
-    state: JobState = Field(description="queued, running, completed or failed.")
+    state: JobState = Field(description="queued, running, held (by a spend budget: "
+                            "last_error says which and until when), completed or failed.")
     filename: str = Field(description="Name of the image.")
     batch_id: str | None = Field(description="The batch the job belongs to, if any.")
     attempts: int = Field(description="Attempts started so far.")
@@ -84,7 +90,7 @@ class JobStatus(JsonBody):
             result=ResultInfo(
                 bucket=r.bucket or job.output_bucket, key=r.key or job.output_key,
                 url=result_url, provider=r.provider, model=r.model, mime_type=r.mime_type,
-                fallback_local=r.fallback_local,
+                fallback_local=r.fallback_local, usage=r.usage, cost_usd=r.cost_usd,
             ) if r is not None else None,
             error=job.error, last_error=job.last_error,
             deliveries=[DeliveryInfo(
@@ -103,6 +109,8 @@ class BatchCounts(JsonBody):
     completed: int = Field(description="Done (fallback_local included).")
     failed: int = Field(description="Failed for good.")
     fallback_local: int = Field(description="Completed by the local provider.")
+    held: int = Field(0, description="Held by a spend budget until its next UTC day.")
+    cost_usd: float = Field(0.0, description="What the completed edits cost, US dollars.")
 
 
 class BatchStatus(JsonBody):
@@ -132,7 +140,8 @@ class BatchStatus(JsonBody):
             progress=BatchCounts(
                 total=progress.total, queued=progress.queued, running=progress.running,
                 completed=progress.completed, failed=progress.failed,
-                fallback_local=progress.fallback_local),
+                fallback_local=progress.fallback_local, held=progress.held,
+                cost_usd=progress.cost_usd),
             summary=batch.summary,
         )
 

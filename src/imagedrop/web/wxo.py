@@ -7,7 +7,7 @@ callback minutes later. The job is committed to the ledger before the 202 is sen
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pydantic
 from aiohttp import web
@@ -18,6 +18,7 @@ from imagedrop.delivery import policy
 from imagedrop.errors import CallbackRefused, DeliveryTransient, InputError, RequestInvalid
 from imagedrop.ledger import JobKind, NewBatch, NewJob
 from imagedrop.manifests.naming import result_key
+from imagedrop.metrics import Metrics
 from imagedrop.providers import EditSpec, spec_from_settings
 from imagedrop.recipes import Recipe
 from imagedrop.storage.names import InvalidObjectName
@@ -58,8 +59,9 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise RequestInvalid(f"send JSON (Content-Type: application/json), not "
                        f"{request.content_type}", None, status=415)
     raw = await request.read()  # aiohttp enforces client_max_size here (413)
+    loads = request.app[keys.RUNTIME].metrics.timed("receive", jsondoc.loads)
     try:
-        data = await run_cpu(request, len(raw), jsondoc.loads, raw or b"null")
+        data = await run_cpu(request, len(raw), loads, raw or b"null")
     except jsondoc.JsonRefused as exc:
         raise InputError(str(exc)) from None
     if not isinstance(data, dict):
@@ -83,10 +85,13 @@ def check_names(request: web.Request, bucket: str, *, key: str | None = None,
         raise
 
 
-def _decode_and_inspect(text: str, limits: ImagingSettings) -> tuple[bytes, Any]:
-    image = imaging.decode_base64_image(text, max_bytes=limits.max_bytes)
-    return image, imaging.inspect_image(image, max_bytes=limits.max_bytes,
-                                        max_pixels=limits.max_pixels)
+def _decode_and_inspect(text: str, limits: ImagingSettings, metrics: Metrics
+                        ) -> tuple[bytes, imaging.ImageFacts]:
+    with metrics.cpu("decode"):
+        image = imaging.decode_base64_image(text, max_bytes=limits.max_bytes)
+    with metrics.cpu("check"):
+        return image, imaging.inspect_image(image, max_bytes=limits.max_bytes,
+                                            max_pixels=limits.max_pixels)
 
 
 async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
@@ -100,7 +105,8 @@ async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
     cb = await callback_url(request)
     body = await parse_body(request, ImageRequest)
     image, facts = await run_cpu(request, len(body.image_base64), _decode_and_inspect,
-                              body.image_base64, settings.imaging)
+                                 body.image_base64, settings.imaging,
+                                 request.app[keys.RUNTIME].metrics)
     filename = safe_filename(body.filename, imaging.extension_for_mime(facts.mime))
     spec = spec_from_settings(settings.provider, body.prompt)
     job_id = str(uuid.uuid4())

@@ -1,0 +1,89 @@
+"""Large values live apart from the rows whose state changes (schema V6: job_inputs,
+delivery_bodies), and rows recorded before that keep working from their own columns."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from imagedrop.ledger import (
+    DeliveryAttempt,
+    DeliveryState,
+    JobKind,
+    Ledger,
+    NewDelivery,
+    NewJob,
+    open_ledger,
+)
+from imagedrop.providers import EditSpec
+from imagedrop.recipes import JobResult, Recipe
+
+RECIPE = Recipe.of(EditSpec(prompt="p", model="gpt-image-1"))
+RESULT = JobResult(provider="local", model="m", mime_type="image/png", fallback_local=False,
+                   size=3)
+
+
+def _job(job_id: str, data: bytes) -> NewJob:
+    return NewJob(id=job_id, kind=JobKind.B64, filename="a.png", recipe=RECIPE,
+                  input_data=data, callback_url="http://cb.example/x", max_attempts=3)
+
+
+async def _opened(path: Path, owner: str) -> Ledger:
+    """The SQLite ledger at `path`, open, with `owner` registered."""
+    ledger = open_ledger(f"sqlite:///{path}")
+    await ledger.open()
+    await ledger.register_owner(owner)
+    return ledger
+
+
+async def test_blobs_live_apart_and_go_with_the_job(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = await _opened(path, "me")
+    try:
+        await ledger.create_jobs([_job("j1", b"IMAGE" * 1000)])
+        with sqlite3.connect(path) as db:  # the row itself holds no image
+            assert db.execute("SELECT input_data FROM jobs").fetchone() == (None,)
+            assert db.execute("SELECT length(data) FROM job_inputs").fetchone() == (5000,)
+        [job] = await ledger.claim_jobs("me", 1, 60)
+        assert job.input_data == b"IMAGE" * 1000
+        body = b'{"big":"' + b"A" * 100_000 + b'"}'
+        assert await ledger.complete_job("j1", "me", RESULT, [NewDelivery(
+            kind="callback", url="http://cb.example/x", body=body)])
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT count(*) FROM job_inputs").fetchone() == (0,)
+            assert db.execute("SELECT length(body) FROM deliveries").fetchone() == (0,)
+        [delivery] = await ledger.claim_deliveries("me", 5, 60)
+        assert delivery.body == body
+        await ledger.record_attempt(delivery.id, "me", DeliveryAttempt(
+            delivery_id=delivery.id, attempt=1, at=time.time(), status=200, error=None,
+            duration_ms=1.0), state=DeliveryState.DELIVERED)
+        got = await ledger.get_delivery(delivery.id)
+        assert got is not None and got.body == body and got.state is DeliveryState.DELIVERED
+    finally:
+        await ledger.close()
+
+
+async def test_rows_from_before_keep_their_own_columns(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = await _opened(path, "me")
+    try:
+        await ledger.create_jobs([_job("old", b"OLD")])
+        await ledger.close()
+        with sqlite3.connect(path) as db:  # as an older imagedrop wrote it
+            db.execute("UPDATE jobs SET input_data = x'4f4c44'")
+            db.execute("DELETE FROM job_inputs")
+        ledger = await _opened(path, "me2")
+        [job] = await ledger.claim_jobs("me2", 1, 60)
+        assert job.input_data == b"OLD"
+        await ledger.complete_job("old", "me2", RESULT, [NewDelivery(
+            kind="callback", url="http://cb.example/x", body=b"{}")])
+        await ledger.close()
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE deliveries SET body = x'7b2278223a317d'")  # {"x":1}
+            db.execute("DELETE FROM delivery_bodies")
+        ledger = await _opened(path, "me3")
+        [delivery] = await ledger.claim_deliveries("me3", 5, 60)
+        assert delivery.body == b'{"x":1}'
+    finally:
+        await ledger.close()

@@ -1,0 +1,80 @@
+"""Base64 results passed through unchanged (issue 13): the cheap canonical-base64 check, the
+callback body spliced around the image, and an EditResult's size and bytes either way."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from imagedrop import imaging
+from imagedrop.payloads import B64Completed
+from imagedrop.providers import EditResult
+
+
+def _png(size: int = 8) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 30, 90)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 3, 4, 5, 300])
+def test_canonical_base64_is_kept_as_it_came(length: int) -> None:
+    text = base64.b64encode(bytes(range(length % 256)) * (1 + length // 256)).decode()
+    checked = imaging.checked_base64(text)
+    if length == 0:
+        assert checked is None  # nothing is not an image
+    else:
+        assert checked == text.encode()
+
+
+@pytest.mark.parametrize("text", [
+    "aGVsbG8=\n",           # a line break (MIME encoders): decoded the forgiving way instead
+    "aGVs bG8=",            # a space
+    "aGVsbG8-",             # the URL-safe alphabet
+    "aGV=bG8=",             # padding in the middle
+    "aGVsbA=a",             # padding not at the end
+    "aGVsbG8",              # length not a multiple of 4
+    "aGVsbG8é",             # not ASCII
+    "aGVsbG8\x00",          # a control character
+])
+def test_anything_else_is_not_canonical(text: str) -> None:
+    assert imaging.checked_base64(text) is None
+
+
+def test_sniffing_base64_reads_only_its_head() -> None:
+    png = _png(64)
+    b64 = base64.b64encode(png)
+    assert imaging.sniff_base64(b64) == "image/png"
+    # A broken tail does not matter to the sniff; the type is all it says.
+    assert imaging.sniff_base64(b64[:1024] + b"!!!!") == "image/png"
+    assert imaging.sniff_base64(base64.b64encode(b"<html>hello</html>")) is None
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 12])
+def test_size_and_bytes_agree_either_way(n: int) -> None:
+    raw = bytes(range(n))
+    from_b64 = EditResult("image/png", "openai", "m", b64=base64.b64encode(raw))
+    from_raw = EditResult("image/png", "local", "m", raw=raw)
+    assert from_b64.size == from_raw.size == n
+    assert from_b64.data == from_raw.data == raw
+    assert from_b64.base64() == from_raw.base64() == base64.b64encode(raw)
+
+
+@pytest.mark.parametrize("filename", [
+    "a.png", 'quote".png', "back\\slash.png", "ünï\u2028code.png",
+    'fake"result_image_base64":"".png',
+])
+def test_spliced_callback_body_is_the_serialised_one(filename: str) -> None:
+    b64 = base64.b64encode(_png())
+    spliced = B64Completed.body_with_image(b64, job_id="j1", filename=filename,
+                                           result_mime_type="image/png")
+    whole = B64Completed(job_id="j1", filename=filename, result_image_base64=b64.decode(),
+                         result_mime_type="image/png").to_body()
+    assert spliced == whole
+    decoded = json.loads(spliced)
+    assert decoded["filename"] == filename
+    assert base64.b64decode(decoded["result_image_base64"]) == _png()
