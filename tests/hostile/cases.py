@@ -546,14 +546,15 @@ def files_cases() -> Iterator[Case]:
 
 
 def _upper_sig(t: Target) -> None:
+    """The right signature opens the link; the same signature upper-cased does not."""
     from imagedrop.storage.urlsign import sign_download
 
-    key_file = t.data_dir / ".imagedrop-url-signing-key"
-    if not key_file.exists():
-        return
-    sig = sign_download(key_file.read_bytes().strip(), BUCKET, "a.png", 9999999999)
-    refused(t.request("GET", f"/files/{BUCKET}/a.png?expires=9999999999&sig={sig.upper()}",
-                      auth=False), 403, 404)
+    key = (t.data_dir / ".imagedrop-url-key").read_text().strip().encode()
+    t.put("signed/a.png", images.tiny_png())
+    sig = sign_download(key, BUCKET, "signed/a.png", 9999999999)
+    path = f"/files/{BUCKET}/signed/a.png?expires=9999999999&sig="
+    assert t.request("GET", path + sig, auth=False).status == 200
+    refused(t.request("GET", path + sig.upper(), auth=False), 403)
 
 
 def all_cases() -> list[Case]:
