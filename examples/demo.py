@@ -62,7 +62,7 @@ def service_env(workdir: Path, secret: str) -> dict[str, str]:
         "IMAGEDROP_POLL_INTERVAL": "0.2",
         "IMAGEDROP_CALLBACK_SCHEDULE": "0,1,2,5,10",
         "IMAGEDROP_LOG_JSON": "1",
-        "DEMO_HOOK_SECRET": secret,
+        "IMAGEDROP_HOOK_SECRET_DEMO": secret,
         # On the local folder a sweep notices drops; on COS the demo triggers the folder itself.
         "IMAGEDROP_SWEEP_INTERVAL": "0" if env.get("COS_ENDPOINT") else "0.3",
     })
@@ -72,7 +72,7 @@ def service_env(workdir: Path, secret: str) -> dict[str, str]:
 def demo_manifest(hook_url: str, settings: Settings) -> bytes:
     """The food-photos example manifest, with this run's receiver as its only subscriber."""
     manifest: dict[str, Any] = yaml.safe_load((HERE / "manifests" / "food-photos.yaml").read_text())
-    manifest["subscribers"] = [{"url": hook_url, "secret": "env:DEMO_HOOK_SECRET"}]
+    manifest["subscribers"] = [{"url": hook_url, "secret": "env:IMAGEDROP_HOOK_SECRET_DEMO"}]
     manifest["settle_seconds"] = 1  # the two drops are one batch
     if settings.provider.kind == "openai":
         manifest["quality"] = "low"  # a demo should not cost much

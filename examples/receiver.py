@@ -2,11 +2,12 @@
 """A subscriber for imagedrop's callbacks: checks each Standard Webhooks signature, answers 401 to
 anything unsigned, stale or forged, and prints one line per event.
 
-    HOOK_SECRET=whsec_... python examples/receiver.py --port 9000     # URL: http://HOST:9000/hooks
+    IMAGEDROP_HOOK_SECRET_MAIN=whsec_... python examples/receiver.py --port 9000
+    # its URL: http://HOST:9000/hooks
 
-Give imagedrop the same `HOOK_SECRET` in its environment and name it in the manifest
-(`secret: env:HOOK_SECRET`). Verification is written out here with the standard library, so this
-file can be copied into a project that does not install imagedrop.
+Give imagedrop the same `IMAGEDROP_HOOK_SECRET_MAIN` in its environment and name it in the
+manifest (`secret: env:IMAGEDROP_HOOK_SECRET_MAIN`). Verification is written out here with the
+standard library, so this file can be copied into a project that does not install imagedrop.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--path", default="/hooks")
-    parser.add_argument("--secret-env", default="HOOK_SECRET",
+    parser.add_argument("--secret-env", default="IMAGEDROP_HOOK_SECRET_MAIN",
                         help="environment variable holding the whsec_ secret")
     args = parser.parse_args(argv)
     secret = os.environ.get(args.secret_env, "")

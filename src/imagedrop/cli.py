@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imagedrop: {exc}", file=sys.stderr)
         return 2
-    logs.configure(json=settings.log_json, level=settings.log_level)
+    logs.configure(json=settings.log_json, level=settings.log_level,
+                   secrets=settings.secret_values())
     try:
         if args.command == "serve":
             return asyncio.run(serve(settings, host=args.host, port=args.port))
@@ -116,6 +117,7 @@ async def serve(settings: Settings, *, host: str | None, port: int | None) -> in
     from aiohttp import web
 
     from imagedrop.app import create_app
+    from imagedrop.web.server import JsonAppRunner
 
     host = host or settings.server.host
     port = settings.server.port if port is None else port
@@ -137,7 +139,7 @@ async def serve(settings: Settings, *, host: str | None, port: int | None) -> in
                             "not set: stores would carry a key that also grants /trigger and "
                             "/replay; set a separate IMAGEDROP_INTAKE_TOKEN for them")
     app = create_app(settings, public_url=public_url)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = JsonAppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -62,6 +63,9 @@ class StorageSettings(BaseModel):
     output_prefix: str = Field("edited/", description="Prefix results are written under.")
     data_dir: Path = Field(Path("./imagedrop-data"), description="Local folder mode root.")
     max_pool_connections: int = Field(64, gt=0, description="HTTP connections to COS.")
+    timeout: float = Field(
+        60.0, gt=0, description="Seconds a COS connection or read may stall before the call "
+        "fails (and the job is retried).")
 
     @property
     def is_cos(self) -> bool:
@@ -157,10 +161,19 @@ class WorkerSettings(BaseModel):
         "about twice this).")
 
 
+#: Manifests may name these environment variables as signing secrets (plus an explicit list).
+HOOK_SECRET_PREFIX = "IMAGEDROP_HOOK_SECRET_"
+
+
 class CallbackSettings(BaseModel):
     """Outgoing callbacks (WXO callbackUrl and subscribers)."""
 
     model_config = _FROZEN
+
+    def secret_allowed(self, name: str) -> bool:
+        """May a manifest (written by whoever can write a bucket) name this variable?"""
+        return (name.startswith(HOOK_SECRET_PREFIX) and len(name) > len(HOOK_SECRET_PREFIX)
+                ) or name in self.hook_secrets_allowed
     allow_private: bool = Field(False, description="Allow loopback/private callback targets.")
     allow_private_subscribers: bool = Field(
         False, description="Allow loopback/private manifest subscriber URLs (separate from "
@@ -171,6 +184,9 @@ class CallbackSettings(BaseModel):
     rewrites: tuple[tuple[str, str], ...] = Field(
         (), description="host[:port]=host[:port] rules applied to callback URLs (dev tunnels)."
     )
+    hook_secrets_allowed: tuple[str, ...] = Field(
+        (), description="Environment variables, besides those named IMAGEDROP_HOOK_SECRET_*, "
+        "that manifests may name as a subscriber's signing secret (env:NAME).")
     timeout: float = Field(15.0, gt=0, description="Seconds one delivery attempt may take.")
     schedule: tuple[float, ...] = Field(
         (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400),
@@ -222,6 +238,19 @@ class Settings(BaseModel):
         "refer to them as env:NAME and never contain the secret itself.",
     )
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret value, for the log redactor: keys, tokens, passwords in
+        URLs, signing secrets."""
+        st, cb = self.storage, self.callbacks
+        values = [*self.server.api_keys, st.cos_access_key_id, st.cos_secret_access_key,
+                  st.cos_api_key, self.provider.openai_api_key, cb.ops_webhook_secret,
+                  self.drops.intake_token, self.url_signing_key, *self.secrets.values()]
+        for url in (st.cos_endpoint, self.ledger.database_url, self.provider.openai_base_url,
+                    cb.ops_webhook):
+            userinfo = urlsplit(url or "").netloc.rpartition("@")[0]
+            values += [userinfo, userinfo.partition(":")[2]]
+        return [v for v in values if v]
+
 
 # ---------------------------------------------------------------------------------------------
 # Environment mapping: one flat table, so every variable name is visible in one place.
@@ -251,6 +280,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "COS_INPUT_PREFIX": ("storage", "input_prefix"),
     "COS_OUTPUT_PREFIX": ("storage", "output_prefix"),
     "IMAGEDROP_DATA_DIR": ("storage", "data_dir"),
+    "IMAGEDROP_STORAGE_TIMEOUT": ("storage", "timeout"),
     "IMAGEDROP_PROVIDER": ("provider", "kind"),
     "OPENAI_API_KEY": ("provider", "openai_api_key"),
     "OPENAI_BASE_URL": ("provider", "openai_base_url"),
@@ -283,6 +313,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_SUBSCRIBER_HOSTS": ("callbacks", "subscriber_hosts"),
     "IMAGEDROP_CALLBACK_REWRITES": ("callbacks", "rewrites"),
     "IMAGEDROP_CALLBACK_TIMEOUT": ("callbacks", "timeout"),
+    "IMAGEDROP_HOOK_SECRETS_ALLOWED": ("callbacks", "hook_secrets_allowed"),
     "IMAGEDROP_CALLBACK_SCHEDULE": ("callbacks", "schedule"),
     "IMAGEDROP_CALLBACK_CONCURRENCY": ("callbacks", "concurrency"),
     "IMAGEDROP_OPS_WEBHOOK": ("callbacks", "ops_webhook"),
@@ -307,7 +338,7 @@ def _split_list(raw: str) -> list[str]:
 
 def _convert(section: str, field: str, raw: str) -> object:
     """Turn the few list-valued variables into lists; pydantic parses the scalars."""
-    if field in ("api_keys", "sweep_buckets", "subscriber_hosts"):
+    if field in ("api_keys", "sweep_buckets", "subscriber_hosts", "hook_secrets_allowed"):
         return _split_list(raw)
     if field == "schedule":
         return _split_list(raw)

@@ -6,7 +6,8 @@
     │   ├── RequestInvalid          well-formed, but not doable as asked (422, names the field)
     │   ├── ImageRejected           not an image, too large, too many pixels, bad base64
     │   ├── CallbackRefused         callback URL not allowed (private address, bad scheme)
-    │   └── NotFound                no such job/object
+    │   ├── NotFound                no such job/object
+    │   └── (storage.names.InvalidObjectName: a bucket, key or prefix no store takes, 400)
     ├── TransientError              may succeed later: retried with backoff
     │   ├── StorageUnavailable
     │   ├── ProviderTransient       429 rate limit, 5xx, timeouts, connection errors

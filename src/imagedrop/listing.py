@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
-from imagedrop.errors import PermanentError, TransientError
+from imagedrop.errors import InputError, PermanentError, TransientError
 from imagedrop.ledger import Batch, JobKind, Ledger, NewJob
 from imagedrop.manifests import MANIFEST_NAMES
 from imagedrop.manifests.naming import result_key
@@ -136,8 +136,8 @@ class Lister:
                 log.warning("listing_interrupted", error=str(exc))
                 await self._wait(min(self.lease, 5.0), hint=False)
                 return  # lease expires; listing resumes from the cursor
-            except PermanentError as exc:
-                log.error("listing_failed", error=str(exc))
+            except (PermanentError, InputError) as exc:  # e.g. no such bucket: the batch
+                log.warning("listing_failed", error=str(exc))  # fails with the reason
                 await self.ledger.add_batch_jobs(batch.id, self.owner, [], cursor, True)
                 await self.pipeline.batches.maybe_finish(
                     batch.id, error=f"could not list the folder: {exc}")

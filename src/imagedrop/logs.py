@@ -2,22 +2,63 @@
 JSON lines when not on a TTY, readable lines on one (coloured only on a terminal).
 
 Context (request_id, job_id, bucket, key, delivery_id) is bound with structlog.contextvars by
-the callers: a request's id follows into the jobs it records and their callbacks.
+the callers: a request's id follows into the jobs it records and their callbacks. Every line,
+tracebacks included, passes `redact_secrets` last: no secret is ever written.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
 
 import structlog
+
+from imagedrop.errors import TransientError
+from imagedrop.redact import Redactor
 
 _QUIET = ("aiohttp.access", "ibm_botocore", "ibm_boto3", "urllib3", "httpx2", "openai",
           "asyncio")
 
 
-def configure(*, json: bool | None = None, level: str = "INFO") -> None:
-    """Route structlog and stdlib logging to stderr; `json=None` means JSON unless on a TTY."""
+_redactor = Redactor()
+_KEEP = frozenset({"timestamp", "level", "logger"})
+
+
+def redact_secrets(_logger: object, _name: str, event: MutableMapping[str, Any]
+                   ) -> MutableMapping[str, Any]:
+    """structlog processor: mask secrets in every value (the rendered traceback included)."""
+    for key, value in list(event.items()):
+        if key not in _KEEP:
+            event[key] = _redactor.value(value)
+    return event
+
+
+def transient_without_traceback(_logger: object, _name: str, event: MutableMapping[str, Any]
+                                ) -> MutableMapping[str, Any]:
+    """structlog processor: an expected transient failure (store or ledger down, disk full)
+    is a one-line warning saying what, not an error with a traceback."""
+    exc = event.get("exc_info")
+    if exc is True:
+        exc = sys.exc_info()[1]
+    elif isinstance(exc, tuple):
+        exc = exc[1]
+    if isinstance(exc, TransientError):
+        del event["exc_info"]
+        event["error"] = f"{type(exc).__name__}: {exc}"
+        if event.get("level") in ("error", "critical", "exception"):
+            event["level"] = "warning"
+    return event
+
+
+def configure(*, json: bool | None = None, level: str = "INFO",
+              secrets: Iterable[str] = ()) -> None:
+    """Route structlog and stdlib logging to stderr; `json=None` means JSON unless on a TTY.
+
+    `secrets` (e.g. `Settings.secret_values()`) are masked wherever they appear."""
+    global _redactor
+    _redactor = Redactor(secrets)
     tty = sys.stderr.isatty()
     if json is None:
         json = not tty
@@ -31,7 +72,8 @@ def configure(*, json: bool | None = None, level: str = "INFO") -> None:
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=tty)
     )
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, transient_without_traceback, structlog.processors.format_exc_info,
+                    redact_secrets, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
@@ -42,7 +84,8 @@ def configure(*, json: bool | None = None, level: str = "INFO") -> None:
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, renderer]))
+                    transient_without_traceback, structlog.processors.format_exc_info,
+                    redact_secrets, renderer]))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(threshold)

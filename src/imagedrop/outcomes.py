@@ -170,7 +170,9 @@ class OutcomeRecorder:
             ok = await self.ledger.retry_job(job.id, owner, decision.reason,
                                              self.clock() + decision.delay)
             return Outcome("retry" if ok else "lost", decision.reason)
-        if not isinstance(exc, PermanentError | InputError):
+        if isinstance(exc, TransientError):  # expected: store or ledger down, disk full
+            log.warning("job_gave_up", error=decision.reason)
+        elif not isinstance(exc, PermanentError | InputError):
             log.error("job_unexpected_error", exc_info=exc)
         deliveries = list(notices or [])
         if job.callback_url:

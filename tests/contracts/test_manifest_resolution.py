@@ -57,6 +57,10 @@ class CountingStore:
     async def close(self) -> None:
         await self.inner.close()
 
+    def check_name(self, bucket: str, key: str | None = None, *,
+                   prefix: str | None = None) -> None:
+        self.inner.check_name(bucket, key, prefix=prefix)
+
 
 class FakeClock:
     """Time that moves only when a test says so."""

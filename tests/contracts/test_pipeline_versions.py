@@ -20,7 +20,8 @@ from tests.contracts.ledger_backends import FakeClock
 from tests.fixtures import images
 
 VERSION = "b\x1fin/a.png\x1f{etag}\x1frev1"
-SUBSCRIBERS = (SubscriberRef(url="https://hooks.example.com/h", secret_ref="HOOK_SECRET"),)
+SUBSCRIBERS = (SubscriberRef(url="https://hooks.example.com/h",
+                             secret_ref="IMAGEDROP_HOOK_SECRET_MAIN"),)
 
 
 class GatedProvider(LocalProvider):

@@ -291,10 +291,10 @@ class TestRequest:
         secret = generate_secret()
         receiver.respond("/hook", [503])
         delivery_id = await add_delivery(
-            ledger, receiver.url("/hook"), kind="webhook", secret_ref="HOOK_SECRET",
+            ledger, receiver.url("/hook"), kind="webhook", secret_ref="IMAGEDROP_HOOK_SECRET_MAIN",
             event_type="image.completed",
         )
-        sender = deliverer(ledger, session, secrets={"HOOK_SECRET": secret})
+        sender = deliverer(ledger, session, secrets={"IMAGEDROP_HOOK_SECRET_MAIN": secret})
         async with running(sender):
             await wait_for_state(ledger, delivery_id, DeliveryState.DELIVERED)
         requests = await receiver.await_requests(2, "/hook")
@@ -309,8 +309,10 @@ class TestRequest:
         """A manifest naming the new and the old secret: the receiver may hold either."""
         new, old = generate_secret(), generate_secret()
         await add_delivery(ledger, receiver.url("/hook"), kind="webhook",
-                           secret_ref="NEW_SECRET,OLD_SECRET", event_type="image.completed")
-        sender = deliverer(ledger, session, secrets={"NEW_SECRET": new, "OLD_SECRET": old})
+                           secret_ref="IMAGEDROP_HOOK_SECRET_NEW,IMAGEDROP_HOOK_SECRET_OLD",
+                           event_type="image.completed")
+        sender = deliverer(ledger, session, secrets={"IMAGEDROP_HOOK_SECRET_NEW": new,
+                                                     "IMAGEDROP_HOOK_SECRET_OLD": old})
         await sender.send(await claim_one(ledger))
         [request] = await receiver.await_requests(1, "/hook")
         for secret in (new, old):
@@ -320,14 +322,39 @@ class TestRequest:
     async def test_missing_secret_fails(self, ledger, session, receiver: Receiver) -> None:
         """A secret_ref with no secret fails at once, naming the variable, sending nothing."""
         delivery_id = await add_delivery(
-            ledger, receiver.url("/hook"), kind="webhook", secret_ref="HOOK_SECRET"
+            ledger, receiver.url("/hook"), kind="webhook", secret_ref="IMAGEDROP_HOOK_SECRET_MAIN"
         )
         sender = deliverer(ledger, session, secrets={"OTHER": generate_secret()})
         attempt = await sender.send(await claim_one(ledger))
-        assert attempt.error is not None and "HOOK_SECRET" in attempt.error
+        assert attempt.error is not None and "IMAGEDROP_HOOK_SECRET_MAIN" in attempt.error
         delivery = await ledger.get_delivery(delivery_id)
         assert delivery is not None and delivery.state is DeliveryState.FAILED
         assert receiver.requests == []
+
+
+    @pytest.mark.parametrize(("name", "allowed"), [
+        ("OPENAI_API_KEY", ()), ("COS_SECRET_ACCESS_KEY", ()), ("IMAGEDROP_HOOK_SECRET_", ()),
+        ("LEGACY_HOOK", ("OTHER",))])
+    async def test_secret_outside_the_allowed_names_fails(
+            self, ledger, session, receiver: Receiver, name: str, allowed: tuple[str, ...]
+    ) -> None:
+        """A bucket writer cannot have deliveries signed with any whsec_ variable of the
+        service: only IMAGEDROP_HOOK_SECRET_* and IMAGEDROP_HOOK_SECRETS_ALLOWED names."""
+        await add_delivery(ledger, receiver.url("/hook"), kind="webhook", secret_ref=name)
+        sender = deliverer(ledger, session, settings(hook_secrets_allowed=allowed),
+                           secrets={name: generate_secret()})
+        attempt = await sender.send(await claim_one(ledger))
+        assert attempt.error is not None and "not allowed" in attempt.error
+        assert receiver.requests == []
+
+    async def test_secret_listed_as_allowed_signs(self, ledger, session, receiver: Receiver
+                                                  ) -> None:
+        await add_delivery(ledger, receiver.url("/hook"), kind="webhook",
+                           secret_ref="LEGACY_HOOK", event_type="image.completed")
+        sender = deliverer(ledger, session, settings(hook_secrets_allowed=("LEGACY_HOOK",)),
+                           secrets={"LEGACY_HOOK": generate_secret()})
+        attempt = await sender.send(await claim_one(ledger))
+        assert attempt.error is None, attempt.error
 
 
 class TestPolicy:

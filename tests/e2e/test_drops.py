@@ -25,7 +25,7 @@ output:
 settle_seconds: {settle}
 subscribers:
   - url: {hook}
-    secret: env:HOOK_SECRET
+    secret: env:IMAGEDROP_HOOK_SECRET_MAIN
 """
 
 
@@ -55,7 +55,7 @@ async def _drop_env(s3_endpoint, receiver):
     await asyncio.to_thread(client.create_bucket, Bucket=BUCKET)
     return {"COS_ENDPOINT": s3_endpoint, "COS_REGION": "us-east-1", "COS_BUCKET": BUCKET,
             "COS_ACCESS_KEY_ID": "test", "COS_SECRET_ACCESS_KEY": "test",
-            "HOOK_SECRET": SECRET, "IMAGEDROP_SWEEP_INTERVAL": "0",
+            "IMAGEDROP_HOOK_SECRET_MAIN": SECRET, "IMAGEDROP_SWEEP_INTERVAL": "0",
             "IMAGEDROP_INTAKE_TOKEN": "tok123"}
 
 
@@ -143,8 +143,14 @@ class TestDropAFile:
         assert status == 200
         status, _ = await svc.post("/events", body, headers={"Authorization": "Bearer tok123"})
         assert status == 200
+        # MinIO sends its auth token on the HEAD probe too: without it, the probe says 401.
         async with svc.session.head(svc.url + "/events") as resp:
+            assert resp.status == 401
+        async with svc.session.head(svc.url + "/events",
+                                    headers={"Authorization": "Bearer tok123"}) as resp:
             assert resp.status == 200
+        async with svc.session.head(svc.url + "/events?token=wrong") as resp:
+            assert resp.status == 401
 
     async def test_malformed_body_is_a_clear_400(self, start_service, drop_env):
         svc = await start_service(drop_env)

@@ -118,7 +118,7 @@ class TestListings:
     async def test_delivery_log_and_subscribers(self, start_service, receiver):
         secret = generate_secret()
         svc = await keyed(start_service, {"IMAGEDROP_CALLBACK_SCHEDULE": "0,0.05,0.05",
-                                          "HOOK_SECRET": secret})
+                                          "IMAGEDROP_HOOK_SECRET_MAIN": secret})
         receiver.respond("/down", [500, 500, 500])
         job_ok = await b64_job(svc, receiver.url("/up"))
         job_down = await b64_job(svc, receiver.url("/down"))
@@ -142,7 +142,7 @@ class TestListings:
 
     async def test_subscriber_actions_and_test_event(self, start_service, receiver):
         secret = generate_secret()
-        svc = await keyed(start_service, {"HOOK_SECRET": secret})
+        svc = await keyed(start_service, {"IMAGEDROP_HOOK_SECRET_MAIN": secret})
         url = receiver.url("/hook")
         # A subscriber is known once an event went to it; make one by hand through the ledger.
         status, body = await svc.post("/subscribers/disable", {"url": url, "reason": "maint"},

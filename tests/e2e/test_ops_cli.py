@@ -40,7 +40,8 @@ def _service_logs_to_stderr():
 async def _svc(start_service, monkeypatch):
     monkeypatch.setenv("IMAGEDROP_API_KEY", KEY)
     svc = await start_service({"IMAGEDROP_API_KEYS": KEY, "IMAGEDROP_CALLBACK_SCHEDULE": "0",
-                               "HOOK_SECRET": "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+                               "IMAGEDROP_HOOK_SECRET_MAIN":
+                                   "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
     svc.headers = {"Authorization": f"Bearer {KEY}"}
     return svc
 

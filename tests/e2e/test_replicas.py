@@ -33,7 +33,7 @@ output:
 settle_seconds: 1
 subscribers:
   - url: {hook}
-    secret: env:HOOK_SECRET
+    secret: env:IMAGEDROP_HOOK_SECRET_MAIN
 """
 
 
@@ -94,7 +94,7 @@ def put_images(endpoint: str, n: int) -> list[tuple[str, str, int]]:
 def cos_env(endpoint: str, pg_url: str, fake_openai: Any, **extra: str) -> dict[str, str]:
     return serve_env(
         COS_ENDPOINT=endpoint, COS_REGION="us-east-1", COS_BUCKET=BUCKET,
-        COS_ACCESS_KEY_ID="test", COS_SECRET_ACCESS_KEY="test", HOOK_SECRET=SECRET,
+        COS_ACCESS_KEY_ID="test", COS_SECRET_ACCESS_KEY="test", IMAGEDROP_HOOK_SECRET_MAIN=SECRET,
         # Ten-minute leases: the killed replica's work must be taken over by liveness.
         IMAGEDROP_DATABASE_URL=pg_url, IMAGEDROP_LEASE_SECONDS="600",
         IMAGEDROP_SWEEP_INTERVAL="0", IMAGEDROP_INTAKE_TOKEN=TOKEN, IMAGEDROP_LOG_LEVEL="WARNING",

@@ -44,8 +44,8 @@ class TestDefaults:
         assert s.callbacks.schedule == (0, 1.5, 10)
 
     def test_signing_secrets_collected_by_name(self):
-        s = load_settings({"HOOK_SECRET": "whsec_abc", "OTHER": "plain"})
-        assert s.secrets == {"HOOK_SECRET": "whsec_abc"}
+        s = load_settings({"IMAGEDROP_HOOK_SECRET_MAIN": "whsec_abc", "OTHER": "plain"})
+        assert s.secrets == {"IMAGEDROP_HOOK_SECRET_MAIN": "whsec_abc"}
         assert "whsec_abc" not in repr(s)
 
     def test_every_name_is_unique_and_documented(self):
@@ -98,3 +98,17 @@ class TestProblems:
             load_settings({"COS_ENDPOINT": "https://s3.example", "COS_BUCKET": "b",
                            "COS_SECRET_ACCESS_KEY": "SUPERSECRET"})
         assert "SUPERSECRET" not in str(err.value)
+
+
+def test_secret_values_cover_every_configured_secret():
+    from imagedrop.config import load_settings
+
+    settings = load_settings({
+        "COS_ENDPOINT": "http://user:pw-in-url@cos.example.com", "COS_BUCKET": "b",
+        "COS_ACCESS_KEY_ID": "AKIDEXAMPLE", "COS_SECRET_ACCESS_KEY": "secret-key-1",
+        "OPENAI_API_KEY": "sk-test-1", "IMAGEDROP_API_KEYS": "key-one,key-two",
+        "IMAGEDROP_INTAKE_TOKEN": "intake-tok", "IMAGEDROP_HOOK_SECRET_A": "whsec_AAAA",
+        "IMAGEDROP_DATABASE_URL": "postgresql://u:db-pass@h/db"})
+    values = set(settings.secret_values())
+    assert {"pw-in-url", "AKIDEXAMPLE", "secret-key-1", "sk-test-1", "key-one", "key-two",
+            "intake-tok", "whsec_AAAA", "db-pass"} <= values

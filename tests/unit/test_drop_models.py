@@ -37,7 +37,7 @@ output:
   prefix: "edited/"
 subscribers:
   - url: https://hooks.example.com/imagedrop
-    secret: env:HOOK_SECRET
+    secret: env:IMAGEDROP_HOOK_SECRET_MAIN
 """
 NOW = 1_767_323_045.678  # 2026-01-02T03:04:05.678Z
 

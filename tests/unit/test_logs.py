@@ -38,3 +38,39 @@ def test_no_colour_codes_when_piped(capsys):
     structlog.get_logger("imagedrop.x").info("plain", n=1)
     err = capsys.readouterr().err
     assert "plain" in err and "\x1b[" not in err
+
+
+SECRET = "s3cr3t-planted-VALUE"
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_secrets_never_reach_a_line(capsys, as_json):
+    """Configured values, URL user-info and query strings, Bearer tokens and whsec_ values are
+    masked in structlog and stdlib lines alike, tracebacks included."""
+    logs.configure(json=as_json, level="INFO", secrets=[SECRET])
+    url = f"http://user:{SECRET}@cos.example.com/b/k?X-Amz-Signature=abcdef123456"
+    log = structlog.get_logger("imagedrop.x")
+    log.warning("sweep_failed", endpoint=url, nested={"k": [f"Bearer {SECRET}x"]})
+    try:
+        raise RuntimeError(f"Could not connect to the endpoint URL: {url!r}")
+    except RuntimeError:
+        log.exception("job_unexpected_error")
+        logging.getLogger("ibm_botocore").exception("retry failed: %s", url)
+    logging.getLogger("aiohttp.server").error("hook whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    err = capsys.readouterr().err
+    assert err.count("Traceback") == 2 and "cos.example.com" in err
+    for leaked in (SECRET, "user:", "abcdef123456", "MfKQ9r8GKYqr"):
+        assert leaked not in err
+
+
+def test_transient_failure_is_a_warning_without_traceback(capsys):
+    from imagedrop.errors import StorageUnavailable
+
+    logs.configure(json=True, level="INFO")
+    try:
+        raise StorageUnavailable("local put b/k: No space left on device")
+    except StorageUnavailable:
+        structlog.get_logger("imagedrop.x").exception("sweep_failed")
+    line = json.loads(capsys.readouterr().err)
+    assert line["level"] == "warning" and "exception" not in line
+    assert "No space left" in line["error"]

@@ -72,7 +72,7 @@ class TestSamples:
         assert m.exclude == ["*-draft.*", "raw/*"] and m.min_bytes == 1024
         assert (m.fallback, m.settle_seconds, m.recursive) == ("local", 5.0, True)
         hook, cms = m.subscribers
-        assert hook.secret_env == "HOOK_SECRET" and cms.secret_env is None
+        assert hook.secret_env == "IMAGEDROP_HOOK_SECRET_MAIN" and cms.secret_env is None
         assert cms.events == ["batch.completed"]
 
     def test_minimal_example_gets_defaults(self) -> None:
@@ -220,7 +220,7 @@ class TestSecrets:
         assert err.__cause__ is None and err.__suppress_context__
 
     @pytest.mark.parametrize("value", ["env:-X", "env:1ABC", "ENV:HOOK", "env:HOOK SECRET",
-                                       "$HOOK_SECRET", "hunter2"])
+                                       "$IMAGEDROP_HOOK_SECRET_MAIN", "hunter2"])
     def test_anything_but_env_name_is_refused(self, value: str) -> None:
         text = f"prompt: x\nsubscribers: [{{url: 'https://h.example', secret: '{value}'}}]"
         reason = problems(text)["subscribers[0].secret"]

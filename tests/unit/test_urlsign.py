@@ -82,3 +82,12 @@ class TestVerifyDownload:
     ])
     def test_garbage_is_false(self, expires: str, sig: str) -> None:
         assert verify_download(KEY, "bk", "a.png", expires, sig, now=NOW) is False
+
+
+def test_signature_compared_exactly() -> None:
+    """An upper-cased (or otherwise altered) signature is not the signature."""
+    from imagedrop.storage.urlsign import sign_download, verify_download
+
+    sig = sign_download(b"k" * 32, "b", "a.png", 2_000_000_000)
+    assert verify_download(b"k" * 32, "b", "a.png", "2000000000", sig, now=0)
+    assert not verify_download(b"k" * 32, "b", "a.png", "2000000000", sig.upper(), now=0)

@@ -18,7 +18,7 @@ import aiohttp
 import structlog
 
 from imagedrop import __version__
-from imagedrop.config import CallbackSettings
+from imagedrop.config import HOOK_SECRET_PREFIX, CallbackSettings
 from imagedrop.delivery import backoff, policy, signing
 from imagedrop.errors import CallbackRefused, ConfigError, DeliveryTransient
 from imagedrop.ledger import Delivery, DeliveryAttempt, DeliveryState, Ledger, NewDelivery
@@ -289,6 +289,11 @@ class Deliverer:
             secrets = []
             for name in delivery.secret_ref.split(","):
                 name = name.strip().removeprefix("env:")
+                if not self._settings.secret_allowed(name):
+                    raise CallbackRefused(
+                        f"signing secret {name} is not allowed: manifests may only name "
+                        f"variables called {HOOK_SECRET_PREFIX}* or listed in "
+                        "IMAGEDROP_HOOK_SECRETS_ALLOWED")
                 secret = self._secrets.get(name)
                 if not secret:
                     raise CallbackRefused(

@@ -6,10 +6,10 @@ material from a body ends up in logs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from imagedrop import jsondoc
 from imagedrop.events.model import EventError, Kind
 
 _MISSING = object()
@@ -20,15 +20,9 @@ def load_json(body: bytes | str, what: str = "body") -> Any:
     if not body or not body.strip():
         raise EventError(f"{what} is empty: expected JSON")
     try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise EventError(f"{what} is not JSON: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        # exc.msg/pos describe the syntax error without quoting the document.
-        raise EventError(f"{what} is not JSON: {exc.msg} at line {exc.lineno} "
-                         f"column {exc.colno}") from None
-    except RecursionError:
-        raise EventError(f"{what} is not JSON this service accepts: nested too deeply") from None
+        return jsondoc.loads(body, what)
+    except jsondoc.JsonRefused as exc:  # says why without quoting the document
+        raise EventError(str(exc)) from None
 
 
 def json_type(value: Any) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from imagedrop import jsondoc
 from imagedrop.events._common import json_type, load_json, opt_str, require_str
 from imagedrop.events.model import EventError
 
@@ -65,8 +65,8 @@ def from_headers(headers: Mapping[str, str], body: bytes) -> CloudEvent:
     if _is_json_media(media_type(headers.get("content-type"))):
         return CloudEvent(attributes=attributes, data=load_json(body))
     try:
-        return CloudEvent(attributes=attributes, data=json.loads(body))
-    except (ValueError, RecursionError):
+        return CloudEvent(attributes=attributes, data=jsondoc.loads(body))
+    except ValueError:
         return CloudEvent(attributes=attributes, data=None, data_is_json=False)
 
 
@@ -91,8 +91,8 @@ def from_envelope(doc: Any, where: str = "CloudEvent") -> CloudEvent:
     if isinstance(payload, str):
         # Some producers serialise JSON data twice; plain text simply stays a string.
         try:
-            payload = json.loads(payload)
-        except (ValueError, RecursionError):
+            payload = jsondoc.loads(payload)
+        except ValueError:
             pass
     return CloudEvent(attributes=attributes, data=payload)
 
@@ -100,8 +100,8 @@ def from_envelope(doc: Any, where: str = "CloudEvent") -> CloudEvent:
 def _with_text_data(attributes: dict[str, str], data: bytes, content: str,
                     where: str) -> CloudEvent:
     try:
-        return CloudEvent(attributes=attributes, data=json.loads(data))
-    except (ValueError, RecursionError):
+        return CloudEvent(attributes=attributes, data=jsondoc.loads(data))
+    except ValueError:
         if _is_json_media(content):
             raise EventError(f"{where} data is not JSON although its datacontenttype "
                              f"is {content}") from None

@@ -82,6 +82,11 @@ class ObjectStore(Protocol):
     async def ensure_bucket(self, bucket: str) -> None:
         """Create the bucket if it does not exist (local mode, tests)."""
 
+    def check_name(self, bucket: str, key: str | None = None, *,
+                   prefix: str | None = None) -> None:
+        """Raise `names.InvalidObjectName` (400) unless this store accepts the names; every
+        operation checks its own names too, so a caller can check them at request time."""
+
     async def close(self) -> None:
         """Release connections and threads."""
 

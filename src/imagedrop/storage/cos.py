@@ -28,6 +28,7 @@ from imagedrop.storage import (
     OUTPUT_MARKER,
     ObjectInfo,
     StoredObject,
+    names,
     normalise_etag,
     too_large,
 )
@@ -101,6 +102,8 @@ def _make_client(settings: StorageSettings, max_attempts: int) -> tuple[Any, Any
     config = Config(
         signature_version="s3v4" if hmac_keys else "oauth",
         max_pool_connections=settings.max_pool_connections,
+        # A stalled store must not hold a job (or a request) forever.
+        connect_timeout=min(10.0, settings.timeout), read_timeout=settings.timeout,
         retries={"total_max_attempts": max_attempts, "mode": "standard"},
     )
     token_manager = None
@@ -146,6 +149,15 @@ class CosStore:
                                             thread_name_prefix="imagedrop-cos")
         self._closed = False
 
+    def check_name(self, bucket: str, key: str | None = None, *,
+                   prefix: str | None = None) -> None:
+        """Raise InvalidObjectName unless the names are ones this store reads and writes."""
+        names.check_bucket(bucket, local=False)
+        if key is not None:
+            names.check_key(key, local=False)
+        if prefix is not None:
+            names.check_prefix(prefix, local=False)
+
     async def _run(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         if self._closed:
             raise StorageError("COS store is closed")
@@ -168,10 +180,12 @@ class CosStore:
 
     async def get(self, bucket: str, key: str, *, max_bytes: int | None = None,
                   if_match: str | None = None) -> StoredObject:
+        self.check_name(bucket, key)
         with _map_errors("get", bucket, key):
             return await self._run(self._get_sync, bucket, key, max_bytes, if_match)
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        self.check_name(bucket, key)
         try:
             with _map_errors("head", bucket, key):
                 resp = await self._run(self._client.head_object, Bucket=bucket, Key=key)
@@ -192,6 +206,7 @@ class CosStore:
 
     async def put(self, bucket: str, key: str, data: bytes, *, content_type: str,
                   metadata: dict[str, str] | None = None) -> ObjectInfo:
+        self.check_name(bucket, key)
         meta = {k.lower(): v for k, v in (metadata or {}).items()} | {OUTPUT_MARKER: "1"}
         with _map_errors("put", bucket, key):
             resp = await self._run(self._put_sync, bucket, key, data, content_type, meta)
@@ -205,6 +220,7 @@ class CosStore:
         Listing returns no user metadata or content type: `metadata` is `{}` and
         `content_type` None here; call `head` when they matter.
         """
+        self.check_name(bucket, prefix=prefix)
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix,
                                   "MaxKeys": max(1, min(page_size, 1000))}
         if start_after:
@@ -228,6 +244,7 @@ class CosStore:
             params.pop("StartAfter", None)  # the token already encodes where we are
 
     async def presign_get(self, bucket: str, key: str, expires_in: int) -> str:
+        self.check_name(bucket, key)
         if not self._can_presign:
             raise StorageError(
                 "presigned URLs need HMAC keys (COS_ACCESS_KEY_ID and COS_SECRET_ACCESS_KEY); "
@@ -240,6 +257,7 @@ class CosStore:
             )
 
     async def ensure_bucket(self, bucket: str) -> None:
+        self.check_name(bucket)
         try:
             with _map_errors("head bucket", bucket):
                 await self._run(self._client.head_bucket, Bucket=bucket)

@@ -49,7 +49,7 @@ def verify_download(
         # compare_digest refuses non-ASCII str; such a signature cannot be ours anyway.
         return False
     expected = sign_download(signing_key, bucket, key, expires_at)
-    return hmac.compare_digest(expected, sig.lower())
+    return hmac.compare_digest(expected, sig)  # exactly: the signature is lower-case hex
 
 
 __all__ = ["download_url", "sign_download", "verify_download"]

@@ -238,7 +238,8 @@ ROUTES: tuple[Route, ...] = (
         "result). A reopened batch sends a fresh summary. Answers with what was queued again "
         "(empty lists when nothing selected could run again).", "drops",
         ok=(ReplayResult,), ok_description="What was queued again.", request=ReplayRequest,
-        errors=((400, "The body is not valid JSON or not a JSON object."),
+        errors=((400, "The body is not valid JSON or not a JSON object, or `bucket`/`prefix` "
+                      "is a name the store cannot take; `field` names it."),
                 (404, "No batch has the given batch_id."),
                 (415, "The Content-Type is not application/json."),
                 (422, "The body failed validation: no selector, `force` without `job_ids`, "
@@ -282,8 +283,11 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "head", "/events", "probeEvents", "Intake liveness probe",
         "Answers 200 with no body: MinIO probes a webhook target with HEAD before sending "
-        "notifications to it. Needs no credentials.", "drops",
-        ok_description="The intake is there.", ok_content={}, public=True,
+        "notifications to it, with the same auth token it sends them with. Takes the same "
+        "credentials as POST /events: without the intake token (when one is required) the "
+        "answer is 401, so a probe never tells a stranger whether the intake is open.",
+        "drops", ok_description="The intake is there and the token is right.", ok_content={},
+        intake_token=True,
     ),
 )
 

@@ -81,8 +81,11 @@ def async_errors(*, image: bool, callback_required: bool = True
     img = "`image_base64` is not valid base64 or not a PNG/JPEG/WebP image, " if image else ""
     missing = "is missing or " if callback_required else "(optional) "
     return (
-        (400, f"The body is not valid JSON or not a JSON object, {img}or the `callbackUrl` "
-              f"header {missing}is not an allowed http(s) URL."),
+        (400, f"The body is not valid JSON (not UTF-8, nested over 64 levels, a lone "
+              f"surrogate) or not a JSON object, {img}a bucket, folder or file name the store "
+              f"cannot take (`..` or empty segments, control characters, too long; `field` "
+              f"names it), or the `callbackUrl` header {missing}is not an allowed http(s) "
+              f"URL."),
         (413, "The request body is larger than the service accepts"
               + (", or the image has too many bytes or pixels." if image else ".")),
         (415, "The Content-Type is not application/json."),

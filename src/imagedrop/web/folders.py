@@ -15,7 +15,7 @@ from imagedrop.web import keys
 from imagedrop.web.drop_models import ReplayRequest, TriggerEstimate, TriggerRequest
 from imagedrop.web.intake import PLANNER
 from imagedrop.web.middleware import provenance
-from imagedrop.web.wxo import callback_url, parse_body
+from imagedrop.web.wxo import callback_url, check_names, parse_body
 
 routes = web.RouteTableDef()
 
@@ -28,6 +28,7 @@ async def trigger(request: web.Request) -> web.Response:
     cb = await callback_url(request) if request.headers.get("callbackUrl") else None
     body = await parse_body(request, TriggerRequest)
     bucket = body.bucket or settings.storage.resolved_input_bucket
+    check_names(request, bucket, prefix=body.prefix)
     overrides = {k: v for k, v in (("prompt", body.prompt), ("model", body.model),
                                    ("quality", body.quality), ("size", body.size),
                                    ("output_format", body.output_format)) if v}
@@ -69,6 +70,9 @@ async def replay(request: web.Request) -> web.Response:
     if body.batch_id and await ledger.get_batch(body.batch_id) is None:
         raise NotFound(f"no batch with id {body.batch_id!r}")
     jobs, more = [], False
+    if body.prefix is not None:
+        check_names(request, body.bucket or settings.storage.resolved_input_bucket,
+                    prefix=body.prefix)
     if body.job_ids or body.batch_id or body.prefix is not None:
         page = await ledger.requeue_jobs(
             job_ids=body.job_ids or None, batch_id=body.batch_id,

@@ -29,6 +29,7 @@ from imagedrop.events import (
 )
 from imagedrop.healing import Healer
 from imagedrop.ledger import DropItem
+from imagedrop.storage.names import InvalidObjectName
 from imagedrop.web import keys
 from imagedrop.web.middleware import provenance
 from imagedrop.web.offload import run_cpu
@@ -52,7 +53,12 @@ class IntakeRefused(InputError):
 
 @routes.route("HEAD", "/events")
 async def events_probe(request: web.Request) -> web.Response:
-    """MinIO's liveness probe."""
+    """MinIO's liveness probe: 200, but 401 without the intake token when one is required
+    (MinIO sends its auth token on the probe too, so a probe never reveals an open intake)."""
+    expected = _expected_tokens(request)
+    given = extract_token(request.headers, request.query) or request.headers.get("X-API-Key")
+    if expected and not matches_any(given, expected):
+        return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
     return web.Response(status=200)
 
 
@@ -102,9 +108,10 @@ async def _events(request: web.Request, settings: Settings, counted: Counter) ->
             ignored.append({"object": where, "reason": f"{event.raw_type}: not an object write"})
             continue
         try:
+            request.app[keys.STORAGE].check_name(event.bucket, event.key)
             etag = event.etag or await _current_etag(request, event.bucket, event.key)
             plan = await planner.plan(event.bucket, event.key, etag, event.size)
-        except PermanentError as exc:  # this object only; the rest of the notification goes on
+        except (PermanentError, InvalidObjectName) as exc:  # this object only; the rest goes on
             ignored.append({"object": where, "reason": f"not recorded: {exc}"})
             counted.labels(event.producer, "ignored").inc()
             continue

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TypedDict
 
 import structlog
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestPayloadError
 
 from imagedrop.errors import InputError, TransientError
 from imagedrop.events.tokens import matches_any
@@ -112,6 +113,12 @@ def auth_middleware(api_keys: Iterable[str], *, also_open: Iterable[str] = ()
     return middleware
 
 
+def _body_problem(exc: Exception) -> str:
+    if "content-encoding" in str(exc).lower():
+        return "its Content-Encoding does not decode (bad or truncated compressed data)"
+    return f"cut short or malformed ({type(exc).__name__})"
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every error into a JSON answer; the service keeps serving."""
@@ -124,6 +131,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         wait = max(1, round(exc.retry_after or 5))
         return json_error(503, f"temporarily unavailable, retry in {wait} s: {exc}",
                           headers={"Retry-After": str(wait)})
+    except (http_exceptions.BadHttpMessage, RequestPayloadError) as exc:  # e.g. bad gzip
+        return json_error(400, f"request body could not be read: {_body_problem(exc)}")
     except web.HTTPRequestEntityTooLarge:
         limit = request.client_max_size
         return json_error(413, f"request body too large: at most {limit} bytes accepted "

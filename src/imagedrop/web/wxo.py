@@ -6,14 +6,13 @@ callback minutes later. The job is committed to the ledger before the 202 is sen
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TypeVar
 
 import pydantic
 from aiohttp import web
 
-from imagedrop import imaging
+from imagedrop import imaging, jsondoc
 from imagedrop.config import ImagingSettings
 from imagedrop.delivery import policy
 from imagedrop.errors import CallbackRefused, DeliveryTransient, InputError, RequestInvalid
@@ -22,6 +21,7 @@ from imagedrop.manifests.naming import result_key
 from imagedrop.metrics import Metrics
 from imagedrop.providers import EditSpec, spec_from_settings
 from imagedrop.recipes import Recipe
+from imagedrop.storage.names import InvalidObjectName
 from imagedrop.web import keys
 from imagedrop.web.middleware import provenance
 from imagedrop.web.models import (
@@ -59,11 +59,11 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise RequestInvalid(f"send JSON (Content-Type: application/json), not "
                        f"{request.content_type}", None, status=415)
     raw = await request.read()  # aiohttp enforces client_max_size here (413)
-    loads = request.app[keys.RUNTIME].metrics.timed("receive", json.loads)
+    loads = request.app[keys.RUNTIME].metrics.timed("receive", jsondoc.loads)
     try:
         data = await run_cpu(request, len(raw), loads, raw or b"null")
-    except ValueError as exc:
-        raise InputError(f"request body is not valid JSON: {exc}") from exc
+    except jsondoc.JsonRefused as exc:
+        raise InputError(str(exc)) from None
     if not isinstance(data, dict):
         raise InputError("request body must be a JSON object")
     try:
@@ -71,6 +71,18 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     except pydantic.ValidationError as exc:
         err = validation_error_message(exc)
         raise RequestInvalid(err.error, err.field) from exc
+
+
+def check_names(request: web.Request, bucket: str, *, key: str | None = None,
+                prefix: str | None = None, bucket_field: str = "bucket",
+                key_field: str = "prefix") -> None:
+    """The store's own name rules, at request time: a 400 naming the field, not a 500 or a
+    failed job later."""
+    try:
+        request.app[keys.STORAGE].check_name(bucket, key, prefix=prefix)
+    except InvalidObjectName as exc:
+        exc.field = bucket_field if exc.field == "bucket" else key_field
+        raise
 
 
 def _decode_and_inspect(text: str, limits: ImagingSettings, metrics: Metrics
@@ -103,6 +115,9 @@ async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
         output_bucket = settings.storage.resolved_output_bucket
         output_key = result_key(f"{settings.storage.output_prefix}{job_id}/", filename,
                                 spec.output_format)
+        # A name the store would refuse later is refused now (e.g. a file name too long).
+        check_names(request, output_bucket, key=output_key, bucket_field="filename",
+                    key_field="filename")
     await request.app[keys.LEDGER].create_jobs([NewJob(
         id=job_id, kind=kind, filename=filename, recipe=_recipe(spec), input_data=image,
         output_bucket=output_bucket, output_key=output_key, callback_url=cb,
@@ -139,6 +154,9 @@ async def batch_process_images(request: web.Request) -> web.Response:
     bucket = body.bucket or st.resolved_input_bucket
     prefix = body.prefix if body.prefix is not None else st.input_prefix
     output_bucket = body.output_bucket or st.resolved_output_bucket
+    check_names(request, bucket, prefix=prefix)
+    check_names(request, output_bucket, prefix=output_prefix, bucket_field="output_bucket",
+                key_field="output_prefix")
     if output_bucket == bucket and (not output_prefix or prefix.startswith(output_prefix)):
         raise RequestInvalid("output_prefix: results would be written over or around the inputs "
                        f"(input {prefix!r}, output {output_prefix!r}); choose an output folder "
