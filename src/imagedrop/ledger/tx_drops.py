@@ -81,12 +81,11 @@ def record_drops(d: Dialect, now: float, items: Sequence[DropItem]
             batch_of[group] = batch_id
             opened += [batch_id] if made else []
     next_seq: dict[str, int] = {}
-    if batch_of:
-        found = yield rows(
-            "SELECT batch_id, COALESCE(MAX(seq) + 1, 0) FROM jobs"
-            f" WHERE {d.in_list('batch_id', 'ids')} GROUP BY batch_id",
-            ids=d.list_param(sorted(batch_of.values())))
-        next_seq = {r[0]: int(r[1]) for r in found}
+    for batch_id in sorted(set(batch_of.values())):
+        # One index probe per batch, however large it grows (a GROUP BY over several batches
+        # would read every job of each).
+        next_seq[batch_id] = int((yield value(
+            "SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs WHERE batch_id = :id", id=batch_id)))
     placed: dict[int, NewJob] = {}
     for i in new:
         job, its_group = items[i].job, _group(items[i])
