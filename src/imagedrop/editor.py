@@ -69,7 +69,7 @@ class Editor:
     async def edit(
         self, image: bytes, mime: str, filename: str, spec: EditSpec, *,
         fallback_allowed: bool = True, provider: str | None = None,
-        budget: BudgetRule | None = None,
+        budget: BudgetRule | None = None, folder: str | None = None,
     ) -> tuple[EditResult, bool]:
         """The edited image and whether the local fallback made it. With `fallback_allowed`
         False (a manifest's `fallback: fail`), a billing stop fails the edit instead.
@@ -91,7 +91,7 @@ class Editor:
             pause = await self.pauses.current()
         if pause is None:
             try:
-                return await self._paid(image, mime, filename, spec, budget), False
+                return await self._paid(image, mime, filename, spec, budget, folder), False
             except BillingLimitReached as exc:
                 await self.pauses.pause(self._pause, f"{BILLING}: {exc}")
                 log.warning("billing_limit_reached", fallback="local", pause_seconds=self._pause)
@@ -123,35 +123,41 @@ class Editor:
             return None
         return self.prices.cost(result.model, result.usage)
 
-    def budget_limits(self, budget: BudgetRule | None) -> list[BudgetLimit]:
-        """The budgets an edit for a job with `budget` counts against (the service's too)."""
-        return [lim for lim in (self._service_budget, _limit(budget)) if lim is not None]
+    def budget_limits(self, budget: BudgetRule | None, folder: str | None = None
+                      ) -> list[BudgetLimit]:
+        """The budgets an edit for a job with `budget` counts against (the service's too). A
+        folder without a budget is counted all the same, without a limit: its spend per day
+        is on /metrics like every other folder's."""
+        limits = [lim for lim in (self._service_budget, _limit(budget)) if lim is not None]
+        if folder is not None and budget is None:
+            limits.append(BudgetLimit(folder))
+        return limits
 
     async def check_budget(self, spec: EditSpec, budget: BudgetRule | None,
-                           provider: str | None) -> None:
+                           provider: str | None, folder: str | None = None) -> None:
         """Raise BudgetReached now if an edit for `spec` would be refused, counting nothing:
         a job over budget is held before its image is fetched or a rate slot taken."""
+        limits = self.budget_limits(budget)  # the ones with a limit
         if (self._ledger is None or provider == "local" or self.primary is self.fallback
-                or not self.budget_limits(budget)):
+                or not limits):
             return
         estimate = self._estimate(spec, budget)
-        taken = await self._ledger.take_budget(self.budget_limits(budget), estimate,
-                                               count=False)
+        taken = await self._ledger.take_budget(limits, estimate, count=False, folder=folder)
         self._refuse(taken, budget)
 
     async def _paid(self, image: bytes, mime: str, filename: str, spec: EditSpec,
-                    budget: BudgetRule | None) -> EditResult:
+                    budget: BudgetRule | None, folder: str | None = None) -> EditResult:
         """One call to the paid provider, counted against the folder's and the service's
         budgets first (all replicas share them through the ledger): BudgetReached when it would
         take one past its limit. The estimate counted is settled with the real cost after, and
         given back only when the provider surely did not bill (an error answer)."""
-        limits = self.budget_limits(budget)
+        limits = self.budget_limits(budget, folder)
         if not limits or self._ledger is None:
             result = await self._call(self.primary, image, mime, filename, spec)
             self._count_cost(result)
             return result
         estimate = self._estimate(spec, budget)
-        taken = await self._ledger.take_budget(limits, estimate)
+        taken = await self._ledger.take_budget(limits, estimate, folder=folder)
         self._refuse(taken, budget)
         scopes = [lim.scope for lim in limits]
         try:

@@ -123,7 +123,8 @@ class Pipeline:
                 if reused is not None:
                     return Edited(reused)
         # Over budget: held (or failed) before the image is fetched or a rate slot taken.
-        await self.editor.check_budget(spec, job.recipe.budget, job.recipe.provider)
+        folder = folder_scope(job)
+        await self.editor.check_budget(spec, job.recipe.budget, job.recipe.provider, folder)
         source = await self._load_source(job)
         prepared = await self._in_executor(
             self.metrics.timed("check", imaging.prepare_for_provider), source,
@@ -132,7 +133,7 @@ class Pipeline:
         edited, fallback = await self.editor.edit(
             prepared.data, prepared.mime, job.filename, spec,
             fallback_allowed=job.recipe.fallback == "local", provider=job.recipe.provider,
-            budget=job.recipe.budget)
+            budget=job.recipe.budget, folder=folder)
         result = JobResult(provider=edited.provider, model=edited.model,
                            mime_type=edited.mime_type, fallback_local=fallback,
                            size=edited.size, usage=edited.usage,
@@ -244,6 +245,12 @@ class Pipeline:
     async def _in_executor(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+
+def folder_scope(job: Job) -> str | None:
+    """The budget scope of the job's folder (its manifest), or None for a job without one."""
+    ref = job.recipe.manifest
+    return f"folder:{ref.bucket}/{ref.key}" if ref is not None else None
 
 
 def _image_bytes(edited: EditResult) -> bytes:

@@ -59,6 +59,18 @@ class TestTakeBudget:
         refused = (await ledger.take_budget(limits, 0.0)).refused
         assert refused is not None and refused.first  # told again: a new day
 
+    async def test_the_service_budget_is_told_once_per_folder(self, ledger: Ledger,
+                                                              clock: FakeClock):
+        service = [BudgetLimit("service", edits_per_day=1)]
+        assert (await ledger.take_budget(service, 0.0, folder="folder:b/a.yaml")).refused is None
+        firsts = [(await ledger.take_budget(service, 0.0, folder=f)).refused.first
+                  for f in ("folder:b/a.yaml", "folder:b/b.yaml", "folder:b/a.yaml",
+                            "folder:b/b.yaml", None)]
+        assert firsts == [True, True, False, False, True]
+        # The markers are not budgets: /metrics' listing leaves them out.
+        assert [scope for scope, _, _ in await ledger.budget_day(utc_day(clock.now))] == [
+            "service"]
+
     async def test_looking_counts_nothing(self, ledger: Ledger, clock: FakeClock):
         limits = [BudgetLimit(FOLDER, edits_per_day=1)]
         for _ in range(3):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures import images
 
@@ -71,6 +72,20 @@ class TestCost:
         status, text = await svc.get("/metrics")
         assert f'imagedrop_provider_cost_usd_total{{model="gpt-image-2"}} {EDIT_COST}' in (
             text.decode())
+
+    async def test_spend_per_folder_and_day_without_a_budget(self, start_service, env):
+        data = Path(env["IMAGEDROP_DATA_DIR"])
+        folder(data, "free", "prompt: warmer\n", 3)
+        svc = await start_service(env)
+        status, doc = await svc.post("/trigger", {"prefix": "free/"})
+        assert status == 202
+        await until(lambda: _finished(svc, doc["job_id"]), what="trigger finished")
+        status, text = await svc.get("/metrics")
+        scope = f"folder:{BUCKET}/free/imagedrop.yaml"
+        assert f'imagedrop_budget_edits{{scope="{scope}"}} 3.0' in text.decode()
+        spent = {s.labels["scope"]: s.value for f in text_string_to_metric_families(
+            text.decode()) for s in f.samples if s.name == "imagedrop_budget_spend_usd"}
+        assert spent[scope] == pytest.approx(3 * EDIT_COST)
 
 
 class TestBudget:

@@ -263,11 +263,11 @@ class Ledger:
     # -- budgets ------------------------------------------------------------------------------
 
     async def take_budget(self, limits: Sequence[BudgetLimit], usd: float, *,
-                          count: bool = True) -> BudgetTake:
+                          count: bool = True, folder: str | None = None) -> BudgetTake:
         """Count one edit expected to cost `usd` against every budget of `limits` (today, UTC),
         all or none: the day counted on, and the budget it would take past its limit if any.
         `count` False: only look (an early check that saves a download and a rate slot)."""
-        return await self._run("write", tx_budgets.take_budget, limits, usd, count)
+        return await self._run("write", tx_budgets.take_budget, limits, usd, count, folder)
 
     async def settle_budget(self, scopes: Sequence[str], day: str, usd: float,
                             edits: int = 0) -> None:

@@ -7,16 +7,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from imagedrop.ledger.dialect import Dialect
-from imagedrop.ledger.sql import Tx, count, rows, run
+from imagedrop.ledger.sql import Tx, count, rows, run, value
 from imagedrop.prices import next_day, utc_day
 from imagedrop.records import BudgetLimit, BudgetRefusal, BudgetTake
 
+#: Scopes of the marker rows saying a folder heard that the service's budget was reached.
+TOLD = "told>"
+
 
 def take_budget(d: Dialect, now: float, limits: Sequence[BudgetLimit], usd: float,
-                count: bool = True) -> Tx[BudgetTake]:
+                count: bool = True, folder: str | None = None) -> Tx[BudgetTake]:
     """Count one edit, expected to cost `usd`, against every budget in `limits`; or against
     none, answering the first budget it would take past its limit. With `count` False only
-    look (a refusal is still recorded as the day's first, to be told once)."""
+    look (a refusal is still recorded as the day's first, to be told once). `folder` (the
+    job's folder scope): the service's budget is told once per folder and day, not once."""
     day = utc_day(now)
     scopes = sorted({limit.scope for limit in limits})
     for scope in scopes:
@@ -40,9 +44,16 @@ def take_budget(d: Dialect, now: float, limits: Sequence[BudgetLimit], usd: floa
                       + (": more than the whole day's budget, so it can never run)" if never
                          else ")"))
         if reason is not None:
+            told = limit.scope
+            if limit.scope == "service" and folder is not None:
+                told = f"{TOLD}{folder}"  # a marker row: each folder hears it once
+                yield run("INSERT INTO budget_usage (scope, day) VALUES (:scope, :day)"
+                          " ON CONFLICT DO NOTHING", scope=told, day=day)
+                reached_at = yield value(f"SELECT reached_at FROM budget_usage WHERE scope ="
+                                         f" :scope AND day = :day{d.lock}", scope=told, day=day)
             if reached_at is None:
                 yield run("UPDATE budget_usage SET reached_at = :now WHERE scope = :scope"
-                          " AND day = :day", now=now, scope=limit.scope, day=day)
+                          " AND day = :day", now=now, scope=told, day=day)
             return BudgetTake(day, BudgetRefusal(
                 scope=limit.scope, reason=f"budget reached: {reason} "
                 f"({_scope_name(limit.scope)}, UTC day {day})", first=reached_at is None,
@@ -73,7 +84,8 @@ def budget_usage(d: Dialect, now: float, scope: str, day: str) -> Tx[tuple[int, 
 def budget_day(d: Dialect, now: float, day: str) -> Tx[list[tuple[str, int, float]]]:
     """Every budget's (scope, edits, dollars) counted on `day`."""
     found = yield rows("SELECT scope, edits, usd FROM budget_usage WHERE day = :day"
-                       " ORDER BY scope LIMIT 1000", day=day)
+                       " AND scope NOT LIKE :told ORDER BY scope LIMIT 1000", day=day,
+                       told=TOLD + "%")
     return [(str(r[0]), int(r[1]), float(r[2])) for r in found]
 
 
