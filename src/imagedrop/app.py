@@ -12,7 +12,7 @@ from imagedrop.providers import ImageProvider
 from imagedrop.runtime import open_runtime, start_background, stop_background
 from imagedrop.storage import ObjectStore
 from imagedrop.tracing import Tracing
-from imagedrop.web import folders, intake, keys, listings, ops, wxo
+from imagedrop.web import folders, intake, keys, listings, ops, ui, wxo
 from imagedrop.web.middleware import auth_middleware, error_middleware, request_middleware
 
 
@@ -28,7 +28,8 @@ def create_app(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[request_middleware(tracing), error_middleware, auth_middleware(
             settings.server.api_keys,
-            also_open=("/metrics",) if settings.server.metrics_public else ())],
+            also_open=("/metrics",) if settings.server.metrics_public else (),
+            session=ui.api_credential)],
     )
     app[keys.SETTINGS] = settings
     url = public_url or settings.server.public_url or (
@@ -57,4 +58,5 @@ def create_app(
     app.cleanup_ctx.append(resources)
     for module in (wxo, ops, listings, intake, folders):
         app.add_routes(module.routes)
+    ui.setup(app)
     return app

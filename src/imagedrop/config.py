@@ -37,6 +37,9 @@ class ServerSettings(BaseModel):
     metrics_public: bool = Field(
         False, description="Serve GET /metrics without an API key (for a scraper on a "
         "private network).")
+    ui_public: bool = Field(
+        False, description="Without API keys, serve the dashboard (/ui) to any address, not "
+        "only to loopback.")
     ready_timeout: float = Field(
         2.0, gt=0, description="Seconds GET /ready gives the ledger and storage to answer.")
     tracing: bool = Field(
@@ -291,6 +294,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "IMAGEDROP_PROVIDER_TIMEOUT": ("provider", "timeout"),
     "IMAGEDROP_BILLING_PAUSE": ("provider", "billing_pause"),
     "IMAGEDROP_EDITS_PER_MINUTE": ("provider", "edits_per_minute"),
+    "IMAGEDROP_UI_PUBLIC": ("server", "ui_public"),
     "IMAGEDROP_PRICES": ("spend", "prices"),
     "IMAGEDROP_PRICES_AS_OF": ("spend", "prices_as_of"),
     "IMAGEDROP_BUDGET_EDITS_PER_DAY": ("spend", "edits_per_day"),

@@ -23,7 +23,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Routes with their own proof: liveness probes, signed download links (a signature), and
 #: notification intake (the intake token, or an API key in whatever way a store can send it).
 OPEN_PATHS = ("/health", "/ready", "/events")
-OPEN_PREFIXES = ("/files/",)
+OPEN_PREFIXES = ("/files/", "/ui")  # signed links; the dashboard guards itself
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -93,10 +93,11 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("X-API-Key") or None
 
 
-def auth_middleware(api_keys: Iterable[str], *, also_open: Iterable[str] = ()
+def auth_middleware(api_keys: Iterable[str], *, also_open: Iterable[str] = (),
+                    session: Callable[[web.Request], bool] | None = None,
                     ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Require one of `api_keys` on every route but the open ones and `also_open` (no keys: no
-    check)."""
+    check); `session(request)` True (the dashboard's signed-in page) stands in for a key."""
     api_keys = list(api_keys)
     open_paths = (*OPEN_PATHS, *also_open)
 
@@ -104,7 +105,8 @@ def auth_middleware(api_keys: Iterable[str], *, also_open: Iterable[str] = ()
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not api_keys or request.path in open_paths or request.path.startswith(OPEN_PREFIXES):
             return await handler(request)
-        if not matches_any(presented_key(request), api_keys):
+        if not matches_any(presented_key(request), api_keys) and not (
+                session is not None and session(request)):
             return json_error(401, "missing or invalid API key: send 'Authorization: Bearer "
                                    "<key>' or 'X-API-Key: <key>'",
                               headers={"WWW-Authenticate": "Bearer"})

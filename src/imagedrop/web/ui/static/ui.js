@@ -1,0 +1,54 @@
+// imagedrop dashboard: actions go to the same API as any client (with the page's CSRF token),
+// and a folder's cards refresh in place while work is under way.
+(function () {
+  "use strict";
+  var meta = document.querySelector("meta[name=csrf-token]");
+  var csrf = meta ? meta.getAttribute("content") : "";
+
+  function post(path, body) {
+    var headers = {"Content-Type": "application/json"};
+    if (csrf) { headers["X-CSRF-Token"] = csrf; }
+    return fetch(path, {method: "POST", headers: headers, credentials: "same-origin",
+                        body: JSON.stringify(body)}).then(function (r) {
+      if (!r.ok) { return r.json().then(function (e) { throw new Error(e.error || r.status); }); }
+      return r.json();
+    });
+  }
+
+  var actions = {
+    retry: function (b) { return post("/replay", {job_ids: [b.dataset.jobId]}); },
+    force: function (b) { return post("/replay", {job_ids: [b.dataset.jobId], force: true}); },
+    redeliver: function (b) { return post("/replay", {delivery_ids: [b.dataset.deliveryId]}); },
+    trigger: function (b) {
+      return post("/trigger", {bucket: b.dataset.bucket, prefix: b.dataset.prefix});
+    }
+  };
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-action]");
+    if (!button || !actions[button.dataset.action]) { return; }
+    button.disabled = true;
+    actions[button.dataset.action](button).then(function () {
+      refresh();
+    }, function (err) {
+      button.disabled = false;
+      button.title = String(err.message || err);
+      button.textContent = "Failed: " + button.title;
+    });
+  });
+
+  var cards = document.querySelector("[data-role=cards]");
+  function refresh() {
+    if (!cards) { return Promise.resolve(); }
+    return fetch(cards.dataset.src, {credentials: "same-origin"}).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      if (html !== null) { cards.innerHTML = html; }
+    });
+  }
+  if (cards) {
+    setInterval(function () {
+      if (document.visibilityState === "visible") { refresh(); }
+    }, 2000);
+  }
+})();
