@@ -19,6 +19,16 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
   fi
 fi
 
+# The dashboard's browser tests need a headless Chromium and its driver (Debian packages).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium and chromium-driver" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+           apt-get install -y -q chromium chromium-driver >/dev/null; } || true
+  fi
+fi
+
 .venv/bin/ruff check src tests bench examples triggers orchestrate-tools
 .venv/bin/mypy  # strict, on src/ (pyproject.toml [tool.mypy])
 exec .venv/bin/python -m pytest -q "$@"

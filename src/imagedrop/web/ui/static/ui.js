@@ -37,6 +37,17 @@
     });
   });
 
+  // A thumbnail that cannot be made (not an image, gone) becomes a plain note.
+  document.addEventListener("error", function (event) {
+    var img = event.target;
+    if (img && img.tagName === "IMG" && img.dataset.role) {
+      var note = document.createElement("span");
+      note.className = "none";
+      note.textContent = "no preview";
+      img.replaceWith(note);
+    }
+  }, true);
+
   var cards = document.querySelector("[data-role=cards]");
   function refresh() {
     if (!cards) { return Promise.resolve(); }
