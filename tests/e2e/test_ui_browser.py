@@ -21,7 +21,10 @@ pytestmark = pytest.mark.asyncio
 KEY = "browser-key"
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoAlertPresentException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 
 
@@ -69,6 +72,7 @@ async def test_sign_in_see_thumbnails_retry_and_watch(start_service, fake_openai
     folder.mkdir(parents=True)
     (folder / "imagedrop.yaml").write_text("prompt: warmer\nsettle_seconds: 0\n")
     (folder / "first.png").write_bytes(images.png(320, 240))
+    (folder / "<img src=x onerror=alert(1)>.png").write_bytes(images.png(30, 20))
     svc = await start_service({
         "IMAGEDROP_DATA_DIR": str(data), "IMAGEDROP_API_KEYS": KEY,
         "IMAGEDROP_SWEEP_INTERVAL": "0", "IMAGEDROP_CONCURRENCY": "1",
@@ -107,6 +111,17 @@ async def test_sign_in_see_thumbnails_retry_and_watch(start_service, fake_openai
         found = browser.find_elements(By.CSS_SELECTOR, f"article[data-state={state}]")
         return found[0] if found else None
 
+    # The image named like markup is text: nothing ran (no alert), its name shows as typed.
+    assert "<img src=x onerror=alert(1)>.png" in browser.find_element(
+        By.CSS_SELECTOR, "[data-role=cards]").text
+    assert not browser.execute_script(
+        "return document.querySelectorAll('img:not([data-role])').length")
+    try:
+        alert = browser.switch_to.alert
+        pytest.fail(f"a script ran: alert {alert.text!r}")
+    except NoAlertPresentException:
+        pass
+
     completed = await until(lambda: card("completed"), what="a completed card")
     failed = await until(lambda: card("failed"), what="a failed card")
     failed_id = failed.get_attribute("data-job-id")
@@ -129,4 +144,4 @@ async def test_sign_in_see_thumbnails_retry_and_watch(start_service, fake_openai
     await until(lambda: browser.find_elements(By.CSS_SELECTOR, selector), timeout=30,
                 what="the retried card completed")
     assert browser.execute_script("return window.__stayed === true")  # the same page
-    assert len(fake_openai.calls) == 3
+    assert len(fake_openai.calls) == 4  # first (refused), the odd name, second, the retry

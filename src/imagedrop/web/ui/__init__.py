@@ -310,8 +310,12 @@ async def deliveries_page(request: web.Request) -> web.Response:
               "last_error": log.delivery.last_error, "attempts": log.attempts}
              for log in page.items]
     nxt = urlencode({"state": state, "url": url, "after": page.next}) if page.next else None
+    subs = await request.app[keys.LEDGER].page_subscribers(limit=100)
+    subscribers = [{"url": s.url, "shown": _shown_url(s.url), "state": s.state,
+                    "reason": s.disabled_reason, "delivered": s.delivered, "failed": s.failed,
+                    "pending": s.pending} for s in subs.items]
     return _render(request, "deliveries.html", csrf=csrf, deliveries=items, state=state,
-                   url=url, next=nxt)
+                   url=url, next=nxt, subscribers=subscribers)
 
 
 # -- thumbnails ------------------------------------------------------------------------------

@@ -21,7 +21,11 @@
     redeliver: function (b) { return post("/replay", {delivery_ids: [b.dataset.deliveryId]}); },
     trigger: function (b) {
       return post("/trigger", {bucket: b.dataset.bucket, prefix: b.dataset.prefix});
-    }
+    },
+    disable: function (b) {
+      return post("/subscribers/disable", {url: b.dataset.url, reason: "from the dashboard"});
+    },
+    enable: function (b) { return post("/subscribers/enable", {url: b.dataset.url}); }
   };
 
   document.addEventListener("click", function (event) {
@@ -29,7 +33,7 @@
     if (!button || !actions[button.dataset.action]) { return; }
     button.disabled = true;
     actions[button.dataset.action](button).then(function () {
-      refresh();
+      if (cards) { refresh(); } else { window.location.reload(); }
     }, function (err) {
       button.disabled = false;
       button.title = String(err.message || err);
