@@ -206,3 +206,37 @@ class TestAccessWithoutKeys:
         with pytest.raises(Exception) as refused:
             _guard(Far())  # type: ignore[arg-type]
         assert "loopback only" in str(refused.value.text)
+
+
+class TestOnCos:
+    """The same pages and thumbnails over COS (moto over HTTP) and the ledger: nothing in them
+    is one process's memory or the local folder."""
+
+    async def test_folder_and_thumbnails(self, start_service, s3_endpoint, tmp_path):
+        from tests.fakes.s3 import ibm_s3_client
+
+        client = ibm_s3_client(s3_endpoint)
+        await asyncio.to_thread(client.create_bucket, Bucket="uicos")
+        for key, body in (("cat/imagedrop.yaml", b"prompt: warmer\nsettle_seconds: 0\n"),
+                          ("cat/one.png", images.png(200, 100))):
+            await asyncio.to_thread(client.put_object, Bucket="uicos", Key=key, Body=body)
+        svc = await start_service({
+            "COS_ENDPOINT": s3_endpoint, "COS_REGION": "us-east-1", "COS_BUCKET": "uicos",
+            "COS_ACCESS_KEY_ID": "test", "COS_SECRET_ACCESS_KEY": "test",
+            "IMAGEDROP_SWEEP_INTERVAL": "0", "IMAGEDROP_DATA_DIR": str(tmp_path / "d")})
+        status, doc = await svc.post("/trigger", {"bucket": "uicos", "prefix": "cat/"})
+        assert status == 202, doc
+
+        async def done():
+            _, body = await svc.get(f"/jobs/{doc['job_id']}")
+            return body.get("state") == "finished"
+
+        await until(done, what="the COS folder's batch")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(svc.url + "/ui/folders?bucket=uicos&prefix=cat/") as resp:
+                assert resp.status == 200
+                page = parse(await resp.text())
+            assert [c["data-state"] for c in page.cards] == ["completed"]
+            for img in page.imgs:
+                async with http.get(svc.url + img["src"]) as resp:
+                    assert resp.status == 200 and resp.content_type == "image/jpeg", img
