@@ -154,6 +154,13 @@ class TestDashboard:
                                  headers={"X-CSRF-Token": "forged"}) as resp:
                 assert resp.status == 401
             async with http.post(svc.url + "/replay", json=body,
+                                 headers={"X-CSRF-Token": "é"}) as resp:
+                assert resp.status == 401
+            # A page on another site cannot act, whatever it carries.
+            async with http.post(svc.url + "/replay", json=body, headers={
+                    "X-CSRF-Token": page.csrf, "Origin": "https://evil.example"}) as resp:
+                assert resp.status == 403
+            async with http.post(svc.url + "/replay", json=body,
                                  headers={"X-CSRF-Token": page.csrf}) as resp:
                 assert resp.status == 200, await resp.text()
 
@@ -170,9 +177,18 @@ class TestDashboard:
 
     async def test_refusals(self, svc):
         async with aiohttp.ClientSession() as http:
-            for path in ("/ui", "/ui/jobs/x", "/ui/deliveries", "/ui/thumb?bucket=a&key=b"):
+            for path in ("/ui", "/ui/jobs/x", "/ui/deliveries"):
                 async with http.get(svc.url + path, allow_redirects=False) as resp:
                     assert resp.status == 303, path  # to the sign-in page
+            for path in ("/ui/thumb?bucket=a&key=b", "/ui/folders/cards?prefix=shop/"):
+                async with http.get(svc.url + path, allow_redirects=False) as resp:
+                    assert resp.status == 401, path  # the page reloads to sign in
+            # Odd cookies and tokens are refusals, not errors.
+            async with http.get(svc.url + "/jobs", headers={"Cookie": "imagedrop_ui=abc.é"}
+                                ) as resp:
+                assert resp.status == 401
+            async with http.get(svc.url + "/uix", allow_redirects=False) as resp:
+                assert resp.status in (401, 404)  # /ui's openness is /ui and /ui/ only
             async with http.post(svc.url + "/ui/login",
                                  data={"key": KEY, "next": "//evil.example"},
                                  allow_redirects=False) as resp:
@@ -240,3 +256,40 @@ class TestOnCos:
             for img in page.imgs:
                 async with http.get(svc.url + img["src"]) as resp:
                     assert resp.status == 200 and resp.content_type == "image/jpeg", img
+
+
+
+class TestCrossSite:
+    """Without keys the API is open to local clients, but not to pages of other sites that a
+    local browser visits (CSRF against localhost), nor to a loopback service reached under
+    another name (DNS rebinding)."""
+
+    async def test_other_sites_cannot_act_or_read(self, start_service, tmp_path):
+        svc = await start_service({"IMAGEDROP_DATA_DIR": str(tmp_path / "d"),
+                                   "IMAGEDROP_SWEEP_INTERVAL": "0"})
+        async with aiohttp.ClientSession() as http:
+            for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                            {"Origin": "null"}):
+                async with http.post(svc.url + "/trigger", data='{"prefix": "x/"}',
+                                     headers={"Content-Type": "text/plain", **headers}) as resp:
+                    assert resp.status == 403, headers
+                    assert "another" in (await resp.json())["error"] or "opaque" in (
+                        await resp.json())["error"]
+            # The same request from a local client (no browser headers) goes through.
+            async with http.post(svc.url + "/trigger", json={"prefix": "x/"}) as resp:
+                assert resp.status == 422  # no manifest governs x/: but it was heard
+            async with http.get(svc.url + "/ui", headers={"Host": "evil.example"}) as resp:
+                assert resp.status == 403
+
+    async def test_broken_thumbnail_is_a_clear_refusal(self, start_service, tmp_path):
+        data = tmp_path / "d"
+        (data / "imagedrop" / "f").mkdir(parents=True)
+        half = images.jpeg(400, 300)[:2000]
+        (data / "imagedrop" / "f" / "half.jpg").write_bytes(half)
+        svc = await start_service({"IMAGEDROP_DATA_DIR": str(data),
+                                   "IMAGEDROP_SWEEP_INTERVAL": "0"})
+        async with aiohttp.ClientSession() as http, http.get(
+                svc.url + "/ui/thumb?bucket=imagedrop&key=f/half.jpg") as resp:
+            assert resp.status == 422, await resp.text()
+            assert "truncated or corrupt" in (await resp.json())["error"]
+            assert resp.headers["Cache-Control"] == "private, max-age=300"

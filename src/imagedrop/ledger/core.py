@@ -499,6 +499,11 @@ class Ledger:
         """Answer a trivial query (readiness): raises what the database raises."""
         await self._run("read", tx_listings.ping)
 
+    async def count_finished(self, state: JobState, since: float, cap: int = 1000) -> int:
+        """How many jobs became `state` (completed or failed) at or after `since` (at most
+        `cap`): the dashboard's edits per minute and failures per hour."""
+        return await self._run("read", tx_listings.count_finished, str(state), since, cap)
+
     async def count_jobs(self, state: JobState) -> int:
         """How many jobs are in `state` now (across every replica)."""
         return await self._run("read", tx_listings.count_jobs, str(state))

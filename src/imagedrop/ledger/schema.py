@@ -248,6 +248,7 @@ CREATE TABLE budget_usage (
     PRIMARY KEY (scope, day)
 );
 CREATE INDEX jobs_held ON jobs (run_after) WHERE state = 'held';
+CREATE INDEX jobs_finished ON jobs (state, finished_at);  -- the dashboard's recent counts
 """
 
 

@@ -137,3 +137,10 @@ def ping(d: Dialect, now: float) -> Tx[None]:
 
 def count_jobs(d: Dialect, now: float, state: str) -> Tx[int]:
     return int((yield value("SELECT COUNT(*) FROM jobs WHERE state = :state", state=state)))
+
+
+def count_finished(d: Dialect, now: float, state: str, since: float, cap: int) -> Tx[int]:
+    """How many jobs reached `state` (completed or failed) at or after `since`, up to `cap`."""
+    return int((yield value(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = :state AND finished_at >= :since"
+        " LIMIT :cap) AS recent", state=state, since=float(since), cap=cap)))

@@ -22,8 +22,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: Routes with their own proof: liveness probes, signed download links (a signature), and
 #: notification intake (the intake token, or an API key in whatever way a store can send it).
-OPEN_PATHS = ("/health", "/ready", "/events")
-OPEN_PREFIXES = ("/files/", "/ui")  # signed links; the dashboard guards itself
+OPEN_PATHS = ("/health", "/ready", "/events", "/ui")
+OPEN_PREFIXES = ("/files/", "/ui/")  # signed links; the dashboard guards itself
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -93,6 +93,26 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("X-API-Key") or None
 
 
+_SAFE = ("GET", "HEAD", "OPTIONS")
+
+
+def cross_site(request: web.Request) -> str | None:
+    """Why a state-changing request that a browser sent from another site is refused, or None.
+    API clients send neither header; a browser says where a request came from, so a page
+    elsewhere cannot make one to this service (a local one without keys included)."""
+    fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
+    if fetch_site in ("cross-site", "same-site"):
+        return "refused: a request a browser made from another site"
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        host = origin.split("://", 1)[-1].rstrip("/")
+        if host.lower() != request.host.lower():
+            return "refused: a request a browser made from another origin"
+    elif origin == "null":
+        return "refused: a request a browser made from an opaque origin"
+    return None
+
+
 def auth_middleware(api_keys: Iterable[str], *, also_open: Iterable[str] = (),
                     session: Callable[[web.Request], bool] | None = None,
                     ) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -103,6 +123,8 @@ def auth_middleware(api_keys: Iterable[str], *, also_open: Iterable[str] = (),
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method not in _SAFE and (why := cross_site(request)):
+            return json_error(403, why)
         if not api_keys or request.path in open_paths or request.path.startswith(OPEN_PREFIXES):
             return await handler(request)
         if not matches_any(presented_key(request), api_keys) and not (
@@ -144,7 +166,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return json_error(exc.status, exc.reason if not exc.text or exc.text.startswith(
             str(exc.status)) else exc.text, headers={k: v for k, v in exc.headers.items()
-                                                     if k.lower() == "allow"})
+                                                     if k.lower() in ("allow", "cache-control")})
     except Exception:
         log.exception("request_failed", path=request.path, method=request.method)
         return json_error(500, "internal error; the request was not accepted")

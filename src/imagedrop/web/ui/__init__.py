@@ -7,6 +7,7 @@ page's actions carry a CSRF token); without keys, loopback only unless IMAGEDROP
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from imagedrop.web.ui.thumbs import THUMB_EDGE, thumb_etag, thumbnail
 routes = web.RouteTableDef()
 HERE = Path(__file__).parent
 TEMPLATES = web.AppKey("ui_templates", jinja2.Environment)
+THUMB_SLOTS = web.AppKey("ui_thumb_slots", asyncio.Semaphore)
 _LOOPBACK = ("127.0.0.1", "::1")
 _CARDS_PER_PAGE = 24
 _STATES = {"queued": "queued", "running": "running", "completed": "completed",
@@ -44,6 +46,7 @@ def setup(app: web.Application) -> None:
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
         undefined=jinja2.StrictUndefined)
+    app[THUMB_SLOTS] = asyncio.Semaphore(2)
     app.add_routes(routes)
     app.router.add_static("/ui/static/", HERE / "static", follow_symlinks=False)
 
@@ -51,42 +54,58 @@ def setup(app: web.Application) -> None:
 # -- access ----------------------------------------------------------------------------------
 
 
+def _secret(request: web.Request) -> bytes:
+    return session.secret_for(request.app[keys.SETTINGS].server.api_keys)
+
+
 def _session(request: web.Request) -> str | None:
     """The request's valid session cookie, or None."""
     settings = request.app[keys.SETTINGS]
     value = request.cookies.get(session.COOKIE)
-    if value and session.valid_session(request.app[keys.SIGNING_KEY], value,
-                                       settings.server.api_keys, time.time()):
+    if value and session.valid_session(_secret(request), value, settings.server.api_keys,
+                                       time.time()):
         return value
     return None
 
 
-def _guard(request: web.Request) -> str:
-    """The page's CSRF token ("" without keys); redirects to the sign-in page or refuses."""
+def _guard(request: web.Request, *, page: bool = True) -> str:
+    """The page's CSRF token ("" without keys); sends a page to the sign-in page (a fragment
+    or thumbnail gets 401: the page reloads), or refuses."""
     settings = request.app[keys.SETTINGS]
     if not settings.server.api_keys:
-        if not settings.server.ui_public and request.remote not in _LOOPBACK:
+        if not settings.server.ui_public and (
+                _remote(request) not in _LOOPBACK or not _local_host(request.host)):
+            # A loopback address reached under another name is DNS rebinding.
             raise web.HTTPForbidden(text="the dashboard is served to loopback only: set "
                                          "IMAGEDROP_API_KEYS, or IMAGEDROP_UI_PUBLIC=1")
         return ""
     value = _session(request)
     if value is None:
+        if not page:
+            raise web.HTTPUnauthorized(text="sign in again")
         raise web.HTTPSeeOther("/ui/login?" + urlencode({"next": request.path_qs}))
-    return session.csrf_token(request.app[keys.SIGNING_KEY], value)
+    return session.csrf_token(_secret(request), value)
+
+
+def _remote(request: web.Request) -> str:
+    remote = request.remote or ""
+    return remote.removeprefix("::ffff:")
+
+
+def _local_host(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.lower() in ("localhost", "127.0.0.1", "[::1]")
 
 
 def api_credential(request: web.Request) -> bool:
     """Whether the request carries a dashboard session good for the API: the cookie, and for
     anything but GET/HEAD the page's CSRF token (another site cannot read it)."""
-    if keys.SIGNING_KEY not in request.app:
-        return False
     value = _session(request)
     if value is None:
         return False
     if request.method in ("GET", "HEAD"):
         return True
-    return session.valid_csrf(request.app[keys.SIGNING_KEY], value,
-                              request.headers.get(session.CSRF_HEADER))
+    return session.valid_csrf(_secret(request), value, request.headers.get(session.CSRF_HEADER))
 
 
 def _render(request: web.Request, name: str, status: int = 200, **context: Any
@@ -94,8 +113,8 @@ def _render(request: web.Request, name: str, status: int = 200, **context: Any
     html = request.app[TEMPLATES].get_template(name).render(**context)
     return web.Response(text=html, status=status, content_type="text/html", headers={
         "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'self'; img-src 'self'; "
-                                   "frame-ancestors 'none'",
+        "Content-Security-Policy": "default-src 'self'; img-src 'self'; form-action 'self'; "
+                                   "base-uri 'none'; frame-ancestors 'none'",
         "Referrer-Policy": "same-origin"})
 
 
@@ -127,7 +146,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                        error="That is not one of this service's API keys.")
     response = web.HTTPSeeOther(target)
     response.set_cookie(session.COOKIE, session.make_session(
-        request.app[keys.SIGNING_KEY], key, time.time()), max_age=session.SESSION_SECONDS,
+        _secret(request), key, time.time()), max_age=session.SESSION_SECONDS,
         httponly=True, samesite="Strict", path="/",
         secure=request.secure)
     raise response
@@ -150,23 +169,17 @@ async def overview(request: web.Request) -> web.Response:
     ledger = rt.ledger
     now = time.time()
     recent = await ledger.page_jobs(JobFilter(), limit=200)
-    done_minute = await ledger.page_jobs(JobFilter(state=JobState.COMPLETED, since=now - 60),
-                                         limit=500)
-    failed_hour = await ledger.page_jobs(JobFilter(state=JobState.FAILED, since=now - 3600),
-                                         limit=500)
+    edits = await ledger.count_finished(JobState.COMPLETED, now - 60)
+    failures = await ledger.count_finished(JobState.FAILED, now - 3600)
     pause = await rt.editor.pauses.current()
     return _render(
         request, "overview.html", csrf=csrf,
         queued=await ledger.count_jobs(JobState.QUEUED),
         running=await ledger.count_jobs(JobState.RUNNING),
-        edits_per_minute=_count(done_minute.items, done_minute.next),
-        failed_last_hour=_count(failed_hour.items, failed_hour.next),
+        edits_per_minute=f"{edits}+" if edits >= 1000 else str(edits),
+        failed_last_hour=f"{failures}+" if failures >= 1000 else str(failures),
         pause=pause[1] if pause else None, provider=rt.editor.primary.name,
         folders=_folders(recent.items))
-
-
-def _count(items: list[Job], more: str | None) -> str:
-    return f"{len(items)}+" if more else str(len(items))
 
 
 def _folders(jobs: list[Job]) -> list[dict[str, Any]]:
@@ -211,7 +224,9 @@ def _card(job: Job) -> dict[str, Any]:
     result = job.result
     after = None
     if job.state is JobState.COMPLETED and result is not None and result.bucket and result.key:
-        after = _thumb_url(result.bucket, result.key, job.id)
+        # A forced re-edit writes the same key again: the version names this result.
+        after = _thumb_url(result.bucket, result.key,
+                           f"{job.id}.{job.generation}.{job.finished_at}")
     before = (_thumb_url(job.source_bucket, job.source_key, job.source_etag or "")
               if job.source_bucket and job.source_key else None)
     duration = (round(job.finished_at - job.started_at, 1)
@@ -249,11 +264,13 @@ async def folder(request: web.Request) -> web.Response:
 
 @routes.get("/ui/folders/cards")
 async def folder_cards(request: web.Request) -> web.Response:
-    """The cards alone: what the page polls to follow a folder's work without a reload."""
-    _guard(request)
+    """The cards and the progress line alone: what the page polls to follow a folder's work
+    without a reload."""
+    _guard(request, page=False)
     bucket, prefix = await _folder_args(request)
     cards = await _cards(request, bucket, prefix)
-    return _render(request, "cards.html", cards=cards["cards"], next=cards["next"])
+    return _render(request, "cards.html", cards=cards["cards"], next=cards["next"],
+                   progress=await _progress(request, cards["jobs"]))
 
 
 async def _progress(request: web.Request, jobs: list[Job]) -> str:
@@ -324,7 +341,7 @@ async def deliveries_page(request: web.Request) -> web.Response:
 @routes.get("/ui/thumb")
 async def thumb(request: web.Request) -> web.StreamResponse:
     """A bounded JPEG of a stored image, cached by the object's version."""
-    _guard(request)
+    _guard(request, page=False)
     bucket, key = request.query.get("bucket", ""), request.query.get("key", "")
     if not bucket or not key:
         raise web.HTTPBadRequest(text="bucket and key are required")
@@ -342,13 +359,18 @@ async def thumb(request: web.Request) -> web.StreamResponse:
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     limits = request.app[keys.SETTINGS].imaging
-    try:
-        obj = await storage.get(bucket, key, max_bytes=limits.max_bytes)
-        data = await run_blocking(request.app[keys.EXECUTOR], thumbnail, obj.data,
-                                  max_bytes=limits.max_bytes, max_pixels=limits.max_pixels,
-                                  edge=THUMB_EDGE)
-    except ImagedropError as exc:
-        raise web.HTTPUnprocessableEntity(text=f"no thumbnail: {exc}") from None
+    # A few at a time: a page of cards asks for dozens, and editing shares the CPU pool.
+    async with request.app[THUMB_SLOTS]:
+        try:
+            obj = await storage.get(bucket, key, max_bytes=limits.max_bytes,
+                                    if_match=info.etag or None)
+            data = await run_blocking(request.app[keys.EXECUTOR], thumbnail, obj.data,
+                                      max_bytes=limits.max_bytes, max_pixels=limits.max_pixels,
+                                      edge=THUMB_EDGE)
+        except ImagedropError as exc:
+            # Cached too: a card polled every 2 s must not fetch a broken image each time.
+            raise web.HTTPUnprocessableEntity(text=f"no thumbnail: {exc}", headers={
+                "Cache-Control": "private, max-age=300"}) from None
     return web.Response(body=data, content_type="image/jpeg", headers=headers)
 
 

@@ -16,8 +16,21 @@ COOKIE = "imagedrop_ui"
 CSRF_HEADER = "X-CSRF-Token"
 
 
+def secret_for(api_keys: Iterable[str]) -> bytes:
+    """The key that signs sessions, derived from the API keys every replica shares (so a
+    session is good on any replica and across restarts, and changing the keys ends them)."""
+    joined = "\x1f".join(sorted(api_keys)).encode()
+    return hmac.new(b"imagedrop-ui-session", joined, hashlib.sha256).digest()
+
+
 def fingerprint(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    """Which key signed in, without the key (a keyed hash: a leaked cookie reveals nothing)."""
+    return hmac.new(b"imagedrop-ui-key", api_key.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def _same(a: str, b: str) -> bool:
+    """A constant-time comparison that refuses non-ASCII instead of raising."""
+    return a.isascii() and b.isascii() and hmac.compare_digest(a.encode(), b.encode())
 
 
 def _mac(secret: bytes, text: str) -> str:
@@ -35,17 +48,17 @@ def make_session(secret: bytes, api_key: str, now: float) -> str:
 
 def valid_session(secret: bytes, value: str | None, api_keys: Iterable[str], now: float) -> bool:
     """Whether `value` is a session this service signed, not expired, for a key it still has."""
-    if not value or len(value) > 512 or value.count(".") != 1:
+    if not value or len(value) > 512 or not value.isascii() or value.count(".") != 1:
         return False
     body, mac = value.split(".")
-    if not hmac.compare_digest(mac, _mac(secret, "session:" + body)):
+    if not _same(mac, _mac(secret, "session:" + body)):
         return False
     try:
         claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         expires, key = float(claims["exp"]), str(claims["k"])
     except (ValueError, KeyError, TypeError):
         return False
-    return now < expires and any(hmac.compare_digest(key, fingerprint(k)) for k in api_keys)
+    return now < expires and any(_same(key, fingerprint(k)) for k in api_keys)
 
 
 def csrf_token(secret: bytes, session: str) -> str:
@@ -54,4 +67,4 @@ def csrf_token(secret: bytes, session: str) -> str:
 
 
 def valid_csrf(secret: bytes, session: str, token: str | None) -> bool:
-    return bool(token) and hmac.compare_digest(csrf_token(secret, session), token or "")
+    return bool(token) and _same(csrf_token(secret, session), token or "")

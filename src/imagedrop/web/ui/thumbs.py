@@ -9,6 +9,7 @@ import io
 from PIL import Image, ImageOps
 
 from imagedrop import imaging
+from imagedrop.errors import ImageRejected
 
 #: Longest side of a thumbnail, pixels.
 THUMB_EDGE = 240
@@ -18,6 +19,15 @@ def thumbnail(data: bytes, *, max_bytes: int, max_pixels: int, edge: int = THUMB
     """A JPEG at most `edge` pixels a side; ImageRejected for what is not an image (the same
     checks as every input: type from the bytes, byte and pixel limits before decoding)."""
     imaging.inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    try:
+        return _thumbnail(data, edge)
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(f"image refused as a decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageRejected(f"image is truncated or corrupt: {exc}") from None
+
+
+def _thumbnail(data: bytes, edge: int) -> bytes:
     with Image.open(io.BytesIO(data)) as source:
         source.draft("RGB", (edge, edge))  # JPEG: libjpeg scales down while decoding
         im: Image.Image = ImageOps.exif_transpose(source)

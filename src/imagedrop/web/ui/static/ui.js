@@ -33,6 +33,7 @@
     if (!button || !actions[button.dataset.action]) { return; }
     button.disabled = true;
     actions[button.dataset.action](button).then(function () {
+      busyUntil = Date.now() + 15000;
       if (cards) { refresh(); } else { window.location.reload(); }
     }, function (err) {
       button.disabled = false;
@@ -53,17 +54,31 @@
   }, true);
 
   var cards = document.querySelector("[data-role=cards]");
+  var last = cards ? cards.innerHTML : "";
+  var busyUntil = 0;  // after an action, follow the folder for a while even if all is final
   function refresh() {
     if (!cards) { return Promise.resolve(); }
-    return fetch(cards.dataset.src, {credentials: "same-origin"}).then(function (r) {
-      return r.ok ? r.text() : null;
-    }).then(function (html) {
-      if (html !== null) { cards.innerHTML = html; }
-    });
+    return fetch(cards.dataset.src, {credentials: "same-origin", redirect: "manual"})
+      .then(function (r) {
+        if (r.status === 401 || r.type === "opaqueredirect") {
+          window.location.reload();  // signed out: the page goes to the sign-in form
+          return null;
+        }
+        return r.ok ? r.text() : null;
+      }).then(function (html) {
+        if (html !== null && html !== last) {  // unchanged cards keep their images
+          cards.innerHTML = html;
+          last = html;
+        }
+      });
+  }
+  function working() {
+    return Date.now() < busyUntil || document.querySelector(
+      "article[data-state=queued], article[data-state=running]") !== null;
   }
   if (cards) {
     setInterval(function () {
-      if (document.visibilityState === "visible") { refresh(); }
+      if (document.visibilityState === "visible" && working()) { refresh(); }
     }, 2000);
   }
 })();
