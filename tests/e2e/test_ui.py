@@ -64,8 +64,10 @@ async def _svc(start_service, tmp_path):
     data = tmp_path / "data"
     folder = data / "imagedrop" / "shop"
     folder.mkdir(parents=True)
-    (folder / "imagedrop.yaml").write_text("prompt: warmer\nsettle_seconds: 0\n")
+    (folder / "imagedrop.yaml").write_text("prompt: warmer\nsettle_seconds: 0\n"
+                                           "exclude: ['skip-*']\n")
     (folder / "good.png").write_bytes(images.png(640, 480))
+    (folder / "skip-me.png").write_bytes(images.png(20, 20))
     (folder / EVIL).write_bytes(images.png(50, 40))
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 10)
     svc = await start_service({"IMAGEDROP_DATA_DIR": str(data), "IMAGEDROP_API_KEYS": KEY,
@@ -111,7 +113,8 @@ class TestDashboard:
                 html = await resp.text()
             page = parse(html)
             states = sorted(c["data-state"] for c in page.cards)
-            assert states == ["completed", "completed", "failed"]
+            assert states == ["completed", "completed", "failed", "skipped"]
+            assert "not taken by shop/imagedrop.yaml" in html  # why it was skipped
             # The hostile file name is text, never markup.
             assert EVIL not in html and "&lt;img src=x onerror=alert(1)&gt;.png" in html
             assert page.tags.count("img") == len(page.imgs)  # no img but the thumbnails

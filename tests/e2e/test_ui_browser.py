@@ -92,10 +92,9 @@ async def test_sign_in_see_thumbnails_retry_and_watch(start_service, fake_openai
             assert time.monotonic() < deadline, "batch did not finish"
             await asyncio.sleep(0.05)
 
-    fake_openai.script([400])  # the first edit is refused: first.png fails
-    await run_folder()
     (folder / "second.png").write_bytes(images.png(300, 200))
-    await run_folder()  # second.png is edited
+    fake_openai.script([400])  # the first edit is refused: that image fails, the others not
+    await run_folder()
 
     # Sign in through the form, landing on the folder.
     await asyncio.to_thread(browser.get, svc.url + "/ui/folders?prefix=shop/")
@@ -144,4 +143,4 @@ async def test_sign_in_see_thumbnails_retry_and_watch(start_service, fake_openai
     await until(lambda: browser.find_elements(By.CSS_SELECTOR, selector), timeout=30,
                 what="the retried card completed")
     assert browser.execute_script("return window.__stayed === true")  # the same page
-    assert len(fake_openai.calls) == 4  # first (refused), the odd name, second, the retry
+    assert len(fake_openai.calls) == 4  # three images (one refused), then the retry

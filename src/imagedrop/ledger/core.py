@@ -499,6 +499,12 @@ class Ledger:
         """Answer a trivial query (readiness): raises what the database raises."""
         await self._run("read", tx_listings.ping)
 
+    async def jobs_for_objects(self, bucket: str, keys: list[str]) -> dict[str, Job]:
+        """The newest job of each stored object named (the dashboard's folder cards)."""
+        if not keys:
+            return {}
+        return await self._run("read", tx_listings.jobs_for_objects, bucket, keys)
+
     async def count_finished(self, state: JobState, since: float, cap: int = 1000) -> int:
         """How many jobs became `state` (completed or failed) at or after `since` (at most
         `cap`): the dashboard's edits per minute and failures per hour."""

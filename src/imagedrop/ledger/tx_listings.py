@@ -144,3 +144,13 @@ def count_finished(d: Dialect, now: float, state: str, since: float, cap: int) -
     return int((yield value(
         "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = :state AND finished_at >= :since"
         " LIMIT :cap) AS recent", state=state, since=float(since), cap=cap)))
+
+
+def jobs_for_objects(d: Dialect, now: float, bucket: str, keys: Sequence[str]
+                     ) -> Tx[dict[str, Job]]:
+    """The newest job of each of `keys` in `bucket` (objects without one left out)."""
+    found = yield rows(
+        f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs WHERE source_bucket = :bucket"
+        f" AND {d.in_list('source_key', 'keys')} ORDER BY created_at, {d.pos}",
+        bucket=bucket, keys=d.list_param(sorted(set(keys))))
+    return {job.source_key: job for job in map(job_from_row, found) if job.source_key}

@@ -20,10 +20,13 @@ import jinja2
 from aiohttp import web
 
 from imagedrop.delivery.policy import redact
+from imagedrop.drops import Skip
 from imagedrop.errors import ImagedropError, NotFound
 from imagedrop.events import matches_any
 from imagedrop.imaging import run_blocking
 from imagedrop.ledger import DeliveryFilter, DeliveryState, Job, JobFilter, JobState
+from imagedrop.listing import is_candidate
+from imagedrop.storage import ObjectInfo
 from imagedrop.web import keys
 from imagedrop.web.intake import PLANNER
 from imagedrop.web.ui import session
@@ -212,12 +215,35 @@ async def _folder_args(request: web.Request) -> tuple[str, str]:
 
 
 async def _cards(request: web.Request, bucket: str, prefix: str) -> dict[str, Any]:
-    after = request.query.get("after") or None
-    page = await request.app[keys.LEDGER].page_jobs(
-        JobFilter(bucket=bucket, prefix=prefix), after=after, limit=_CARDS_PER_PAGE)
-    nxt = urlencode({"bucket": bucket, "prefix": prefix, "after": page.next}) if page.next \
-        else None
-    return {"cards": [_card(job) for job in page.items], "next": nxt, "jobs": page.items}
+    """One page of the folder's images, as stored (in key order), each with its newest job, or
+    why it has none (the manifest skips it, or it waits to be picked up)."""
+    after = request.query.get("after", "")[:1024]
+    planner = request.app[PLANNER]
+    objects: list[ObjectInfo] = []
+    async for page in request.app[keys.STORAGE].list(bucket, prefix, page_size=_CARDS_PER_PAGE,
+                                                     start_after=after):
+        objects = page
+        break
+    shown = [o for o in objects if is_candidate(o, outputs=planner.outputs)]
+    jobs = await request.app[keys.LEDGER].jobs_for_objects(bucket, [o.key for o in shown])
+    cards = []
+    for info in shown:
+        job = jobs.get(info.key)
+        if job is not None:
+            cards.append(_card(job))
+            continue
+        if await planner.resolver.is_output(bucket, info.key):
+            continue  # a result: shown on its source's card
+        plan = await planner.plan(bucket, info.key, info.etag, info.size)
+        reason = plan.reason if isinstance(plan, Skip) else "waiting to be picked up"
+        cards.append({"id": f"object:{info.key}", "state": "skipped" if isinstance(plan, Skip)
+                      else "queued", "label": "skipped" if isinstance(plan, Skip)
+                      else "not picked up yet", "name": posixpath.basename(info.key),
+                      "before": _thumb_url(bucket, info.key, info.etag), "after": None,
+                      "attempts": 0, "duration": None, "error": reason})
+    nxt = (urlencode({"bucket": bucket, "prefix": prefix, "after": objects[-1].key})
+           if len(objects) == _CARDS_PER_PAGE else None)
+    return {"cards": cards, "next": nxt, "jobs": list(jobs.values())}
 
 
 def _card(job: Job) -> dict[str, Any]:
