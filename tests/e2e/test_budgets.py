@@ -83,6 +83,9 @@ class TestCost:
         status, text = await svc.get("/metrics")
         scope = f"folder:{BUCKET}/free/imagedrop.yaml"
         assert f'imagedrop_budget_edits{{scope="{scope}"}} 3.0' in text.decode()
+        async with svc.session.get(svc.url + "/ui") as resp:  # the dashboard shows it too
+            overview = await resp.text()
+        assert f"<td>{BUCKET}/free/imagedrop.yaml</td><td>3</td>" in overview
         spent = {s.labels["scope"]: s.value for f in text_string_to_metric_families(
             text.decode()) for s in f.samples if s.name == "imagedrop_budget_spend_usd"}
         assert spent[scope] == pytest.approx(3 * EDIT_COST)

@@ -26,6 +26,7 @@ from imagedrop.events import matches_any
 from imagedrop.imaging import run_blocking
 from imagedrop.ledger import DeliveryFilter, DeliveryState, Job, JobFilter, JobState
 from imagedrop.listing import is_candidate
+from imagedrop.prices import utc_day
 from imagedrop.storage import ObjectInfo
 from imagedrop.web import keys
 from imagedrop.web.intake import PLANNER
@@ -175,8 +176,10 @@ async def overview(request: web.Request) -> web.Response:
     edits = await ledger.count_finished(JobState.COMPLETED, now - 60)
     failures = await ledger.count_finished(JobState.FAILED, now - 3600)
     pause = await rt.editor.pauses.current()
+    spend = [{"scope": scope.removeprefix("folder:"), "edits": edits, "usd": f"{usd:.4f}"}
+             for scope, edits, usd in await ledger.budget_day(utc_day(now))]
     return _render(
-        request, "overview.html", csrf=csrf,
+        request, "overview.html", csrf=csrf, spend=spend, day=utc_day(now),
         queued=await ledger.count_jobs(JobState.QUEUED),
         running=await ledger.count_jobs(JobState.RUNNING),
         edits_per_minute=f"{edits}+" if edits >= 1000 else str(edits),
