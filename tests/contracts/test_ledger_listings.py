@@ -152,3 +152,34 @@ class TestSubscribers:
         assert states["http://down.test/"].failed == 1
         assert states["http://gone.test/"].state == "disabled"
         assert states["http://never.test/"].disabled_reason == "disabled by an operator"
+
+
+class TestDashboardQueries:
+    """What the dashboard asks the ledger (every backend): the newest job of each stored object,
+    and how many jobs finished recently (by finish time, not by when they were recorded)."""
+
+    async def test_newest_job_per_object(self, ledger: Ledger, clock: FakeClock):
+        def job(key: str, dedupe: str) -> NewJob:
+            return NewJob(kind=JobKind.DROP, filename=key, recipe=Recipe(prompt="p"),
+                          dedupe_key=dedupe, source_bucket="b", source_key=key,
+                          source_etag="e", max_attempts=3)
+
+        await ledger.create_jobs([job("f/a.png", "1"), job("f/b.png", "2")])
+        clock.advance(1)
+        [(newer, _)] = await ledger.create_jobs([job("f/a.png", "3")])
+        found = await ledger.jobs_for_objects("b", ["f/a.png", "f/b.png", "f/none.png"])
+        assert set(found) == {"f/a.png", "f/b.png"} and found["f/a.png"].id == newer.id
+        assert await ledger.jobs_for_objects("other", ["f/a.png"]) == {}
+
+    async def test_finished_recently(self, ledger: Ledger, clock: FakeClock):
+        old = NewJob(kind=JobKind.B64, filename="a", recipe=Recipe(prompt="p"),
+                     input_data=b"x", max_attempts=3)
+        await ledger.create_jobs([old, old])  # two jobs recorded long ago
+        clock.advance(3600)
+        first, second = await ledger.claim_jobs("w", 2, 60)
+        await ledger.complete_job(first.id, "w", JobResult(provider="local"), [])
+        await ledger.fail_job(second.id, "w", "nope", [])
+        since = clock.now - 60
+        assert await ledger.count_finished(JobState.COMPLETED, since) == 1
+        assert await ledger.count_finished(JobState.FAILED, since) == 1
+        assert await ledger.count_finished(JobState.COMPLETED, clock.now + 1) == 0
