@@ -140,6 +140,11 @@ class TestDashboard:
                 assert resp.status == 200 and "imagedrop/shop/" in overview
             async with http.get(svc.url + f"/ui/jobs/{failed['data-job-id']}") as resp:
                 assert resp.status == 200 and "truncated or corrupt" in await resp.text()
+            # Signing out ends the session for this browser.
+            async with http.post(svc.url + "/ui/logout", allow_redirects=False) as resp:
+                assert resp.status == 303
+            async with http.get(svc.url + "/ui", allow_redirects=False) as resp:
+                assert resp.status == 303 and resp.headers["Location"].startswith("/ui/login")
         finally:
             await http.close()
 

@@ -28,9 +28,15 @@
     enable: function (b) { return post("/subscribers/enable", {url: b.dataset.url}); }
   };
 
+  // Actions that call the paid provider ask first.
+  var paid = {force: "Edit this image again? The provider is paid for it.",
+              trigger: "Process every image in this folder now? Paid edits may follow."};
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-action]");
     if (!button || !actions[button.dataset.action]) { return; }
+    var question = paid[button.dataset.action];
+    if (question && !window.confirm(question)) { return; }
     button.disabled = true;
     actions[button.dataset.action](button).then(function () {
       busyUntil = Date.now() + 15000;
