@@ -23,7 +23,7 @@ from imagedrop.listing import IMAGE_EXTENSIONS, jobs_for_page
 from imagedrop.manifests import MANIFEST_NAMES, ManifestResolver, Resolved
 from imagedrop.payloads import ManifestRef
 from imagedrop.providers import spec_from_settings
-from imagedrop.recipes import SPEC_FIELDS, BudgetRule, Recipe
+from imagedrop.recipes import SPEC_FIELDS, BudgetRule, Recipe, folder_scope
 from imagedrop.storage import ObjectInfo
 
 log = structlog.get_logger(__name__)
@@ -71,7 +71,7 @@ def recipe_for(resolved: Resolved, defaults: ProviderSettings) -> Recipe:
         manifest=ManifestRef(bucket=resolved.bucket, key=resolved.source_key,
                              etag=resolved.etag, revision=manifest.revision),
         budget=None if manifest.budget is None else BudgetRule(
-            scope=f"folder:{resolved.bucket}/{resolved.source_key}",
+            scope=folder_scope(resolved.bucket, resolved.source_key),
             edits_per_day=manifest.budget.edits_per_day,
             usd_per_day=manifest.budget.usd_per_day, over=manifest.budget.over),
     )

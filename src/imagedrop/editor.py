@@ -194,15 +194,12 @@ class Editor:
     async def _settle(self, scopes: list[str], day: str, usd: float, edits: int) -> None:
         """Correct a budget's count; never raises: a paid edit's result must not be lost to
         a ledger hiccup (the count is off by one edit's estimate then, and says so)."""
+        assert self._ledger is not None  # only a budgeted edit is settled
         try:
-            await self._ledger_settle(scopes, day, usd, edits)
+            await self._ledger.settle_budget(scopes, day, usd, edits)
         except Exception as exc:
             log.warning("budget_settle_failed", scopes=scopes, day=day, usd=usd, edits=edits,
                         error=str(exc))
-
-    async def _ledger_settle(self, scopes: list[str], day: str, usd: float, edits: int) -> None:
-        assert self._ledger is not None
-        await self._ledger.settle_budget(scopes, day, usd, edits)
 
     def _count_cost(self, result: EditResult) -> float | None:
         cost = self.cost(result)

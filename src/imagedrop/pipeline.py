@@ -32,7 +32,7 @@ from imagedrop.outcomes import (
     VersionBusy,
 )
 from imagedrop.providers import EditResult, EditSpec
-from imagedrop.recipes import JobResult, Recipe
+from imagedrop.recipes import JobResult, Recipe, folder_scope
 from imagedrop.storage import ObjectStore
 from imagedrop.tracing import Tracing
 
@@ -123,7 +123,7 @@ class Pipeline:
                 if reused is not None:
                     return Edited(reused)
         # Over budget: held (or failed) before the image is fetched or a rate slot taken.
-        folder = folder_scope(job)
+        folder = _job_folder(job)
         await self.editor.check_budget(spec, job.recipe.budget, job.recipe.provider, folder)
         source = await self._load_source(job)
         prepared = await self._in_executor(
@@ -247,10 +247,10 @@ class Pipeline:
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
 
-def folder_scope(job: Job) -> str | None:
+def _job_folder(job: Job) -> str | None:
     """The budget scope of the job's folder (its manifest), or None for a job without one."""
     ref = job.recipe.manifest
-    return f"folder:{ref.bucket}/{ref.key}" if ref is not None else None
+    return folder_scope(ref.bucket, ref.key) if ref is not None else None
 
 
 def _image_bytes(edited: EditResult) -> bytes:

@@ -39,6 +39,11 @@ class SubscriberRef(_Stored):
     secret_ref: str | None = None  # the NAME of the environment variable holding whsec_…
 
 
+def folder_scope(bucket: str, manifest_key: str) -> str:
+    """The budget scope of the folder a manifest governs (its spend is counted under it)."""
+    return f"folder:{bucket}/{manifest_key}"
+
+
 class BudgetRule(_Stored):
     """A folder's daily budget (its manifest's `budget`), as a job carries it."""
 
