@@ -1,6 +1,7 @@
 """Periodic duties: close drop batches that have settled, close any batch whose closer died
 between its last job's outcome and its summary (so every summary is sent exactly once), and
-queue again the jobs a budget held once its next day has begun."""
+queue again the jobs a budget held once its next day has begun; delete upload files that a
+crash left without their job."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from imagedrop.ledger import Ledger
 from imagedrop.periodic import Periodic
 
 log = structlog.get_logger(__name__)
+_TIDY_EVERY = 600.0  # upload files a crash left without their job (see `Ledger.tidy_spool`)
 
 
 class Housekeeper(Periodic):
@@ -27,6 +29,7 @@ class Housekeeper(Periodic):
         self.closer = closer
         self.reconcile_every = reconcile_every
         self._last_reconcile = float("-inf")
+        self._last_tidy = float("-inf")
 
     async def tick(self) -> int:
         """One round; returns how many batches it closed."""
@@ -43,6 +46,11 @@ class Housekeeper(Periodic):
                 if await self._finish(batch_id):
                     closed += 1
                     log.info("batch_closed_late", batch_id=batch_id)
+        if now - self._last_tidy >= _TIDY_EVERY:
+            self._last_tidy = now
+            removed = await self.ledger.tidy_spool()
+            if removed:
+                log.info("upload_files_removed", files=removed)
         return closed
 
     async def _finish(self, batch_id: str) -> bool:

@@ -79,6 +79,16 @@ class ImageFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class Upload:
+    """An image sent as base64, accepted: canonical base64 is kept as it came (`data` is then
+    that ASCII text, decoded only when the job runs), anything else decoded now."""
+
+    data: bytes
+    base64: bool
+    facts: ImageFacts
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedImage:
     """Bytes the provider accepts as they are, with their type and (displayed) dimensions."""
 
@@ -142,6 +152,32 @@ def decode_base64_image(text: str, *, max_bytes: int) -> bytes:
 
 
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+# How much of canonical base64 is decoded to read the image's header (a JPEG's markers come
+# before its pixels; an EXIF thumbnail or ICC profile can push them past the first).
+_HEADS = (16 * 1024, 128 * 1024)
+
+
+def accept_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Upload:
+    """`image_base64` checked as `decode_base64_image` and `inspect_image` would, without
+    decoding canonical base64 (what nearly every caller sends): its alphabet and padding are
+    checked in C passes and only the head that holds the header is decoded."""
+    raw = checked_base64(text)
+    if raw is not None and len(raw) // 4 * 3 - raw[-2:].count(b"=") <= max_bytes:
+        for head in _HEADS:
+            if head >= len(raw):
+                break
+            try:
+                facts = inspect_image(binascii.a2b_base64(raw[:head]), max_bytes=max_bytes,
+                                      max_pixels=max_pixels)
+            except ImageRejected as exc:
+                if exc.status == 413:  # the header alone says it is too many pixels
+                    raise
+                continue  # the header goes on past this head (or it is no image): look again
+            return Upload(raw, True, facts)
+    data = decode_base64_image(text, max_bytes=max_bytes)
+    return Upload(data, False, inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
 
 
 def checked_base64(text: str) -> bytes | None:

@@ -69,16 +69,20 @@ class Metrics:
             "the running thread's CPU clock: receive (JSON), decode (base64), check (image "
             "header and integrity), result (result encoding), callback (payload and signature).",
             ["stage"], registry=r)
+        self._stages: dict[str, Counter] = {}
         r.register(ThreadCPU())
 
     @contextmanager
     def cpu(self, stage: str) -> Iterator[None]:
         """Count the CPU this thread spends in the block as `stage` (blocks must not await)."""
+        counter = self._stages.get(stage)
+        if counter is None:  # labels() takes a lock and a lookup: once per stage, not per call
+            counter = self._stages[stage] = self.stage_cpu.labels(stage)
         start = time.thread_time()
         try:
             yield
         finally:
-            self.stage_cpu.labels(stage).inc(time.thread_time() - start)
+            counter.inc(time.thread_time() - start)
 
     def timed(self, stage: str, fn: Callable[P, R]) -> Callable[P, R]:
         """`fn`, counting its CPU as `stage` in whichever thread it runs."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from binascii import a2b_base64
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import replace
@@ -156,8 +157,15 @@ class Pipeline:
 
     async def _load_source(self, job: Job) -> bytes:
         if job.input_data is not None:
+            if job.input_base64:  # checked when it came; decoded now, off the caller's wait
+                decoded: bytes = await self._in_executor(
+                    self.metrics.timed("decode", a2b_base64), job.input_data)
+                return decoded
             return job.input_data
-        assert job.source_bucket and job.source_key
+        if not (job.source_bucket and job.source_key):
+            raise PermanentError("the uploaded image is no longer stored (its job completed "
+                                 "before, or its file beside the ledger was removed): send it "
+                                 "again")
         try:
             # The job's own version, not whatever was written since: an edit recorded under
             # one ETag must have been made from that version.

@@ -63,6 +63,7 @@ class NewJob:
     source_key: str | None = None
     source_etag: str | None = None
     input_data: bytes | None = None  # inline image for the WXO single-image endpoints
+    input_base64: bool = False  # input_data is the image's canonical base64 (decoded to run)
     output_bucket: str | None = None
     output_key: str | None = None
     callback_url: str | None = None
@@ -89,7 +90,7 @@ class Job:
     source_bucket: str | None
     source_key: str | None
     source_etag: str | None
-    input_data: bytes | None
+    input_data: bytes | None  # see NewJob; None once the job completed
     output_bucket: str | None
     output_key: str | None
     callback_url: str | None
@@ -109,6 +110,7 @@ class Job:
     blocked_by: str | None = None  # failed under this broken manifest version: healed by the next
     request_id: str | None = None  # the HTTP request that recorded it: in its log lines
     traceparent: str | None = None  # W3C trace context it continues (OpenTelemetry), if on
+    input_base64: bool = False  # input_data is canonical base64 (see NewJob)
 
 
 @dataclass(slots=True)
@@ -192,6 +194,7 @@ class NewDelivery:
     next_attempt_at: float = 0.0
     request_id: str | None = None  # the HTTP request that recorded it: in its log lines
     traceparent: str | None = None  # W3C trace context it continues (OpenTelemetry), if on
+    spool: str | None = None  # set by the ledger: the file beside it that holds the body
 
 
 @dataclass(slots=True)
@@ -217,6 +220,7 @@ class Delivery:
     last_error: str | None
     request_id: str | None = None  # the HTTP request that recorded it: in its log lines
     traceparent: str | None = None  # W3C trace context it continues (OpenTelemetry), if on
+    spool: str | None = None  # the file beside the ledger holding the body (empty body: lost)
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,22 @@ class TestClaimJobs:
         assert len(await ledger.claim_jobs("w2", 3, LEASE)) == 2
         assert await ledger.claim_jobs("w2", 3, LEASE) == []
 
+    async def test_an_upload_kept_as_base64_comes_back_as_it_was_sent(self, ledger: Ledger):
+        # Canonical base64 is stored as it came and decoded when the job runs; bytes stay
+        # bytes. Both forms come back the same from a claim and from a read.
+        await ledger.create_jobs([new_job(id="b64", input_data=b"iVBORw0KGgo=",
+                                          input_base64=True),
+                                  new_job(id="raw", input_data=b"\x89PNG")])
+        claimed = {job.id: job for job in await ledger.claim_jobs("w1", 5, LEASE)}
+        assert (claimed["b64"].input_data, claimed["b64"].input_base64) == (b"iVBORw0KGgo=",
+                                                                            True)
+        assert (claimed["raw"].input_data, claimed["raw"].input_base64) == (b"\x89PNG", False)
+        read = await ledger.get_job("b64")
+        assert read is not None and (read.input_data, read.input_base64) == (b"iVBORw0KGgo=",
+                                                                             True)
+        status = await ledger.get_job("b64", with_input=False)
+        assert status is not None and status.input_data is None
+
     async def test_expired_lease_is_claimed_again(self, ledger: Ledger, clock: FakeClock):
         job_id = await running(ledger, "w1")
         started = clock.now

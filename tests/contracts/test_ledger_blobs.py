@@ -1,8 +1,10 @@
 """Large values live apart from the rows whose state changes (schema V6: job_inputs,
-delivery_bodies), and rows recorded before that keep working from their own columns."""
+delivery_bodies; V7: an upload in a file beside a SQLite ledger), and rows recorded before that
+keep working from their own columns."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -42,17 +44,28 @@ async def test_blobs_live_apart_and_go_with_the_job(tmp_path):
     ledger = await _opened(path, "me")
     try:
         await ledger.create_jobs([_job("j1", b"IMAGE" * 1000)])
-        with sqlite3.connect(path) as db:  # the row itself holds no image
+        with sqlite3.connect(path) as db:  # neither row holds the image: a file beside does
             assert db.execute("SELECT input_data FROM jobs").fetchone() == (None,)
-            assert db.execute("SELECT length(data) FROM job_inputs").fetchone() == (5000,)
+            [(size, name)] = db.execute("SELECT length(data), spool FROM job_inputs").fetchall()
+        assert size == 0
+        file = tmp_path / "ledger.db.uploads" / name
+        assert file.read_bytes() == b"IMAGE" * 1000
+        assert file.stat().st_mode & 0o777 == 0o600
         [job] = await ledger.claim_jobs("me", 1, 60)
-        assert job.input_data == b"IMAGE" * 1000
+        assert job.input_data == b"IMAGE" * 1000 and not job.input_base64
+        got = await ledger.get_job("j1")
+        assert got is not None and got.input_data == b"IMAGE" * 1000
         body = b'{"big":"' + b"A" * 100_000 + b'"}'
         assert await ledger.complete_job("j1", "me", RESULT, [NewDelivery(
             kind="callback", url="http://cb.example/x", body=body)])
         with sqlite3.connect(path) as db:
             assert db.execute("SELECT count(*) FROM job_inputs").fetchone() == (0,)
             assert db.execute("SELECT length(body) FROM deliveries").fetchone() == (0,)
+            [(body_size, body_file)] = db.execute(
+                "SELECT length(body), spool FROM delivery_bodies").fetchall()
+        assert not file.exists()  # the completed job's image went with its row
+        # A large callback body (a base64 result) is kept in a file too, and stays with it.
+        assert body_size == 0 and (tmp_path / "ledger.db.uploads" / body_file).read_bytes() == body
         [delivery] = await ledger.claim_deliveries("me", 5, 60)
         assert delivery.body == body
         await ledger.record_attempt(delivery.id, "me", DeliveryAttempt(
@@ -85,5 +98,41 @@ async def test_rows_from_before_keep_their_own_columns(tmp_path):
         ledger = await _opened(path, "me3")
         [delivery] = await ledger.claim_deliveries("me3", 5, 60)
         assert delivery.body == b'{"x":1}'
+    finally:
+        await ledger.close()
+
+
+async def test_upload_files_follow_their_rows(tmp_path):
+    """A duplicate's file, a refused call's file and a crash's orphan are removed; a file a job
+    still names is kept, and a job whose file is gone fails saying so (no input)."""
+    path = tmp_path / "ledger.db"
+    uploads = tmp_path / "ledger.db.uploads"
+    ledger = await _opened(path, "me")
+    try:
+        await ledger.create_jobs([_job("a", b"A" * 100)])
+        [(created, new)] = await ledger.create_jobs([_job("a", b"B" * 100)])  # same id again
+        assert not new and created.id == "a"
+        assert [f.read_bytes() for f in uploads.iterdir()] == [b"A" * 100]
+        bad = _job("b", b"C" * 100)
+        bad.recipe = None  # type: ignore[assignment]  # refused inside the transaction
+        try:
+            await ledger.create_jobs([bad])
+        except Exception:
+            pass
+        else:
+            raise AssertionError("a job without a recipe was recorded")
+        assert len(list(uploads.iterdir())) == 1
+        # A crash between a file and its row leaves an orphan; an old one is tidied away.
+        orphan = uploads / "0123456789abcdef0123456789abcdef"
+        orphan.write_bytes(b"lost")
+        assert await ledger.tidy_spool(older_than=3600) == 0  # too young to judge
+        for f in uploads.iterdir():
+            os.utime(f, (time.time() - 7200, time.time() - 7200))
+        assert await ledger.tidy_spool(older_than=3600) == 1
+        assert not orphan.exists() and len(list(uploads.iterdir())) == 1
+        # The kept file is gone now (someone deleted it): the job claims with no image.
+        next(uploads.iterdir()).unlink()
+        [job] = await ledger.claim_jobs("me", 1, 60)
+        assert job.id == "a" and job.input_data is None
     finally:
         await ledger.close()

@@ -204,6 +204,22 @@ class TestOutcomes:
         assert delivery.last_status == status and delivery.finished_at is not None
         assert await ledger.claim_deliveries(OWNER, 10, 60) == []
 
+    async def test_a_lost_body_file_fails_without_sending(
+        self, ledger, session, receiver: Receiver, tmp_path: Path
+    ) -> None:
+        """A large body lives in a file beside the ledger; if that file is removed, the
+        delivery fails saying so, and nothing (an empty body) is sent."""
+        big = json.dumps({"status": "completed", "result_image_base64": "A" * 100_000}).encode()
+        delivery_id = await add_delivery(ledger, receiver.url("/cb"), body=big)
+        [file] = (tmp_path / "l.db.uploads").iterdir()
+        assert file.read_bytes() == big
+        file.unlink()
+        attempt = await deliverer(ledger, session).send(await claim_one(ledger))
+        assert attempt.status is None and "no longer stored" in (attempt.error or "")
+        delivery = await ledger.get_delivery(delivery_id)
+        assert delivery is not None and delivery.state is DeliveryState.FAILED
+        assert receiver.requests == []
+
     @pytest.mark.parametrize("status", [408, 409, 425, 429])
     async def test_not_now_4xx_is_retried(
         self, ledger, session, receiver: Receiver, status: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -75,6 +76,76 @@ class TestDecodeBase64:
     def test_exactly_at_the_limit_is_accepted(self) -> None:
         data = b"\x01" * 1000
         assert imaging.decode_base64_image(base64.b64encode(data).decode(), max_bytes=1000) == data
+
+
+def _noisy_jpeg(w: int, h: int, *, exif_bytes: int = 0) -> bytes:
+    """A photo-like JPEG (noise does not compress: ~`w*h/3` bytes), with an APP1 segment of
+    `exif_bytes` before the frame header when asked (as a camera's thumbnail puts there)."""
+    im = Image.frombytes("RGB", (w, h), random.Random(7).randbytes(w * h * 3))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    if exif_bytes:
+        segment = b"Exif\x00\x00" + b"\x00" * (exif_bytes - 6)
+        app1 = b"\xff\xe1" + (len(segment) + 2).to_bytes(2, "big") + segment
+        data = data[:2] + app1 + data[2:]
+    return data
+
+
+class TestAcceptBase64:
+    """accept_base64_image: canonical base64 kept as sent (only its header decoded), anything
+    else decoded; the same facts and the same refusals as decoding everything."""
+
+    def test_canonical_base64_is_kept_and_only_checked(self) -> None:
+        data = _noisy_jpeg(400, 400)
+        text = base64.b64encode(data).decode()
+        assert len(text) > 128 * 1024  # longer than every head looked at
+        upload = imaging.accept_base64_image(text, **LIMITS)
+        assert upload.base64 and upload.data == text.encode()
+        assert upload.facts == imaging.ImageFacts("image/jpeg", 400, 400)
+        assert base64.b64decode(upload.data) == data
+
+    @pytest.mark.parametrize("exif_bytes", [20_000, 65_000])
+    def test_a_header_past_the_first_head_is_found(self, exif_bytes: int) -> None:
+        data = _noisy_jpeg(500, 400, exif_bytes=exif_bytes)
+        upload = imaging.accept_base64_image(base64.b64encode(data).decode(), **LIMITS)
+        assert upload.facts == imaging.ImageFacts("image/jpeg", 500, 400)
+        assert upload.base64 and base64.b64decode(upload.data) == data
+
+    def test_a_header_past_every_head_falls_back_to_decoding(self) -> None:
+        data = _noisy_jpeg(64, 48, exif_bytes=65_000)
+        data = data[:2] + data[2:65_006] + data[2:65_006] + data[65_006:]  # two big segments
+        upload = imaging.accept_base64_image(base64.b64encode(data).decode(), **LIMITS)
+        assert not upload.base64 and upload.data == data
+        assert upload.facts == imaging.ImageFacts("image/jpeg", 64, 48)
+
+    @pytest.mark.parametrize("form", ["data_url", "line_breaks", "url_safe", "unpadded"])
+    def test_other_forms_are_decoded_now(self, form: str) -> None:
+        data = images.png(40, 30)
+        text = base64.b64encode(data).decode()
+        text = {"data_url": "data:image/png;base64," + text,
+                "line_breaks": "\n".join(text[i:i + 76] for i in range(0, len(text), 76)),
+                "url_safe": base64.urlsafe_b64encode(data).decode(),
+                "unpadded": text.rstrip("=")}[form]
+        upload = imaging.accept_base64_image(text, **LIMITS)
+        assert upload.data == data
+        assert upload.facts == imaging.ImageFacts("image/png", 40, 30)
+
+    def test_refusals_match_decoding_everything(self) -> None:
+        bomb = base64.b64encode(images.png_header_only_huge()).decode()
+        with pytest.raises(ImageRejected) as exc:
+            imaging.accept_base64_image(bomb, max_bytes=10**8, max_pixels=1_000_000)
+        assert exc.value.status == 413 and "pixels" in str(exc.value)
+        pdf = base64.b64encode(b"%PDF-1.7 " + b"x" * 30_000).decode()
+        with pytest.raises(ImageRejected, match="PDF"):
+            imaging.accept_base64_image(pdf, **LIMITS)
+        # A bad character far past the header: the whole text is checked, not just its head.
+        text = base64.b64encode(_noisy_jpeg(320, 320)).decode()
+        broken = text[:150_000] + "*" + text[150_001:]
+        with pytest.raises(ImageRejected, match="not valid base64"):
+            imaging.accept_base64_image(broken, **LIMITS)
+        with pytest.raises(ImageRejected, match="limit"):
+            imaging.accept_base64_image(text, max_bytes=50_000, max_pixels=10**8)
 
 
 class TestSniff:

@@ -250,6 +250,9 @@ class Deliverer:
                 resolve=self._resolve,
                 setting=policy.SUBSCRIBERS_SETTING if subscriber else policy.CALLBACKS_SETTING,
             )
+            if delivery.spool is not None and not delivery.body:
+                raise CallbackRefused("the callback body is no longer stored (its file beside "
+                                      "the ledger was removed)")
             status, retry_after, error = await self._post(url, headers, delivery.body)
         except (CallbackRefused, ConfigError) as exc:
             final_error = str(exc)

@@ -19,13 +19,15 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Literal, Protocol, TypeVar
 
 from imagedrop.ledger import tx_batches, tx_budgets, tx_drops, tx_jobs, tx_listings, tx_owners
 from imagedrop.ledger._grouping import GroupWriter
 from imagedrop.ledger._waiters import Waiters
 from imagedrop.ledger.dialect import Dialect
+from imagedrop.ledger.spool import Spool
 from imagedrop.ledger.sql import Tx
 from imagedrop.payloads import BatchSummary
 from imagedrop.recipes import JobResult
@@ -55,6 +57,8 @@ T = TypeVar("T")
 #: write: one atomic transaction; single: one statement, atomic by itself (no BEGIN/COMMIT
 #: round trips where the database allows); read: no transaction; snapshot: one consistent view.
 Mode = Literal["write", "single", "read", "snapshot"]
+#: Callback bodies this large (a base64 result) are kept in a file beside a SQLite ledger.
+SPOOL_BODIES_FROM = 64 * 1024
 Body = Callable[..., Tx[T]]
 
 
@@ -68,6 +72,8 @@ class Driver(Protocol):
     #: True when a live owner's liveness lock never lapses (a lock file held by the process);
     #: False when it can, for a moment (a PostgreSQL session reconnecting).
     steady_liveness: bool
+    #: Where uploaded images are kept as files beside the database (one host), or None: in it.
+    spool: Spool | None
 
     async def open(self, on_work: Callable[[], None]) -> None:
         """Connect and migrate; call `on_work` when another process reports new work."""
@@ -92,6 +98,10 @@ class Driver(Protocol):
 
 def _any(result: object) -> bool:
     return bool(result)
+
+
+def _first(result: tuple[object, ...]) -> bool:
+    return bool(result[0])
 
 
 def _any_new(result: list[tuple[Job, bool]]) -> bool:
@@ -186,11 +196,20 @@ class Ledger:
         """Record jobs; for a dedupe_key already recorded, return that job and False."""
         if not jobs:
             return []
-        return await self._run("write", tx_jobs.create_jobs, jobs, wake=_any_new)
+        spooled = await self._spool(jobs)
+        try:
+            created = await self._run("write", tx_jobs.create_jobs, jobs, spooled,
+                                      wake=_any_new)
+        except Exception:  # not committed (a cancelled call may have been: the sweep decides)
+            await self._unspool(spooled.values())
+            raise
+        await self._unspool(name for i, name in spooled.items() if not created[i][1])
+        return created
 
     async def get_job(self, job_id: str, *, with_input: bool = True) -> Job | None:
         """One job, or None; `with_input=False` leaves the inline image out (status reads)."""
-        return await self._run("read", tx_jobs.get_job, job_id, with_input)
+        job, spooled = await self._run("read", tx_jobs.get_job, job_id, with_input)
+        return None if job is None else (await self._unspooled([job], spooled))[0]
 
     async def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
         """Lease up to `limit` due queued jobs (or running ones whose lease expired).
@@ -202,7 +221,68 @@ class Ledger:
         """
         if limit <= 0:  # SQLite reads LIMIT -1 as "no limit"
             return []
-        return await self._run("single", tx_jobs.claim_jobs, owner, limit, lease_seconds)
+        jobs, spooled = await self._run("single", tx_jobs.claim_jobs, owner, limit,
+                                        lease_seconds)
+        return await self._unspooled(jobs, spooled)
+
+    async def tidy_spool(self, older_than: float = 3600.0) -> int:
+        """Delete upload files no job names any more that are older than `older_than` seconds
+        (left by a crash between a file and its row); returns how many."""
+        spool = self._driver.spool
+        if spool is None:
+            return 0
+        names = await spool.stale(older_than)
+        if not names:
+            return 0
+        kept = await self._run("read", tx_jobs.spooled, names)
+        await spool.remove(name for name in names if name not in kept)
+        return len(names) - len(kept)
+
+    async def _spool(self, jobs: Sequence[NewJob]) -> dict[int, str]:
+        """Write the jobs' images to files beside the ledger, if it keeps them there."""
+        spool = self._driver.spool
+        at = [i for i, job in enumerate(jobs) if job.input_data is not None]
+        if spool is None or not at:
+            return {}
+        names = await spool.put([jobs[i].input_data or b"" for i in at])
+        return dict(zip(at, names, strict=True))
+
+    async def _spool_bodies(self, deliveries: list[NewDelivery]
+                            ) -> tuple[list[NewDelivery], list[str]]:
+        """Large bodies (a base64 result) written to files beside the ledger, if it keeps
+        them there: the deliveries that name them instead, and the files' names."""
+        spool = self._driver.spool
+        at = [i for i, x in enumerate(deliveries) if len(x.body) >= SPOOL_BODIES_FROM]
+        if spool is None or not at:
+            return deliveries, []
+        names = await spool.put([deliveries[i].body for i in at])
+        out = list(deliveries)
+        for i, name in zip(at, names, strict=True):
+            out[i] = replace(out[i], body=b"", spool=name)
+        return out, names
+
+    async def _bodies(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """`deliveries` with the bodies kept in files read (a missing file leaves it empty)."""
+        spool = self._driver.spool
+        names = [x.spool for x in deliveries if x.spool is not None]
+        if spool is None or not names:
+            return deliveries
+        found = await spool.get(names)
+        return [replace(x, body=found.get(x.spool, b"")) if x.spool is not None else x
+                for x in deliveries]
+
+    async def _unspool(self, names: Iterable[str]) -> None:
+        if self._driver.spool is not None:
+            await self._driver.spool.remove(names)
+
+    async def _unspooled(self, jobs: list[Job], spooled: dict[str, str]) -> list[Job]:
+        """`jobs` with the images read from their files (a job whose file is gone keeps None:
+        it fails saying its image is no longer stored)."""
+        if not spooled or self._driver.spool is None:
+            return jobs
+        found = await self._driver.spool.get(list(spooled.values()))
+        return [replace(job, input_data=found.get(spooled[job.id]))
+                if job.id in spooled else job for job in jobs]
 
     async def renew_leases(self, owner: str, job_ids: list[str], lease_seconds: float) -> None:
         """Extend the leases `owner` holds on these jobs, and on the object versions they hold
@@ -232,8 +312,15 @@ class Ledger:
         """Mark completed and record its deliveries in one transaction; False if not owned.
         The inline image is dropped: it is not needed any more (a failed job keeps it, so a
         replay can run it again)."""
-        return await self._run("write", tx_jobs.complete_job, job_id, owner, result, deliveries,
-                               wake=_any if deliveries else None)
+        deliveries, written = await self._spool_bodies(deliveries)
+        try:
+            done, spool = await self._run("write", tx_jobs.complete_job, job_id, owner, result,
+                                          deliveries, wake=_first if deliveries else None)
+        except Exception:
+            await self._unspool(written)
+            raise
+        await self._unspool(([spool] if spool is not None else []) + ([] if done else written))
+        return bool(done)
 
     async def fail_job(self, job_id: str, owner: str, error: str,
                        deliveries: list[NewDelivery]) -> bool:
@@ -450,8 +537,8 @@ class Ledger:
         """Lease up to `limit` pending deliveries that are due."""
         if limit <= 0:
             return []
-        return await self._run("single", tx_batches.claim_deliveries, owner, limit,
-                               lease_seconds)
+        return await self._bodies(await self._run("single", tx_batches.claim_deliveries, owner,
+                                                  limit, lease_seconds))
 
     async def record_attempt(self, delivery_id: str, owner: str, attempt: DeliveryAttempt, *,
                              state: DeliveryState, next_attempt_at: float | None = None,
@@ -465,12 +552,14 @@ class Ledger:
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         """One delivery, or None."""
-        return await self._run("read", tx_batches.get_delivery, delivery_id)
+        found = await self._run("read", tx_batches.get_delivery, delivery_id)
+        return None if found is None else (await self._bodies([found]))[0]
 
     async def list_deliveries(self, *, job_id: str | None = None, batch_id: str | None = None
                               ) -> list[Delivery]:
         """Deliveries for a job or batch."""
-        return await self._run("read", tx_batches.list_deliveries, job_id, batch_id)
+        return await self._bodies(await self._run("read", tx_batches.list_deliveries, job_id,
+                                                  batch_id))
 
     async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
         """Every recorded attempt of a delivery, in order."""

@@ -25,6 +25,7 @@ from imagedrop.ledger._pg_listen import NOTIFY, Listener
 from imagedrop.ledger.core import Body, Ledger, Mode
 from imagedrop.ledger.dialect import MIGRATION_LOCK, POSTGRES, Dialect
 from imagedrop.ledger.schema import POSTGRES_MIGRATIONS, check_version
+from imagedrop.ledger.spool import Spool
 from imagedrop.ledger.sql import Stmt, drive, numbered
 
 T = TypeVar("T")
@@ -90,6 +91,7 @@ class PostgresDriver:
     dialect: Dialect = POSTGRES
     groups_writes = False
     steady_liveness = False
+    spool: Spool | None = None  # replicas on other hosts share the database: images stay in it
 
     def __init__(self, dsn: str, *, clock: Callable[[], float], schema: str | None,
                  pool_min: int, pool_max: int) -> None:

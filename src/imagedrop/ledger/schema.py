@@ -252,11 +252,22 @@ CREATE INDEX jobs_finished ON jobs (state, finished_at);  -- the dashboard's rec
 """
 
 
+# An uploaded image may be kept as the canonical base64 it came in (decoded when the job runs,
+# not while the caller waits), and on SQLite in a file beside the ledger that `spool` names
+# (then `data` is empty): 40 photos at once are 40 parallel fsyncs, not 8 MB through the WAL.
+# A large callback body (a base64 result) likewise.
+_V7 = """
+ALTER TABLE job_inputs ADD COLUMN encoding TEXT NOT NULL DEFAULT 'bytes';
+ALTER TABLE job_inputs ADD COLUMN spool TEXT;
+ALTER TABLE delivery_bodies ADD COLUMN spool TEXT;
+"""
+
+
 def migrations(backend: Backend) -> list[str]:
     """The scripts for `backend`, in order; script n brings the schema to version n."""
     words = _WORDS[backend]
     scripts = ([_V1 + _V2, _V3, _V4] if backend == "postgres"
-               else [_V1, _V2, _V3, _V4, _V5_SQLITE]) + [_V6]
+               else [_V1, _V2, _V3, _V4, _V5_SQLITE]) + [_V6, _V7]
     return [script.format(**words) for script in scripts]
 
 

@@ -117,18 +117,19 @@ def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
 
 # -- records <-> rows ----------------------------------------------------------------------------
 
-# Inline images and callback bodies live in side tables (schema V6: job_inputs, delivery_bodies);
-# rows recorded before that keep them in their own column.
-_INPUT = ("COALESCE((SELECT data FROM job_inputs WHERE job_id = jobs.id), jobs.input_data)"
-          " AS input_data")
+# Callback bodies live in a side table (schema V6: delivery_bodies), inline images too
+# (job_inputs) or in a file beside the ledger that it names (V7); `tx_jobs.with_inputs` reads
+# them. Rows recorded before V6 keep theirs in their own column.
 _BODY = ("COALESCE((SELECT body FROM delivery_bodies WHERE delivery_id = deliveries.id),"
          " deliveries.body) AS body")
-_JOB_NAMES = ", ".join(f.name for f in fields(Job))
-JOB_COLUMNS = _JOB_NAMES.replace("input_data", _INPUT)
+_BODY_SPOOL = "(SELECT spool FROM delivery_bodies WHERE delivery_id = deliveries.id) AS spool"
+JOB_COLUMNS = ", ".join(f.name for f in fields(Job)).replace(
+    "input_base64", "FALSE AS input_base64")
 # Listings leave the (possibly large) inline image out.
-JOB_COLUMNS_NO_DATA = _JOB_NAMES.replace("input_data", "NULL AS input_data")
+JOB_COLUMNS_NO_DATA = JOB_COLUMNS.replace("input_data", "NULL AS input_data", 1)
 BATCH_COLUMNS = ", ".join(f.name for f in fields(Batch))
-DELIVERY_COLUMNS = ", ".join(f.name for f in fields(Delivery)).replace("body", _BODY, 1)
+DELIVERY_COLUMNS = ", ".join(f.name if f.name not in ("body", "spool") else
+                             _BODY if f.name == "body" else _BODY_SPOOL for f in fields(Delivery))
 ATTEMPT_COLUMNS = ", ".join(f.name for f in fields(DeliveryAttempt))
 
 #: Columns of a new job, with the PostgreSQL type of each (bulk inserts send typed arrays).
@@ -179,6 +180,7 @@ def job_from_row(record: Mapping[str, Any]) -> Job:
     values["recipe"] = Recipe.model_validate_json(values["recipe"])
     if values["result"] is not None:
         values["result"] = JobResult.model_validate_json(values["result"])
+    values["input_base64"] = bool(values["input_base64"])
     return Job(**values)
 
 
@@ -203,8 +205,8 @@ def attempt_from_row(record: Mapping[str, Any]) -> DeliveryAttempt:
     return DeliveryAttempt(**values)
 
 
-JOB_INPUT_INSERT = (("job_id", "text"), ("data", "bytea"))
-DELIVERY_BODY_INSERT = (("delivery_id", "text"), ("body", "bytea"))
+JOB_INPUT_INSERT = (("job_id", "text"), ("data", "bytea"), ("encoding", "text"), ("spool", "text"))
+DELIVERY_BODY_INSERT = (("delivery_id", "text"), ("body", "bytea"), ("spool", "text"))
 
 
 def job_values(job: NewJob, job_id: str, now: float) -> tuple[Any, ...]:
@@ -224,7 +226,8 @@ def job_from_new(job: NewJob, job_id: str, now: float) -> Job:
         id=job_id, kind=JobKind(job.kind), state=JobState.QUEUED, filename=job.filename,
         recipe=job.recipe, dedupe_key=job.dedupe_key, batch_id=job.batch_id,
         seq=job.seq, source_bucket=job.source_bucket, source_key=job.source_key,
-        source_etag=job.source_etag, input_data=job.input_data, output_bucket=job.output_bucket,
+        source_etag=job.source_etag, input_data=job.input_data, input_base64=job.input_base64,
+        output_bucket=job.output_bucket,
         output_key=job.output_key, callback_url=job.callback_url, attempts=0,
         max_attempts=job.max_attempts, run_after=float(job.run_after), lease_owner=None,
         lease_expires=None, created_at=now, started_at=None, finished_at=None, result=None,

@@ -25,6 +25,7 @@ from imagedrop.errors import ConfigError, PermanentError, TransientError
 from imagedrop.ledger.core import Body, Ledger, Mode
 from imagedrop.ledger.dialect import SQLITE, Dialect
 from imagedrop.ledger.schema import SQLITE_MIGRATIONS, check_version, split_statements
+from imagedrop.ledger.spool import Spool
 from imagedrop.ledger.sql import Stmt, drive, result_of
 
 T = TypeVar("T")
@@ -104,6 +105,8 @@ class SqliteDriver:
         # kernel drops a dead process's flock at once. Touched only on the ledger's thread.
         self._owners_dir = None if path == MEMORY else Path(f"{path}.owners")
         self._held: dict[int, int] = {}  # our own keys -> the descriptor holding the lock
+        # Uploaded images go to files beside the database (`spool`), not through its pages.
+        self.spool = None if path == MEMORY else Spool(Path(f"{path}.uploads"))
 
     async def open(self, on_work: Callable[[], None]) -> None:
         # Other processes on this file are not heard: they are found by polling.

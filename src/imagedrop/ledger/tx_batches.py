@@ -90,8 +90,8 @@ def add_batch_jobs(d: Dialect, now: float, batch_id: str, owner: str, jobs: Sequ
         return 0
     created = 0
     if jobs:
-        created = sum(new for _, new in (yield from create_jobs(d, now, with_batch(jobs,
-                                                                                  batch_id))))
+        recorded = yield from create_jobs(d, now, with_batch(jobs, batch_id), {})
+        created = sum(new for _, new in recorded)
     if done:  # the listing is over: nobody needs to hold it any more
         yield run("UPDATE batches SET listing_cursor = :cursor, listing_done = TRUE,"
                   " lease_owner = NULL, lease_expires = NULL WHERE id = :id",

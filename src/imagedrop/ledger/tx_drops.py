@@ -96,7 +96,7 @@ def record_drops(d: Dialect, now: float, items: Sequence[DropItem]
             job = replace(job, batch_id=joined, seq=seq)
         placed[i] = job
     order = sorted(placed, key=lambda i: placed[i].dedupe_key or "")
-    recorded = yield from create_jobs(d, now, [placed[i] for i in order])
+    recorded = yield from create_jobs(d, now, [placed[i] for i in order], {})
     results: dict[int, tuple[Job, bool]] = dict(zip(order, recorded, strict=True))
     if opened and not all(results[i][1] for i in placed):
         # A same-key job committed meanwhile by a call outside our group lock (a trigger)

@@ -8,7 +8,7 @@ clock's, never the database's.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from imagedrop.errors import TransientError
@@ -34,9 +34,11 @@ from imagedrop.recipes import JobResult
 from imagedrop.records import Job, JobState, NewDelivery, NewJob
 
 
-def create_jobs(d: Dialect, now: float, jobs: Sequence[NewJob]) -> Tx[list[tuple[Job, bool]]]:
+def create_jobs(d: Dialect, now: float, jobs: Sequence[NewJob], spooled: Mapping[int, str]
+                ) -> Tx[list[tuple[Job, bool]]]:
     """Insert each job unless its dedupe_key (or id) is already recorded; answers (job, new)
-    in the given order, the recorded job for a duplicate."""
+    in the given order, the recorded job for a duplicate. `spooled`: the jobs (by position)
+    whose image waits in a file beside the ledger, by the file's name."""
     ids = [job.id or str(uuid.uuid4()) for job in jobs]
     inserted: set[str] = set()
     for stmt in d.insert("jobs", JOB_INSERT,
@@ -45,7 +47,9 @@ def create_jobs(d: Dialect, now: float, jobs: Sequence[NewJob]) -> Tx[list[tuple
                          returning="id", ignore_conflicts=True):
         inserted.update(r[0] for r in (yield stmt))
     for stmt in d.insert("job_inputs", JOB_INPUT_INSERT, [
-            (job_id, job.input_data) for job, job_id in zip(jobs, ids, strict=True)
+            (job_id, b"" if i in spooled else job.input_data,
+             "base64" if job.input_base64 else "bytes", spooled.get(i))
+            for i, (job, job_id) in enumerate(zip(jobs, ids, strict=True))
             if job.input_data is not None and job_id in inserted]):
         yield stmt
     # A caller may reuse an id within one call: only its first occurrence was inserted.
@@ -58,7 +62,7 @@ def create_jobs(d: Dialect, now: float, jobs: Sequence[NewJob]) -> Tx[list[tuple
     if missing:
         keys = [jobs[i].dedupe_key for i in missing if jobs[i].dedupe_key is not None]
         found = yield rows(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {d.in_list('dedupe_key', 'keys')}"
+            f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs WHERE {d.in_list('dedupe_key', 'keys')}"
             f" OR {d.in_list('id', 'ids')}",
             keys=d.list_param(keys), ids=d.list_param([ids[i] for i in missing]))
         by_key = {r["dedupe_key"]: r for r in found if r["dedupe_key"] is not None}
@@ -70,22 +74,58 @@ def create_jobs(d: Dialect, now: float, jobs: Sequence[NewJob]) -> Tx[list[tuple
     return [pair for pair in out if pair is not None]
 
 
-def get_job(d: Dialect, now: float, job_id: str, with_input: bool = True) -> Tx[Job | None]:
+def with_inputs(d: Dialect, jobs: list[Job]) -> Tx[tuple[list[Job], dict[str, str]]]:
+    """`jobs` with their images from `job_inputs`, and the names of the files beside the
+    ledger that hold the images of the others (read by the ledger, off its transaction)."""
+    wanted = [job.id for job in jobs if job.source_bucket is None]  # dropped files have none
+    if not wanted:
+        return jobs, {}
+    found = {r[0]: r for r in (yield rows(
+        f"SELECT job_id, data, encoding, spool FROM job_inputs WHERE {d.in_list('job_id', 'ids')}",
+        ids=d.list_param(wanted)))}
+    spooled: dict[str, str] = {}
+    out = []
+    for job in jobs:
+        stored = found.get(job.id)
+        if stored is not None:
+            if stored[3] is not None:
+                spooled[job.id] = stored[3]
+            job = replace(job, input_data=None if stored[3] is not None else bytes(stored[1]),
+                          input_base64=stored[2] == "base64")
+        out.append(job)
+    return out, spooled
+
+
+def spooled(d: Dialect, now: float, names: list[str]) -> Tx[set[str]]:
+    """Which of these files beside the ledger an upload or a callback body still names."""
+    found = yield rows(f"SELECT spool FROM job_inputs WHERE {d.in_list('spool', 'names')}"
+                       f" UNION SELECT spool FROM delivery_bodies"
+                       f" WHERE {d.in_list('spool', 'names')}", names=d.list_param(names))
+    return {r[0] for r in found}
+
+
+def get_job(d: Dialect, now: float, job_id: str, with_input: bool = True
+            ) -> Tx[tuple[Job | None, dict[str, str]]]:
     columns = JOB_COLUMNS if with_input else JOB_COLUMNS_NO_DATA
     found = yield row(f"SELECT {columns} FROM jobs WHERE id = :id", id=job_id)
-    return None if found is None else job_from_row(found)
+    if found is None:
+        return None, {}
+    if not with_input:
+        return job_from_row(found), {}
+    jobs, spooled = yield from with_inputs(d, [job_from_row(found)])
+    return jobs[0], spooled
 
 
 def claim_jobs(d: Dialect, now: float, owner: str, limit: int, lease_seconds: float
-               ) -> Tx[list[Job]]:
+               ) -> Tx[tuple[list[Job], dict[str, str]]]:
     """Lease due jobs: single jobs first, then batch jobs by position, so batches take turns
     and a 10,000-object batch cannot hold up an image sent on its own. `started_at` keeps the
-    first start, `attempts` counts every claim."""
+    first start, `attempts` counts every claim. With the files that hold images (`with_inputs`)."""
     claimed = yield rows(d.claim_jobs, now=now, limit=limit, owner=owner,
                          expires=now + lease_seconds)
     jobs = sorted(claimed, key=lambda r: (r["batch_id"] is not None, r["seq"], r["created_at"],
                                           r["pos"]))  # RETURNING has no defined order
-    return [job_from_row(r) for r in jobs]
+    return (yield from with_inputs(d, [job_from_row(r) for r in jobs]))
 
 
 def renew_leases(d: Dialect, now: float, owner: str, job_ids: Sequence[str],
@@ -112,27 +152,28 @@ _GIVE_BACK = "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
 
 
 def _finish(d: Dialect, now: float, job_id: str, owner: str, assignments: str,
-            deliveries: Sequence[NewDelivery] = (), *, drop_input: bool = False,
-            **params: object) -> Tx[bool]:
+            deliveries: Sequence[NewDelivery] = (), **params: object) -> Tx[bool]:
     changed = yield count(f"UPDATE jobs SET {assignments}, {_NO_LEASE} {_OWNED}",
                           id=job_id, owner=owner, now=now, **params)
     if changed != 1:
         return False
     yield from release_versions_of(d, [job_id])
-    if drop_input:
-        yield run("DELETE FROM job_inputs WHERE job_id = :id", id=job_id)
     yield from insert_deliveries(d, now, deliveries, job_id=job_id)
     return True
 
 
 def complete_job(d: Dialect, now: float, job_id: str, owner: str, result: JobResult,
-                 deliveries: Sequence[NewDelivery]) -> Tx[bool]:
+                 deliveries: Sequence[NewDelivery]) -> Tx[tuple[bool, str | None]]:
     """Completed, with its deliveries; the inline image is dropped (a failed job keeps it, so
-    a replay can run it again)."""
-    return (yield from _finish(
+    a replay can run it again): the answer names the file beside the ledger that held it."""
+    done = yield from _finish(
         d, now, job_id, owner, "state = 'completed', result = :result, fallback_local = :local,"
-        " error = NULL, finished_at = :now, input_data = NULL", deliveries, drop_input=True,
-        result=result.to_json(), local=result.fallback_local))
+        " error = NULL, finished_at = :now, input_data = NULL", deliveries,
+        result=result.to_json(), local=result.fallback_local)
+    if not done:
+        return False, None
+    spool = yield value("DELETE FROM job_inputs WHERE job_id = :id RETURNING spool", id=job_id)
+    return True, spool
 
 
 def fail_job(d: Dialect, now: float, job_id: str, owner: str, error: str,
@@ -204,7 +245,7 @@ def insert_deliveries(d: Dialect, now: float, deliveries: Sequence[NewDelivery],
     ]):
         yield stmt
     for stmt in d.insert("delivery_bodies", DELIVERY_BODY_INSERT,
-                         [(i, x.body) for i, x in zip(ids, deliveries, strict=True)]):
+                         [(i, x.body, x.spool) for i, x in zip(ids, deliveries, strict=True)]):
         yield stmt
 
 

@@ -31,7 +31,7 @@ from imagedrop.records import (
 )
 
 # A listing leaves the (possibly large) callback body out.
-_DELIVERY_LISTED = ", ".join(f.name for f in fields(Delivery) if f.name != "body")
+_DELIVERY_LISTED = ", ".join(f.name for f in fields(Delivery) if f.name not in ("body", "spool"))
 
 
 def _newest_first(d: Dialect, equal: dict[str, object], since: float | None,

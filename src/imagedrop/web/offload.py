@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 #: Work on a body this large goes to the thread pool (a 70 MB body costs ~100 ms of JSON parsing);
 #: smaller ones are done in place, where a thread hop would cost more than the work.
-OFFLOAD_BYTES = 256 * 1024
+OFFLOAD_BYTES = 1024 * 1024
 
 
 async def run_cpu(request: web.Request, size: int, fn: Callable[..., T], *args: Any) -> T:

@@ -85,13 +85,10 @@ def check_names(request: web.Request, bucket: str, *, key: str | None = None,
         raise
 
 
-def _decode_and_inspect(text: str, limits: ImagingSettings, metrics: Metrics
-                        ) -> tuple[bytes, imaging.ImageFacts]:
+def _accept_image(text: str, limits: ImagingSettings, metrics: Metrics) -> imaging.Upload:
     with metrics.cpu("decode"):
-        image = imaging.decode_base64_image(text, max_bytes=limits.max_bytes)
-    with metrics.cpu("check"):
-        return image, imaging.inspect_image(image, max_bytes=limits.max_bytes,
-                                            max_pixels=limits.max_pixels)
+        return imaging.accept_base64_image(text, max_bytes=limits.max_bytes,
+                                           max_pixels=limits.max_pixels)
 
 
 async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
@@ -104,10 +101,9 @@ async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
                  "COS_SECRET_ACCESS_KEY")
     cb = await callback_url(request)
     body = await parse_body(request, ImageRequest)
-    image, facts = await run_cpu(request, len(body.image_base64), _decode_and_inspect,
-                                 body.image_base64, settings.imaging,
-                                 request.app[keys.RUNTIME].metrics)
-    filename = safe_filename(body.filename, imaging.extension_for_mime(facts.mime))
+    upload = await run_cpu(request, len(body.image_base64), _accept_image, body.image_base64,
+                           settings.imaging, request.app[keys.RUNTIME].metrics)
+    filename = safe_filename(body.filename, imaging.extension_for_mime(upload.facts.mime))
     spec = spec_from_settings(settings.provider, body.prompt)
     job_id = str(uuid.uuid4())
     output_bucket = output_key = None
@@ -119,7 +115,8 @@ async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
         check_names(request, output_bucket, key=output_key, bucket_field="filename",
                     key_field="filename")
     await request.app[keys.LEDGER].create_jobs([NewJob(
-        id=job_id, kind=kind, filename=filename, recipe=_recipe(spec), input_data=image,
+        id=job_id, kind=kind, filename=filename, recipe=_recipe(spec),
+        input_data=upload.data, input_base64=upload.base64,
         output_bucket=output_bucket, output_key=output_key, callback_url=cb,
         max_attempts=settings.worker.max_attempts, **provenance(request),
     )])

@@ -1,0 +1,141 @@
+"""Uploaded images in files beside a SQLite ledger, named by the `job_inputs` row that owns them.
+
+A file is written and synced (file, then directory) before the row naming it commits, so an
+acknowledged upload survives a power cut. Writes run in threads, which the GIL lets overlap:
+forty 200 KB photos are forty concurrent fdatasyncs (~12 ms here) instead of 8 MB through
+SQLite's pages and WAL (~40 ms, holding the ledger's one thread). A file whose row never
+committed (a crash between the two) or was deleted is an orphan: `stale` finds it later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from imagedrop.errors import TransientError
+
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Spool:
+    """A directory of upload files (created on first use, private to the service's user)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._made = 0  # files created so far, and how many of them a directory sync covers
+        self._synced = 0
+        self._sync_lock = asyncio.Lock()
+
+    async def put(self, blobs: list[bytes]) -> list[str]:
+        """Write each blob to a new file, durably; the names, in order. TransientError when the
+        disk refuses (full, read-only, failing): nothing is left behind then."""
+        written = await asyncio.gather(*(asyncio.to_thread(self._write, b) for b in blobs),
+                                       return_exceptions=True)
+        names = [name for name in written if isinstance(name, str)]
+        self._made += len(names)
+        failed = next((e for e in written if isinstance(e, BaseException)), None)
+        try:
+            if failed is not None:
+                raise failed
+            await self._sync()
+        except OSError as exc:
+            await self.remove(names)
+            raise _transient("stored", exc) from None
+        except BaseException:
+            await self.remove(names)
+            raise
+        return names
+
+    async def get(self, names: list[str]) -> dict[str, bytes]:
+        """The files' contents by name; a missing file is left out."""
+        try:
+            return await asyncio.to_thread(self._read, names)
+        except OSError as exc:
+            raise _transient("read", exc) from None
+
+    async def remove(self, names: Iterable[str]) -> None:
+        """Delete these files (those already gone are ignored). Best effort: a file that cannot
+        be deleted now is an orphan that `stale` finds later."""
+        names = list(names)
+        if names:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self._unlink, names)
+
+    async def stale(self, older_than: float) -> list[str]:
+        """Names of the files last written more than `older_than` seconds ago."""
+        return await asyncio.to_thread(self._stale, time.time() - older_than)
+
+    # -- in threads ---------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> str:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        fd = os.open(self.directory / name, _FLAGS, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        return name
+
+    async def _sync(self) -> None:
+        """Make every file created so far findable after a power cut: one directory fsync,
+        shared by the calls that wait while another runs (it covers their files too)."""
+        wanted = self._made
+        async with self._sync_lock:
+            if self._synced >= wanted:
+                return
+            covered = self._made
+            await asyncio.to_thread(_fsync_dir, self.directory)
+            self._synced = max(self._synced, covered)
+
+    def _read(self, names: list[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for name in names:
+            try:
+                fd = os.open(self.directory / _checked(name), os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                out[name] = f.read()
+        return out
+
+    def _unlink(self, names: list[str]) -> None:
+        for name in names:
+            (self.directory / _checked(name)).unlink(missing_ok=True)
+
+    def _stale(self, before: float) -> list[str]:
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return []
+        return [e.name for e in entries if e.is_file(follow_symlinks=False)
+                and e.stat(follow_symlinks=False).st_mtime < before]
+
+
+def _transient(what: str, exc: OSError) -> TransientError:
+    # The reason only (e.g. "No space left on device"): never the server's path.
+    return TransientError(f"an uploaded image or callback body could not be {what}: "
+                          f"{exc.strerror or type(exc).__name__}")
+
+
+def _checked(name: str) -> str:
+    # Names come from our own rows; refuse anything that could leave the directory anyway.
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"not a spool file name: {name!r}")
+    return name
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
