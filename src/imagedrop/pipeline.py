@@ -77,8 +77,10 @@ class Pipeline:
             presign_expires=presign_expires, executor=executor, clock=clock,
             defer_delay=defer_delay, metrics=self.metrics)
 
-    async def run(self, job: Job, owner: str) -> Outcome:
-        """Run one claimed job and record what happened. Never raises (but CancelledError)."""
+    async def run(self, job: Job, owner: str, *,
+                  edited: Callable[[], None] | None = None) -> Outcome:
+        """Run one claimed job and record what happened. Never raises (but CancelledError).
+        `edited()` is called once the editing is over, before the outcome is recorded."""
         started = self.clock()
         with structlog.contextvars.bound_contextvars(
             job_id=job.id, kind=str(job.kind), bucket=job.source_bucket, key=job.source_key,
@@ -94,13 +96,17 @@ class Pipeline:
                     raise PermanentError(
                         f"gave up after {job.attempts - 1} attempts that never finished "
                         "(the process stopped while working on this image each time)")
-                edited = await self._execute(job)
+                result = await self._execute(job)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is recorded; the service keeps serving
+                if edited is not None:
+                    edited()
                 outcome = await self.outcomes.record(job, owner, None, exc)
             else:
-                outcome = await self.outcomes.record(job, owner, edited, None)
+                if edited is not None:
+                    edited()
+                outcome = await self.outcomes.record(job, owner, result, None)
             log.info(
                 "job_" + outcome.state, reason=outcome.reason,
                 seconds=round(self.clock() - started, 3),

@@ -31,6 +31,10 @@ class Worker:
         self.settings = settings
         self.owner = owner
         self._inflight: dict[str, asyncio.Task[object]] = {}
+        # Jobs still editing: they hold the slots. A job whose edit is over only records its
+        # outcome (a commit, maybe a file) while the next job starts: between two waves of
+        # edits no slot waits for a commit.
+        self._editing: set[str] = set()
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._exited = asyncio.Event()
@@ -47,7 +51,7 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(), name="imagedrop-heartbeat")
         try:
             while not self._stopping.is_set():
-                free = self.settings.concurrency - len(self._inflight)
+                free = self.settings.concurrency - len(self._editing)
                 if free > 0:
                     try:
                         jobs = await self.ledger.claim_jobs(
@@ -67,12 +71,19 @@ class Worker:
             self._exited.set()
 
     def _start(self, job: Job) -> None:
-        task = asyncio.create_task(self.pipeline.run(job, self.owner), name=f"job-{job.id}")
+        def edited(job_id: str = job.id) -> None:
+            if job_id in self._editing:
+                self._editing.discard(job_id)
+                self._slot_freed.set()
+
+        task = asyncio.create_task(self.pipeline.run(job, self.owner, edited=edited),
+                                   name=f"job-{job.id}")
         self._inflight[job.id] = task
+        self._editing.add(job.id)
 
         def done(task: asyncio.Task[object], job_id: str = job.id) -> None:
             self._inflight.pop(job_id, None)
-            self._slot_freed.set()
+            edited(job_id)
             if not task.cancelled() and task.exception() is not None:
                 # Pipeline.run records every outcome itself; reaching here is a bug, and the
                 # job's lease will lapse and it will run again. Say so loudly.

@@ -114,6 +114,36 @@ class TestWorker:
         await task
         assert peak == 3
 
+    async def test_the_next_edit_starts_while_an_outcome_is_recorded(self, parts):
+        """A slot is an edit, not a whole job: with concurrency 1, job 2's edit begins while
+        job 1's completion is still being committed (held here), never two edits at once."""
+        ledger, _, provider, pipeline = parts
+        gate = asyncio.Event()
+        complete = ledger.complete_job
+
+        async def held_complete(*args, **kwargs):
+            await gate.wait()
+            return await complete(*args, **kwargs)
+
+        ledger.complete_job = held_complete
+        [(first, _)] = await ledger.create_jobs([b64_job("1.png")])
+        [(second, _)] = await ledger.create_jobs([b64_job("2.png")])
+        worker = Worker(ledger, pipeline, WorkerSettings(concurrency=1, poll_interval=0.05),
+                        owner="w")
+        task = asyncio.create_task(worker.run())
+        try:
+            await until(lambda: _done(provider, 2))  # both edited, the first not yet recorded
+            assert provider.order == ["1.png", "2.png"]
+            assert (await ledger.get_job(first.id)).state is JobState.RUNNING
+            gate.set()
+            await until(lambda: _state(ledger, first.id, JobState.COMPLETED))
+            await until(lambda: _state(ledger, second.id, JobState.COMPLETED))
+        finally:
+            gate.set()
+            await worker.stop()
+            await task
+        assert worker.inflight == 0
+
     async def test_stop_waits_for_a_claim_in_flight(self, parts):
         """A claim that returns after stop() began is drained, not orphaned."""
         ledger, _, _provider, pipeline = parts
