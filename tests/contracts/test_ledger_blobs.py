@@ -43,23 +43,30 @@ async def test_blobs_live_apart_and_go_with_the_job(tmp_path):
     path = tmp_path / "ledger.db"
     ledger = await _opened(path, "me")
     try:
-        await ledger.create_jobs([_job("j1", b"IMAGE" * 1000)])
+        await ledger.create_jobs([_job("j1", b"IMAGE" * 20_000)])
         with sqlite3.connect(path) as db:  # neither row holds the image: a file beside does
             assert db.execute("SELECT input_data FROM jobs").fetchone() == (None,)
             [(size, name)] = db.execute("SELECT length(data), spool FROM job_inputs").fetchall()
         assert size == 0
         file = tmp_path / "ledger.db.uploads" / name
-        assert file.read_bytes() == b"IMAGE" * 1000
+        assert file.read_bytes() == b"IMAGE" * 20_000
         assert file.stat().st_mode & 0o777 == 0o600
-        [job] = await ledger.claim_jobs("me", 1, 60)
-        assert job.input_data == b"IMAGE" * 1000 and not job.input_base64
+        # A small image costs less in the database's pages than a file and a sync.
+        await ledger.create_jobs([_job("small", b"tiny")])
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT data, spool FROM job_inputs WHERE job_id = 'small'"
+                              ).fetchone() == (b"tiny", None)
+        assert len(list((tmp_path / "ledger.db.uploads").iterdir())) == 1
+        [job, small] = await ledger.claim_jobs("me", 2, 60)
+        assert job.input_data == b"IMAGE" * 20_000 and not job.input_base64
+        assert small.input_data == b"tiny"
         got = await ledger.get_job("j1")
-        assert got is not None and got.input_data == b"IMAGE" * 1000
+        assert got is not None and got.input_data == b"IMAGE" * 20_000
         body = b'{"big":"' + b"A" * 100_000 + b'"}'
         assert await ledger.complete_job("j1", "me", RESULT, [NewDelivery(
             kind="callback", url="http://cb.example/x", body=body)])
         with sqlite3.connect(path) as db:
-            assert db.execute("SELECT count(*) FROM job_inputs").fetchone() == (0,)
+            assert db.execute("SELECT job_id FROM job_inputs").fetchall() == [("small",)]
             assert db.execute("SELECT length(body) FROM deliveries").fetchone() == (0,)
             [(body_size, body_file)] = db.execute(
                 "SELECT length(body), spool FROM delivery_bodies").fetchall()
@@ -109,11 +116,12 @@ async def test_upload_files_follow_their_rows(tmp_path):
     uploads = tmp_path / "ledger.db.uploads"
     ledger = await _opened(path, "me")
     try:
-        await ledger.create_jobs([_job("a", b"A" * 100)])
-        [(created, new)] = await ledger.create_jobs([_job("a", b"B" * 100)])  # same id again
+        big = 100_000
+        await ledger.create_jobs([_job("a", b"A" * big)])
+        [(created, new)] = await ledger.create_jobs([_job("a", b"B" * big)])  # same id again
         assert not new and created.id == "a"
-        assert [f.read_bytes() for f in uploads.iterdir()] == [b"A" * 100]
-        bad = _job("b", b"C" * 100)
+        assert [f.read_bytes() for f in uploads.iterdir()] == [b"A" * big]
+        bad = _job("b", b"C" * big)
         bad.recipe = None  # type: ignore[assignment]  # refused inside the transaction
         try:
             await ledger.create_jobs([bad])

@@ -57,8 +57,9 @@ T = TypeVar("T")
 #: write: one atomic transaction; single: one statement, atomic by itself (no BEGIN/COMMIT
 #: round trips where the database allows); read: no transaction; snapshot: one consistent view.
 Mode = Literal["write", "single", "read", "snapshot"]
-#: Callback bodies this large (a base64 result) are kept in a file beside a SQLite ledger.
-SPOOL_BODIES_FROM = 64 * 1024
+#: Values this large (an uploaded photo, a callback with a base64 result) are kept in a file
+#: beside a SQLite ledger; smaller ones cost less in its pages than a file and a sync.
+SPOOL_FROM = 64 * 1024
 Body = Callable[..., Tx[T]]
 
 
@@ -241,7 +242,8 @@ class Ledger:
     async def _spool(self, jobs: Sequence[NewJob]) -> dict[int, str]:
         """Write the jobs' images to files beside the ledger, if it keeps them there."""
         spool = self._driver.spool
-        at = [i for i, job in enumerate(jobs) if job.input_data is not None]
+        at = [i for i, job in enumerate(jobs)
+              if job.input_data is not None and len(job.input_data) >= SPOOL_FROM]
         if spool is None or not at:
             return {}
         names = await spool.put([jobs[i].input_data or b"" for i in at])
@@ -252,7 +254,7 @@ class Ledger:
         """Large bodies (a base64 result) written to files beside the ledger, if it keeps
         them there: the deliveries that name them instead, and the files' names."""
         spool = self._driver.spool
-        at = [i for i, x in enumerate(deliveries) if len(x.body) >= SPOOL_BODIES_FROM]
+        at = [i for i, x in enumerate(deliveries) if len(x.body) >= SPOOL_FROM]
         if spool is None or not at:
             return deliveries, []
         names = await spool.put([deliveries[i].body for i in at])
