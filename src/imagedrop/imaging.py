@@ -157,6 +157,7 @@ _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 # How much of canonical base64 is decoded to read the image's header (a JPEG's markers come
 # before its pixels; an EXIF thumbnail or ICC profile can push them past the first).
 _HEADS = (16 * 1024, 128 * 1024)
+_HEAD_FORMATS = frozenset({"image/png", "image/jpeg", "image/webp"})
 
 
 def accept_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Upload:
@@ -164,7 +165,10 @@ def accept_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Upload
     decoding canonical base64 (what nearly every caller sends): its alphabet and padding are
     checked in C passes and only the head that holds the header is decoded."""
     raw = checked_base64(text)
-    if raw is not None and len(raw) // 4 * 3 - raw[-2:].count(b"=") <= max_bytes:
+    # Only formats whose header Pillow reads in order, failing when it is cut short; others
+    # (TIFF, AVIF) jump to offsets and would pass a cut head with defaults: decoded whole.
+    if (raw is not None and len(raw) // 4 * 3 - raw[-2:].count(b"=") <= max_bytes
+            and sniff_base64(raw) in _HEAD_FORMATS):
         for head in _HEADS:
             if head >= len(raw):
                 break

@@ -72,7 +72,7 @@ class Worker:
 
     def _start(self, job: Job) -> None:
         def edited(job_id: str = job.id) -> None:
-            if job_id in self._editing:
+            if job_id in self._editing and self._inflight.get(job_id) is task:
                 self._editing.discard(job_id)
                 self._slot_freed.set()
 
@@ -82,8 +82,11 @@ class Worker:
         self._editing.add(job.id)
 
         def done(task: asyncio.Task[object], job_id: str = job.id) -> None:
-            self._inflight.pop(job_id, None)
-            edited(job_id)
+            # Only our own entry: the job may have been claimed again (a retry due at once)
+            # while this task was still recording, and that run is another task.
+            if self._inflight.get(job_id) is task:
+                edited(job_id)
+                del self._inflight[job_id]
             if not task.cancelled() and task.exception() is not None:
                 # Pipeline.run records every outcome itself; reaching here is a bug, and the
                 # job's lease will lapse and it will run again. Say so loudly.

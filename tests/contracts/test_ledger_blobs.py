@@ -121,6 +121,7 @@ async def test_upload_files_follow_their_rows(tmp_path):
         [(created, new)] = await ledger.create_jobs([_job("a", b"B" * big)])  # same id again
         assert not new and created.id == "a"
         assert [f.read_bytes() for f in uploads.iterdir()] == [b"A" * big]
+        [created_file] = [f.name for f in uploads.iterdir()]
         bad = _job("b", b"C" * big)
         bad.recipe = None  # type: ignore[assignment]  # refused inside the transaction
         try:
@@ -131,16 +132,61 @@ async def test_upload_files_follow_their_rows(tmp_path):
             raise AssertionError("a job without a recipe was recorded")
         assert len(list(uploads.iterdir())) == 1
         # A crash between a file and its row leaves an orphan; an old one is tidied away.
+        # What is not ours (a desktop's .DS_Store, an editor's backup) is left alone.
         orphan = uploads / "0123456789abcdef0123456789abcdef"
         orphan.write_bytes(b"lost")
+        (uploads / ".DS_Store").write_bytes(b"x")
+        (uploads / "notes.txt").write_bytes(b"x")
         assert await ledger.tidy_spool(older_than=3600) == 0  # too young to judge
         for f in uploads.iterdir():
             os.utime(f, (time.time() - 7200, time.time() - 7200))
         assert await ledger.tidy_spool(older_than=3600) == 1
-        assert not orphan.exists() and len(list(uploads.iterdir())) == 1
+        assert not orphan.exists()
+        assert sorted(f.name for f in uploads.iterdir() if f.name != created_file) == [
+            ".DS_Store", "notes.txt"]
+        for name in (".DS_Store", "notes.txt"):
+            (uploads / name).unlink()
         # The kept file is gone now (someone deleted it): the job claims with no image.
         next(uploads.iterdir()).unlink()
         [job] = await ledger.claim_jobs("me", 1, 60)
         assert job.id == "a" and job.input_data is None
+    finally:
+        await ledger.close()
+
+
+async def test_an_unreadable_file_fails_only_its_own_job(tmp_path):
+    """One upload file that cannot be read (here: replaced by a link) does not hold up the
+    other jobs claimed with it: that job alone comes without its image."""
+    path = tmp_path / "ledger.db"
+    ledger = await _opened(path, "me")
+    try:
+        await ledger.create_jobs([_job("a", b"A" * 100_000)])
+        await ledger.create_jobs([_job("b", b"B" * 100_000)])
+        with sqlite3.connect(path) as db:
+            [(name,)] = db.execute("SELECT spool FROM job_inputs WHERE job_id = 'a'").fetchall()
+        target = tmp_path / "ledger.db.uploads" / name
+        target.unlink()
+        target.symlink_to(tmp_path / "ledger.db")
+        claimed = {job.id: job for job in await ledger.claim_jobs("me", 5, 60)}
+        assert claimed["a"].input_data is None
+        assert claimed["b"].input_data == b"B" * 100_000
+    finally:
+        await ledger.close()
+
+
+async def test_with_synchronous_normal_a_completed_image_waits_for_the_sweep(tmp_path):
+    """A commit that may still roll back (synchronous=normal) must not take the image with it:
+    the file stays until the sweep finds no row naming it."""
+    ledger = open_ledger(f"sqlite:///{tmp_path}/ledger.db?synchronous=normal")
+    await ledger.open()
+    try:
+        await ledger.register_owner("me")
+        await ledger.create_jobs([_job("j", b"J" * 100_000)])
+        await ledger.claim_jobs("me", 1, 60)
+        assert await ledger.complete_job("j", "me", RESULT, [])
+        [file] = (tmp_path / "ledger.db.uploads").iterdir()
+        os.utime(file, (time.time() - 7200, time.time() - 7200))
+        assert await ledger.tidy_spool(older_than=3600) == 1
+        assert not file.exists()
     finally:
         await ledger.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import random
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -130,6 +131,33 @@ class TestAcceptBase64:
         upload = imaging.accept_base64_image(text, **LIMITS)
         assert upload.data == data
         assert upload.facts == imaging.ImageFacts("image/png", 40, 30)
+
+    def test_formats_read_by_offset_are_decoded_whole(self) -> None:
+        """A TIFF's tags may point past any head: cut short, Pillow would fill in defaults and
+        pass an image that decoding everything refuses. Such formats are decoded at once."""
+        far, w, h = 200_000, 16, 16
+        entries = [struct.pack("<HHII", *e) for e in (
+            (256, 4, 1, w), (257, 4, 1, h), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+            (273, 4, 1, 1000), (277, 3, 1, 1), (278, 4, 1, h), (279, 4, 1, w * h),
+            (339, 3, 3, far))]  # SampleFormat, stored out of line, far away
+        data = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
+                         + b"".join(entries) + struct.pack("<I", 0))
+        data += b"\x00" * (1000 - len(data)) + b"\x80" * (w * h)
+        data += b"\x00" * (far - len(data)) + struct.pack("<HHH", 3, 3, 3) + b"\x00" * 100
+        text = base64.b64encode(bytes(data)).decode()
+        try:
+            expected: object = imaging.inspect_image(
+                imaging.decode_base64_image(text, **{"max_bytes": LIMITS["max_bytes"]}),
+                **LIMITS)
+        except ImageRejected as exc:
+            expected = str(exc)
+        try:
+            upload = imaging.accept_base64_image(text, **LIMITS)
+            got: object = upload.facts
+            assert not upload.base64
+        except ImageRejected as exc:
+            got = str(exc)
+        assert got == expected
 
     def test_refusals_match_decoding_everything(self) -> None:
         bomb = base64.b64encode(images.png_header_only_huge()).decode()

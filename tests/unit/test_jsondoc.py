@@ -19,6 +19,7 @@ from imagedrop import jsondoc
     (b"NaN", "NaN is not a JSON number"),
     (b'{"a": -Infinity}', "Infinity"),
     (b"{not json", "Expecting property name"),
+    (b"[" + b"9" * 5000 + b"]", "too long"),
 ])
 def test_refused_with_reason(raw: bytes, why: str) -> None:
     with pytest.raises(jsondoc.JsonRefused, match=why) as info:
@@ -36,3 +37,9 @@ def test_accepted(raw: bytes, value: object) -> None:
     decoded = jsondoc.loads(raw)
     if value is not None:
         assert decoded == value
+
+
+def test_integers_past_64_bits_stay_exact() -> None:
+    # The fast parser rounds them to floats; the standard one keeps them.
+    assert jsondoc.loads(b'{"x": 18446744073709551616}') == {"x": 18446744073709551616}
+    assert jsondoc.loads(b'[100000000000000000001, 1e20]') == [100000000000000000001, 1e20]

@@ -321,7 +321,9 @@ class Ledger:
         except Exception:
             await self._unspool(written)
             raise
-        await self._unspool(([spool] if spool is not None else []) + ([] if done else written))
+        durable = self._driver.spool is not None and self._driver.spool.commits_durable
+        await self._unspool(([spool] if spool is not None and durable else [])
+                            + ([] if done else written))
         return bool(done)
 
     async def fail_job(self, job_id: str, owner: str, error: str,

@@ -260,6 +260,8 @@ _V7 = """
 ALTER TABLE job_inputs ADD COLUMN encoding TEXT NOT NULL DEFAULT 'bytes';
 ALTER TABLE job_inputs ADD COLUMN spool TEXT;
 ALTER TABLE delivery_bodies ADD COLUMN spool TEXT;
+CREATE INDEX job_inputs_spool ON job_inputs (spool) WHERE spool IS NOT NULL;
+CREATE INDEX delivery_bodies_spool ON delivery_bodies (spool) WHERE spool IS NOT NULL;
 """
 
 

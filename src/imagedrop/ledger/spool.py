@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import stat
 import time
 import uuid
 from collections.abc import Iterable
@@ -19,14 +21,18 @@ from pathlib import Path
 
 from imagedrop.errors import TransientError
 
+_NAME = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: what `_write` names files
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Spool:
     """A directory of upload files (created on first use, private to the service's user)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, commits_durable: bool = True) -> None:
         self.directory = directory
+        # False when the database may lose its last commits (synchronous=normal): a file is
+        # then deleted only by `stale`'s sweep, never right after a commit that may roll back.
+        self.commits_durable = commits_durable
         self._made = 0  # files created so far, and how many of them a directory sync covers
         self._synced = 0
         self._sync_lock = asyncio.Lock()
@@ -97,40 +103,51 @@ class Spool:
             self._synced = max(self._synced, covered)
 
     def _read(self, names: list[str]) -> dict[str, bytes]:
+        # Each file on its own: one that cannot be read (gone, a link, not a regular file, an
+        # I/O error) is left out and fails only its own job or delivery, saying so.
         out: dict[str, bytes] = {}
         for name in names:
+            if not _NAME.fullmatch(name):
+                continue
             try:
-                fd = os.open(self.directory / _checked(name), os.O_RDONLY | os.O_NOFOLLOW)
-            except FileNotFoundError:
+                fd = os.open(self.directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
                 continue
             with os.fdopen(fd, "rb") as f:
-                out[name] = f.read()
+                try:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):
+                        out[name] = f.read()
+                except OSError:
+                    pass
         return out
 
     def _unlink(self, names: list[str]) -> None:
         for name in names:
-            (self.directory / _checked(name)).unlink(missing_ok=True)
+            if _NAME.fullmatch(name):
+                (self.directory / name).unlink(missing_ok=True)
 
     def _stale(self, before: float) -> list[str]:
         try:
             entries = list(os.scandir(self.directory))
         except FileNotFoundError:
             return []
-        return [e.name for e in entries if e.is_file(follow_symlinks=False)
-                and e.stat(follow_symlinks=False).st_mtime < before]
+        stale = []
+        for entry in entries:  # only our own names: anything else here is left alone
+            if not _NAME.fullmatch(entry.name):
+                continue
+            try:
+                if (entry.is_file(follow_symlinks=False)
+                        and entry.stat(follow_symlinks=False).st_mtime < before):
+                    stale.append(entry.name)
+            except FileNotFoundError:  # deleted while we looked (a job completed)
+                continue
+        return stale
 
 
 def _transient(what: str, exc: OSError) -> TransientError:
     # The reason only (e.g. "No space left on device"): never the server's path.
     return TransientError(f"an uploaded image or callback body could not be {what}: "
                           f"{exc.strerror or type(exc).__name__}")
-
-
-def _checked(name: str) -> str:
-    # Names come from our own rows; refuse anything that could leave the directory anyway.
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"not a spool file name: {name!r}")
-    return name
 
 
 def _fsync_dir(directory: Path) -> None:

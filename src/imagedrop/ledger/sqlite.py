@@ -106,7 +106,8 @@ class SqliteDriver:
         self._owners_dir = None if path == MEMORY else Path(f"{path}.owners")
         self._held: dict[int, int] = {}  # our own keys -> the descriptor holding the lock
         # Uploaded images go to files beside the database (`spool`), not through its pages.
-        self.spool = None if path == MEMORY else Spool(Path(f"{path}.uploads"))
+        self.spool = None if path == MEMORY else Spool(
+            Path(f"{path}.uploads"), commits_durable=synchronous in ("full", "extra"))
 
     async def open(self, on_work: Callable[[], None]) -> None:
         # Other processes on this file are not heard: they are found by polling.
