@@ -197,7 +197,7 @@ class Ledger:
         """Record jobs; for a dedupe_key already recorded, return that job and False."""
         if not jobs:
             return []
-        spooled = await self._spool(jobs)
+        spooled = await self._put_large([job.input_data for job in jobs])
         try:
             created = await self._run("write", tx_jobs.create_jobs, jobs, spooled,
                                       wake=_any_new)
@@ -239,37 +239,33 @@ class Ledger:
         await spool.remove(name for name in names if name not in kept)
         return len(names) - len(kept)
 
-    async def _spool(self, jobs: Sequence[NewJob]) -> dict[int, str]:
-        """Write the jobs' images to files beside the ledger, if it keeps them there."""
+    async def _put_large(self, values: Sequence[bytes | None]) -> dict[int, str]:
+        """Write the values of `SPOOL_FROM` bytes or more to files beside the ledger, if it
+        keeps them there: the files' names by the values' positions."""
         spool = self._driver.spool
-        at = [i for i, job in enumerate(jobs)
-              if job.input_data is not None and len(job.input_data) >= SPOOL_FROM]
+        at = [i for i, v in enumerate(values) if v is not None and len(v) >= SPOOL_FROM]
         if spool is None or not at:
             return {}
-        names = await spool.put([jobs[i].input_data or b"" for i in at])
+        names = await spool.put([values[i] or b"" for i in at])
         return dict(zip(at, names, strict=True))
+
+    async def _read_files(self, names: list[str]) -> dict[str, bytes]:
+        """The files' contents by name (one that cannot be read is left out)."""
+        spool = self._driver.spool
+        return {} if spool is None or not names else await spool.get(names)
 
     async def _spool_bodies(self, deliveries: list[NewDelivery]
                             ) -> tuple[list[NewDelivery], list[str]]:
         """Large bodies (a base64 result) written to files beside the ledger, if it keeps
         them there: the deliveries that name them instead, and the files' names."""
-        spool = self._driver.spool
-        at = [i for i, x in enumerate(deliveries) if len(x.body) >= SPOOL_FROM]
-        if spool is None or not at:
-            return deliveries, []
-        names = await spool.put([deliveries[i].body for i in at])
-        out = list(deliveries)
-        for i, name in zip(at, names, strict=True):
-            out[i] = replace(out[i], body=b"", spool=name)
-        return out, names
+        written = await self._put_large([x.body for x in deliveries])
+        out = [replace(x, body=b"", spool=written[i]) if i in written else x
+               for i, x in enumerate(deliveries)]
+        return out, list(written.values())
 
     async def _bodies(self, deliveries: list[Delivery]) -> list[Delivery]:
         """`deliveries` with the bodies kept in files read (a missing file leaves it empty)."""
-        spool = self._driver.spool
-        names = [x.spool for x in deliveries if x.spool is not None]
-        if spool is None or not names:
-            return deliveries
-        found = await spool.get(names)
+        found = await self._read_files([x.spool for x in deliveries if x.spool is not None])
         return [replace(x, body=found.get(x.spool, b"")) if x.spool is not None else x
                 for x in deliveries]
 
@@ -280,9 +276,7 @@ class Ledger:
     async def _unspooled(self, jobs: list[Job], spooled: dict[str, str]) -> list[Job]:
         """`jobs` with the images read from their files (a job whose file is gone keeps None:
         it fails saying its image is no longer stored)."""
-        if not spooled or self._driver.spool is None:
-            return jobs
-        found = await self._driver.spool.get(list(spooled.values()))
+        found = await self._read_files(list(spooled.values()))
         return [replace(job, input_data=found.get(spooled[job.id]))
                 if job.id in spooled else job for job in jobs]
 
