@@ -96,17 +96,14 @@ class Pipeline:
                     raise PermanentError(
                         f"gave up after {job.attempts - 1} attempts that never finished "
                         "(the process stopped while working on this image each time)")
-                result = await self._execute(job)
+                result, error = await self._execute(job), None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is recorded; the service keeps serving
-                if edited is not None:
-                    edited()
-                outcome = await self.outcomes.record(job, owner, None, exc)
-            else:
-                if edited is not None:
-                    edited()
-                outcome = await self.outcomes.record(job, owner, result, None)
+                result, error = None, exc
+            if edited is not None:
+                edited()
+            outcome = await self.outcomes.record(job, owner, result, error)
             log.info(
                 "job_" + outcome.state, reason=outcome.reason,
                 seconds=round(self.clock() - started, 3),
