@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any, Literal, Protocol, TypeVar
+from functools import partial
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from imagedrop.ledger import tx_batches, tx_budgets, tx_drops, tx_jobs, tx_listings, tx_owners
 from imagedrop.ledger._grouping import GroupWriter
@@ -32,28 +33,18 @@ from imagedrop.ledger.sql import Tx
 from imagedrop.payloads import BatchSummary
 from imagedrop.recipes import JobResult
 from imagedrop.records import (
-    Batch,
-    BatchProgress,
-    BudgetLimit,
-    BudgetTake,
     Delivery,
     DeliveryAttempt,
-    DeliveryFilter,
-    DeliveryLog,
     DeliveryState,
     DropItem,
     Job,
-    JobFilter,
-    JobState,
-    NewBatch,
     NewDelivery,
     NewJob,
-    Page,
     Requeued,
-    SubscriberState,
 )
 
 T = TypeVar("T")
+P = ParamSpec("P")
 #: write: one atomic transaction; single: one statement, atomic by itself (no BEGIN/COMMIT
 #: round trips where the database allows); read: no transaction; snapshot: one consistent view.
 Mode = Literal["write", "single", "read", "snapshot"]
@@ -107,6 +98,38 @@ def _first(result: tuple[object, ...]) -> bool:
 
 def _any_new(result: list[tuple[Job, bool]]) -> bool:
     return any(new for _, new in result)
+
+
+def _page(result: Requeued[Any]) -> bool:
+    return bool(result.items)
+
+
+class Op(Generic[P, T]):
+    """A ledger method that runs one transaction body as it stands: the method takes what the
+    body takes after the dialect and the clock (the body's signature and docstring are the
+    method's); `mode` and `wake` are the ledger's policy (see `Ledger._run`)."""
+
+    def __init__(self, mode: Mode, body: Callable[Concatenate[Dialect, float, P], Tx[T]],
+                 wake: Callable[[T], bool] | None = None) -> None:
+        self.mode, self.body, self.wake = mode, body, wake
+        self.__doc__ = body.__doc__
+
+    @overload
+    def __get__(self, ledger: None, owner: type) -> Op[P, T]: ...
+    @overload
+    def __get__(self, ledger: Ledger, owner: type) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, ledger: Ledger | None, owner: type
+                ) -> Op[P, T] | Callable[P, Awaitable[T]]:
+        if ledger is None:
+            return self
+
+        async def method(*args: P.args, **kwargs: P.kwargs) -> T:
+            body: Body[T] = partial(self.body, **kwargs) if kwargs else self.body
+            return await ledger._run(self.mode, body, *args, wake=self.wake)
+
+        method.__name__ = method.__qualname__ = self.body.__name__
+        method.__doc__ = self.__doc__
+        return method
 
 
 class Ledger:
@@ -168,9 +191,7 @@ class Ledger:
         """Whether an owner seen dead once is dead (else look twice: see `liveness.Reaper`)."""
         return self._driver.steady_liveness
 
-    async def dead_owners(self, me: str) -> list[str]:
-        """Registered owners other than `me` whose process is gone."""
-        return await self._run("read", tx_owners.dead_owners, me)
+    dead_owners = Op("read", tx_owners.dead_owners)
 
     async def take_over(self, owners: list[str]) -> int:
         """Expire every lease of these dead owners so their work is claimed at once, and forget
@@ -182,14 +203,8 @@ class Ledger:
         await self._driver.forget_liveness(keys)
         return freed
 
-    async def claim_sweep(self, bucket: str, owner: str, lease_seconds: float) -> bool:
-        """Hold the sweep of `bucket` for `owner` (renewing it): True while it is ours. One
-        replica sweeps a bucket; another takes over once the sweeper is dead."""
-        return await self._run("single", tx_owners.claim_sweep, bucket, owner, lease_seconds)
-
-    async def release_sweeps(self, owner: str) -> int:
-        """Give back the sweeps `owner` holds (graceful stop)."""
-        return await self._run("single", tx_owners.release_sweeps, owner)
+    claim_sweep = Op("single", tx_owners.claim_sweep)
+    release_sweeps = Op("single", tx_owners.release_sweeps)
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -286,22 +301,8 @@ class Ledger:
         if job_ids:
             await self._run("write", tx_jobs.renew_leases, owner, job_ids, lease_seconds)
 
-    async def claim_version(self, version_key: str, job_id: str, lease_seconds: float
-                            ) -> str | None:
-        """Hold an object version (+ recipe) for the running job `job_id`, so that no other job
-        edits it meanwhile: None when this job holds it now, else the id of the live holder.
-
-        A lease that lapsed (its holder's process died) or whose holder is no longer running
-        is taken over; the same job claiming again keeps it. Renewed by `renew_leases`;
-        released with the job's outcome (`complete_job`, `fail_job`, `retry_job`, `defer_job`,
-        `release_jobs`) in the same transaction, or by `release_version`.
-        """
-        return await self._run("write", tx_jobs.claim_version, version_key, job_id,
-                               lease_seconds)
-
-    async def release_version(self, version_key: str, job_id: str) -> None:
-        """Give back a version `job_id` holds (nothing if another job holds it)."""
-        await self._run("single", tx_jobs.release_version, version_key, job_id)
+    claim_version = Op("write", tx_jobs.claim_version)
+    release_version = Op("single", tx_jobs.release_version)
 
     async def complete_job(self, job_id: str, owner: str, result: JobResult,
                            deliveries: list[NewDelivery]) -> bool:
@@ -326,16 +327,10 @@ class Ledger:
         return await self._run("write", tx_jobs.fail_job, job_id, owner, error, deliveries,
                                wake=_any if deliveries else None)
 
-    async def retry_job(self, job_id: str, owner: str, error: str, run_after: float) -> bool:
-        """Put a running job back in the queue, due at `run_after`; False if not owned."""
-        return await self._run("write", tx_jobs.retry_job, job_id, owner, error, run_after,
-                               wake=_any)
-
-    async def defer_job(self, job_id: str, owner: str, run_after: float, reason: str) -> bool:
-        """Put a running job back in the queue, due at `run_after`, giving back the attempt its
-        claim counted (it waits for another job; it did not fail); False if not owned."""
-        # No wake-up: the job is not due before `run_after`.
-        return await self._run("write", tx_jobs.defer_job, job_id, owner, run_after, reason)
+    retry_job = Op("write", tx_jobs.retry_job, wake=_any)
+    defer_job = Op("write", tx_jobs.defer_job)  # not due before run_after: no wake-up
+    release_jobs = Op("write", tx_jobs.release_jobs, wake=_any)
+    list_jobs = Op("read", tx_jobs.list_jobs)
 
     async def hold_job(self, job_id: str, owner: str, until: float, reason: str,
                        deliveries: list[NewDelivery] | None = None) -> bool:
@@ -347,75 +342,21 @@ class Ledger:
 
     # -- budgets ------------------------------------------------------------------------------
 
-    async def take_budget(self, limits: Sequence[BudgetLimit], usd: float, *,
-                          count: bool = True, folder: str | None = None) -> BudgetTake:
-        """Count one edit expected to cost `usd` against every budget of `limits` (today, UTC),
-        all or none: the day counted on, and the budget it would take past its limit if any.
-        `count` False: only look (an early check that saves a download and a rate slot)."""
-        return await self._run("write", tx_budgets.take_budget, limits, usd, count, folder)
-
-    async def settle_budget(self, scopes: Sequence[str], day: str, usd: float,
-                            edits: int = 0) -> None:
-        """Correct `day`'s usage of `scopes` by `usd` dollars and `edits` edits."""
-        await self._run("write", tx_budgets.settle_budget, scopes, day, usd, edits)
-
-    async def budget_usage(self, scope: str, day: str) -> tuple[int, float]:
-        """Edits and dollars counted against `scope` on `day` (YYYY-MM-DD, UTC)."""
-        return await self._run("read", tx_budgets.budget_usage, scope, day)
-
-    async def budget_day(self, day: str) -> list[tuple[str, int, float]]:
-        """Every budget's (scope, edits, dollars) on `day` (YYYY-MM-DD, UTC)."""
-        return await self._run("read", tx_budgets.budget_day, day)
-
-    async def release_held(self) -> int:
-        """Queue again the held jobs whose budget day has begun; returns how many."""
-        return await self._run("single", tx_budgets.release_held, wake=_any)
-
-    async def release_jobs(self, owner: str) -> int:
-        """Give back every job `owner` holds (graceful shutdown), each with the attempt its
-        claim counted; returns how many."""
-        return await self._run("write", tx_jobs.release_jobs, owner, wake=_any)
-
-    async def list_jobs(self, *, batch_id: str | None = None, state: JobState | None = None,
-                        limit: int = 1000) -> list[Job]:
-        """Jobs filtered by batch and/or state, oldest first (input_data left out)."""
-        return await self._run("read", tx_jobs.list_jobs, batch_id, state, limit)
+    take_budget = Op("write", tx_budgets.take_budget)
+    settle_budget = Op("write", tx_budgets.settle_budget)
+    budget_usage = Op("read", tx_budgets.budget_usage)
+    budget_day = Op("read", tx_budgets.budget_day)
+    release_held = Op("single", tx_budgets.release_held, wake=_any)
 
     # -- batches --------------------------------------------------------------------------
 
-    async def create_batch(self, batch: NewBatch) -> Batch:
-        """Record a batch."""
-        return await self._run("write", tx_batches.create_batch, batch, wake=_any)
-
-    async def get_batch(self, batch_id: str) -> Batch | None:
-        """One batch, or None."""
-        return await self._run("read", tx_batches.get_batch, batch_id)
-
-    async def claim_listing(self, owner: str, lease_seconds: float) -> Batch | None:
-        """Lease one batch whose listing is unfinished (new, or its lister died)."""
-        return await self._run("single", tx_batches.claim_listing, owner, lease_seconds)
-
-    async def release_listings(self, owner: str) -> int:
-        """Give back the unfinished listings `owner` holds (graceful stop): another lister
-        resumes them from their cursor at once instead of after the lease."""
-        return await self._run("single", tx_batches.release_listings, owner, wake=_any)
-
-    async def add_batch_jobs(self, batch_id: str, owner: str, jobs: list[NewJob], cursor: str,
-                             done: bool) -> int:
-        """Record one listed page's jobs (they get this batch's id) and advance the cursor
-        atomically; returns new jobs. Also renews the listing lease (`done` ends it); adds
-        nothing, and raises nothing, if the lease was lost."""
-        return await self._run("write", tx_batches.add_batch_jobs, batch_id, owner, jobs,
-                               cursor, done, wake=_any)
-
-    async def batch_progress(self, batch_id: str) -> BatchProgress:
-        """Counts over the batch's jobs; raises `NotFound` for an unknown batch."""
-        return await self._run("snapshot", tx_batches.batch_progress, batch_id)
-
-    async def finishable_batches(self, limit: int = 100) -> list[str]:
-        """Batches whose listing is done and whose jobs are all final but that are not closed
-        (their closer died between the last outcome and the summary): to be closed now."""
-        return await self._run("read", tx_batches.finishable_batches, limit)
+    create_batch = Op("write", tx_batches.create_batch, wake=_any)
+    get_batch = Op("read", tx_batches.get_batch)
+    claim_listing = Op("single", tx_batches.claim_listing)
+    release_listings = Op("single", tx_batches.release_listings, wake=_any)
+    add_batch_jobs = Op("write", tx_batches.add_batch_jobs, wake=_any)
+    batch_progress = Op("snapshot", tx_batches.batch_progress)
+    finishable_batches = Op("read", tx_batches.finishable_batches)
 
     async def finish_batch(self, batch_id: str, summary: BatchSummary,
                            deliveries: list[NewDelivery]) -> bool:
@@ -441,92 +382,29 @@ class Ledger:
     async def _record_drops(self, items: Sequence[DropItem]) -> list[tuple[Job, bool]]:
         return await self._run("write", tx_drops.record_drops, items, wake=_any_new)
 
-    async def close_settled_batches(self) -> list[str]:
-        """Mark drop batches whose settle deadline passed as complete; returns their ids."""
-        return await self._run("single", tx_drops.close_settled_batches)
+    close_settled_batches = Op("single", tx_drops.close_settled_batches)
 
-    async def versions_with_jobs(self, bucket: str, versions: list[tuple[str, str]]
-                                 ) -> set[tuple[str, str]]:
-        """Which (key, etag) object versions of a bucket already have a job, of any recipe."""
-        if not versions:
-            return set()
-        return await self._run("read", tx_drops.versions_with_jobs, bucket, versions)
-
-    async def completed_versions(self, version_keys: list[str]) -> set[str]:
-        """Which of `version_keys` have a completed edit (a dry run counts them as done)."""
-        return await self._run("read", tx_drops.completed_versions, version_keys)
-
-    async def find_completed_version(self, version_key: str) -> Job | None:
-        """The latest completed job that edited this object version with this recipe."""
-        return await self._run("read", tx_drops.find_completed_version, version_key)
-
-    async def blocked_jobs(self, bucket: str, manifest_key: str, etag: str, limit: int = 200
-                           ) -> list[Job]:
-        """Failed jobs that a broken version of this manifest (not version `etag`) blocked."""
-        return await self._run("read", tx_drops.blocked_jobs, bucket, manifest_key, etag, limit)
+    versions_with_jobs = Op("read", tx_drops.versions_with_jobs)
+    completed_versions = Op("read", tx_drops.completed_versions)
+    find_completed_version = Op("read", tx_drops.find_completed_version)
+    blocked_jobs = Op("read", tx_drops.blocked_jobs)
 
     async def unblock(self, job_ids: list[str]) -> None:
         """These jobs are healed (or no longer concern their manifest): not blocked any more."""
         if job_ids:
             await self._run("write", tx_drops.unblock, job_ids)
 
-    async def requeue_jobs(
-        self, *, job_ids: list[str] | None = None, batch_id: str | None = None,
-        bucket: str | None = None, prefix: str | None = None, include_completed: bool = False,
-        limit: int = 1000,
-    ) -> Requeued[Job]:
-        """Queue final jobs again (failed ones; completed ones too when include_completed,
-        bumping their generation so the edit is redone), at most `limit` of them, oldest
-        first: the answer says whether more matched (call again for the next page). Their
-        finished batches reopen, so each sends a fresh summary. At least one filter is
-        required."""
-        return await self._run("write", tx_drops.requeue_jobs, job_ids, batch_id, bucket,
-                               prefix, include_completed, max(1, limit),
-                               wake=lambda page: bool(page.items))
-
-    async def requeue_deliveries(
-        self, *, delivery_ids: list[str] | None = None, job_id: str | None = None,
-        batch_id: str | None = None, url: str | None = None, since: float | None = None,
-        limit: int = 1000,
-    ) -> Requeued[Delivery]:
-        """Make failed or disabled deliveries pending again: due now, a fresh retry schedule
-        (attempt history kept); at most `limit`, oldest first, the answer says whether more
-        matched. `url` and `since` (recorded at or after) select all failed deliveries to one
-        endpoint since a time. At least one filter is required."""
-        return await self._run("write", tx_drops.requeue_deliveries, delivery_ids, job_id,
-                               batch_id, url, since, max(1, limit),
-                               wake=lambda page: bool(page.items))
-
-    async def disable_endpoint(self, url: str, reason: str) -> None:
-        """Stop delivering to a subscriber URL (it answered 410 Gone)."""
-        await self._run("single", tx_drops.disable_endpoint, url, reason)
-
-    async def enable_endpoint(self, url: str) -> bool:
-        """Deliver to a disabled subscriber URL again; False if it was not disabled."""
-        return await self._run("single", tx_drops.enable_endpoint, url)
-
-    async def disabled_endpoints(self, urls: list[str]) -> dict[str, str]:
-        """The given URLs that are disabled, with the reason."""
-        if not urls:
-            return {}
-        return await self._run("read", tx_drops.disabled_endpoints, urls)
+    requeue_jobs = Op("write", tx_drops.requeue_jobs, wake=_page)
+    requeue_deliveries = Op("write", tx_drops.requeue_deliveries, wake=_page)
+    disable_endpoint = Op("single", tx_drops.disable_endpoint)
+    enable_endpoint = Op("single", tx_drops.enable_endpoint)
+    disabled_endpoints = Op("read", tx_drops.disabled_endpoints)
 
     # -- provider limits shared by every replica ---------------------------------------------
 
-    async def take_edit_slot(self, key: str, per_minute: int) -> float:
-        """Take a slot of the edit rate `key` allows (`per_minute`, with a burst of one
-        second's worth, see `gcra.take_slot`): 0.0 when taken, else the seconds to wait
-        before asking again. Atomic across replicas."""
-        return await self._run("write", tx_drops.take_edit_slot, key, per_minute)
-
-    async def pause_provider(self, key: str, until: float, reason: str) -> None:
-        """Pause the provider `key` until `until` (a later deadline already set stays).
-        `reason` starts with the provider's error code: `billing_hard_limit_reached: …`."""
-        await self._run("single", tx_drops.pause_provider, key, until, reason)
-
-    async def provider_pause(self, key: str) -> tuple[float, str] | None:
-        """The pause in force for `key` as (until, reason), or None."""
-        return await self._run("read", tx_drops.provider_pause, key)
+    take_edit_slot = Op("write", tx_drops.take_edit_slot)
+    pause_provider = Op("single", tx_drops.pause_provider)
+    provider_pause = Op("read", tx_drops.provider_pause)
 
     # -- deliveries -----------------------------------------------------------------------
 
@@ -559,44 +437,14 @@ class Ledger:
         return await self._bodies(await self._run("read", tx_batches.list_deliveries, job_id,
                                                   batch_id))
 
-    async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
-        """Every recorded attempt of a delivery, in order."""
-        return await self._run("read", tx_batches.list_attempts, delivery_id)
+    list_attempts = Op("read", tx_batches.list_attempts)
 
     # -- listings for operators ------------------------------------------------------------
 
-    async def page_jobs(self, where: JobFilter, *, after: str | None = None, limit: int = 50
-                        ) -> Page[Job]:
-        """Jobs matching `where`, newest first, `limit` per page (input data left out);
-        `after` is the previous page's `next` (an InputError if it is not one)."""
-        return await self._run("read", tx_listings.page_jobs, where, after, max(1, limit))
-
-    async def page_deliveries(self, where: DeliveryFilter, *, after: str | None = None,
-                              limit: int = 50) -> Page[DeliveryLog]:
-        """Callback deliveries (bodies left out) with every attempt, newest first."""
-        return await self._run("snapshot", tx_listings.page_deliveries, where, after,
-                               max(1, limit))
-
-    async def page_subscribers(self, *, after: str | None = None, limit: int = 100
-                               ) -> Page[SubscriberState]:
-        """Every subscriber URL that was sent an event or is disabled, by URL, with its state."""
-        return await self._run("read", tx_listings.page_subscribers, after, max(1, limit))
-
-    async def ping(self) -> None:
-        """Answer a trivial query (readiness): raises what the database raises."""
-        await self._run("read", tx_listings.ping)
-
-    async def jobs_for_objects(self, bucket: str, keys: list[str]) -> dict[str, Job]:
-        """The newest job of each stored object named (the dashboard's folder cards)."""
-        if not keys:
-            return {}
-        return await self._run("read", tx_listings.jobs_for_objects, bucket, keys)
-
-    async def count_finished(self, state: JobState, since: float, cap: int = 1000) -> int:
-        """How many jobs became `state` (completed or failed) at or after `since` (at most
-        `cap`): the dashboard's edits per minute and failures per hour."""
-        return await self._run("read", tx_listings.count_finished, str(state), since, cap)
-
-    async def count_jobs(self, state: JobState) -> int:
-        """How many jobs are in `state` now (across every replica)."""
-        return await self._run("read", tx_listings.count_jobs, str(state))
+    page_jobs = Op("read", tx_listings.page_jobs)
+    page_deliveries = Op("snapshot", tx_listings.page_deliveries)
+    page_subscribers = Op("read", tx_listings.page_subscribers)
+    ping = Op("read", tx_listings.ping)
+    jobs_for_objects = Op("read", tx_listings.jobs_for_objects)
+    count_finished = Op("read", tx_listings.count_finished)
+    count_jobs = Op("read", tx_listings.count_jobs)

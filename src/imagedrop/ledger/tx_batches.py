@@ -43,6 +43,7 @@ from imagedrop.records import (
 
 
 def create_batch(d: Dialect, now: float, new: NewBatch) -> Tx[Batch]:
+    """Record a batch."""
     created = yield row(
         "INSERT INTO batches (id, kind, bucket, prefix, output_bucket, output_prefix, recipe,"
         " callback_url, listing_done, created_at, extra, group_key, request_id, traceparent)"
@@ -58,27 +59,32 @@ def create_batch(d: Dialect, now: float, new: NewBatch) -> Tx[Batch]:
 
 
 def get_batch(d: Dialect, now: float, batch_id: str) -> Tx[Batch | None]:
+    """One batch, or None."""
     found = yield row(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = :id", id=batch_id)
     return None if found is None else batch_from_row(found)
 
 
 def claim_listing(d: Dialect, now: float, owner: str, lease_seconds: float
                   ) -> Tx[Batch | None]:
-    """Lease the oldest batch still being listed whose lister is absent or lapsed (one whose
-    lister is writing a page right now is passed over)."""
+    """Lease the oldest batch still being listed (new, or its lister died); one whose lister
+    is writing a page right now is passed over."""
     claimed = yield row(d.claim_listing, now=now, owner=owner, expires=now + lease_seconds,
                         lease=float(lease_seconds))
     return None if claimed is None else batch_from_row(claimed)
 
 
 def release_listings(d: Dialect, now: float, owner: str) -> Tx[int]:
+    """Give back the unfinished listings `owner` holds (graceful stop): another lister
+    resumes them from their cursor at once instead of after the lease."""
     return int((yield count("UPDATE batches SET lease_owner = NULL, lease_expires = NULL"
                             " WHERE lease_owner = :owner AND NOT listing_done", owner=owner)))
 
 
 def add_batch_jobs(d: Dialect, now: float, batch_id: str, owner: str, jobs: Sequence[NewJob],
                    cursor: str, done: bool) -> Tx[int]:
-    """Record a listed page if `owner` still holds the listing; returns how many jobs are new.
+    """Record one listed page's jobs (they get this batch's id) and advance the cursor, if
+    `owner` still holds the listing; returns how many jobs are new. Also renews the listing
+    lease (`done` ends it); adds nothing, and raises nothing, if the lease was lost.
 
     "Holds" means lease_owner is still `owner`: a lapsed lease nobody took over is still safe
     to extend. The batch's row is read first (locked where rows lock), which orders this page
@@ -132,7 +138,9 @@ _UNFINISHED_JOBS = ("SELECT 1 FROM jobs WHERE batch_id = {}"
                     " AND state IN ('queued', 'running', 'held')")
 
 
-def finishable_batches(d: Dialect, now: float, limit: int) -> Tx[list[str]]:
+def finishable_batches(d: Dialect, now: float, limit: int = 100) -> Tx[list[str]]:
+    """Batches whose listing is done and whose jobs are all final but that are not closed
+    (their closer died between the last outcome and the summary): to be closed now."""
     found = yield rows(
         "SELECT id FROM batches b WHERE listing_done AND finished_at IS NULL"
         f" AND NOT EXISTS ({_UNFINISHED_JOBS.format('b.id')})"
@@ -217,6 +225,7 @@ def list_deliveries(d: Dialect, now: float, job_id: str | None, batch_id: str | 
 
 
 def list_attempts(d: Dialect, now: float, delivery_id: str) -> Tx[list[DeliveryAttempt]]:
+    """Every recorded attempt of a delivery, in order."""
     found = yield rows(f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts"
                        f" WHERE delivery_id = :id ORDER BY attempt, {d.pos}", id=delivery_id)
     return [attempt_from_row(r) for r in found]

@@ -15,12 +15,14 @@ from imagedrop.records import BudgetLimit, BudgetRefusal, BudgetTake
 TOLD = "told>"
 
 
-def take_budget(d: Dialect, now: float, limits: Sequence[BudgetLimit], usd: float,
+def take_budget(d: Dialect, now: float, limits: Sequence[BudgetLimit], usd: float, *,
                 count: bool = True, folder: str | None = None) -> Tx[BudgetTake]:
-    """Count one edit, expected to cost `usd`, against every budget in `limits`; or against
-    none, answering the first budget it would take past its limit. With `count` False only
-    look (a refusal is still recorded as the day's first, to be told once). `folder` (the
-    job's folder scope): the service's budget is told once per folder and day, not once."""
+    """Count one edit, expected to cost `usd`, against every budget in `limits` (today, UTC);
+    or against none, answering the first budget it would take past its limit: the day counted
+    on, and that budget if any. With `count` False only look (an early check that saves a
+    download and a rate slot; a refusal is still recorded as the day's first, to be told
+    once). `folder` (the job's folder scope): the service's budget is told once per folder
+    and day, not once."""
     day = utc_day(now)
     scopes = sorted({limit.scope for limit in limits})
     for scope in scopes:
@@ -66,7 +68,7 @@ def take_budget(d: Dialect, now: float, limits: Sequence[BudgetLimit], usd: floa
 
 
 def settle_budget(d: Dialect, now: float, scopes: Sequence[str], day: str, usd: float,
-                  edits: int) -> Tx[None]:
+                  edits: int = 0) -> Tx[None]:
     """Correct the day's usage of `scopes` by `usd` and `edits` (the real cost against the
     estimate; an edit that never reached the provider given back)."""
     yield run(f"UPDATE budget_usage SET usd = usd + :usd, edits = edits + :edits"
@@ -75,7 +77,7 @@ def settle_budget(d: Dialect, now: float, scopes: Sequence[str], day: str, usd: 
 
 
 def budget_usage(d: Dialect, now: float, scope: str, day: str) -> Tx[tuple[int, float]]:
-    """Edits and dollars counted against `scope` on `day`."""
+    """Edits and dollars counted against `scope` on `day` (YYYY-MM-DD, UTC)."""
     found = yield rows("SELECT edits, usd FROM budget_usage WHERE scope = :scope AND day = :day",
                        scope=scope, day=day)
     return (int(found[0][0]), float(found[0][1])) if found else (0, 0.0)
@@ -90,7 +92,7 @@ def budget_day(d: Dialect, now: float, day: str) -> Tx[list[tuple[str, int, floa
 
 
 def release_held(d: Dialect, now: float) -> Tx[int]:
-    """Queue again the held jobs whose budget day has begun."""
+    """Queue again the held jobs whose budget day has begun; returns how many."""
     return int((yield count("UPDATE jobs SET state = 'queued' WHERE state = 'held'"
                             " AND run_after <= :now", now=now)))
 

@@ -146,8 +146,9 @@ def _settling_batch(d: Dialect, now: float, joining: Sequence[DropItem]) -> Tx[t
 
 
 def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
-    """Close settled drop batches; one a drop is joining right now (row locked) is skipped and
-    closed on a later round, if its deadline has not moved by then."""
+    """Mark drop batches whose settle deadline passed as complete; returns their ids. One a
+    drop is joining right now (row locked) is skipped and closed on a later round, if its
+    deadline has not moved by then."""
     closed = yield rows(
         "UPDATE batches SET listing_done = TRUE WHERE id IN (SELECT id FROM batches"
         " WHERE NOT listing_done AND settle_until IS NOT NULL AND settle_until <= :now"
@@ -156,7 +157,8 @@ def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
 
 
 def completed_versions(d: Dialect, now: float, version_keys: Sequence[str]) -> Tx[set[str]]:
-    """Which of `version_keys` (object version and recipe) have a completed edit."""
+    """Which of `version_keys` (object version and recipe) have a completed edit (a dry run
+    counts them as done)."""
     found = yield rows(f"SELECT DISTINCT version_key FROM jobs WHERE state = 'completed'"
                        f" AND {d.in_list('version_key', 'keys')}",
                        keys=d.list_param(sorted(set(version_keys))))
@@ -165,7 +167,9 @@ def completed_versions(d: Dialect, now: float, version_keys: Sequence[str]) -> T
 
 def versions_with_jobs(d: Dialect, now: float, bucket: str, versions: Sequence[tuple[str, str]]
                        ) -> Tx[set[tuple[str, str]]]:
-    """Which (key, etag) versions of a bucket already have a job, of any recipe."""
+    """Which (key, etag) object versions of a bucket already have a job, of any recipe."""
+    if not versions:
+        return set()
     found = yield rows(
         "SELECT DISTINCT source_key, source_etag FROM jobs WHERE source_bucket = :bucket"
         f" AND {d.in_list('source_key', 'keys')}",
@@ -175,6 +179,7 @@ def versions_with_jobs(d: Dialect, now: float, bucket: str, versions: Sequence[t
 
 
 def find_completed_version(d: Dialect, now: float, version_key: str) -> Tx[Job | None]:
+    """The latest completed job that edited this object version with this recipe."""
     found = yield row(
         f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs WHERE version_key = :key"
         f" AND state = 'completed' ORDER BY finished_at DESC, {d.pos} DESC LIMIT 1",
@@ -182,8 +187,8 @@ def find_completed_version(d: Dialect, now: float, version_key: str) -> Tx[Job |
     return None if found is None else job_from_row(found)
 
 
-def blocked_jobs(d: Dialect, now: float, bucket: str, manifest_key: str, etag: str, limit: int
-                 ) -> Tx[list[Job]]:
+def blocked_jobs(d: Dialect, now: float, bucket: str, manifest_key: str, etag: str,
+                 limit: int = 200) -> Tx[list[Job]]:
     """Failed jobs blocked by a version of this manifest other than `etag`, oldest first."""
     manifest = f"{bucket}\x1f{manifest_key}\x1f"
     found = yield rows(
@@ -202,11 +207,16 @@ def unblock(d: Dialect, now: float, job_ids: Sequence[str]) -> Tx[None]:
 # -- replays ----------------------------------------------------------------------------------
 
 
-def requeue_jobs(d: Dialect, now: float, job_ids: Sequence[str] | None, batch_id: str | None,
-                 bucket: str | None, prefix: str | None, include_completed: bool, limit: int
+def requeue_jobs(d: Dialect, now: float, *, job_ids: Sequence[str] | None = None,
+                 batch_id: str | None = None, bucket: str | None = None,
+                 prefix: str | None = None, include_completed: bool = False, limit: int = 1000
                  ) -> Tx[Requeued[Job]]:
-    """Queue at most `limit` matching final jobs again, oldest first: a page, never one
-    unbounded statement (those queued are no longer final, so the next call takes the next)."""
+    """Queue final jobs again (failed ones; completed ones too when include_completed, bumping
+    their generation so the edit is redone), at most `limit` of them, oldest first: the answer
+    says whether more matched (call again for the next page: those queued are no longer
+    final). Their finished batches reopen, so each sends a fresh summary. At least one filter
+    is required."""
+    limit = max(1, limit)
     where, params = _filters(d, job_ids=job_ids, batch_id=batch_id, bucket=bucket,
                              prefix=prefix)
     params["states"] = d.list_param(["failed", "completed"] if include_completed
@@ -243,10 +253,15 @@ def requeue_jobs(d: Dialect, now: float, job_ids: Sequence[str] | None, batch_id
     return Requeued(jobs, len(picked) > limit)
 
 
-def requeue_deliveries(d: Dialect, now: float, delivery_ids: Sequence[str] | None,
-                       job_id: str | None, batch_id: str | None, url: str | None,
-                       since: float | None, limit: int) -> Tx[Requeued[Delivery]]:
-    """Make at most `limit` matching failed or disabled deliveries pending again, oldest first."""
+def requeue_deliveries(d: Dialect, now: float, *, delivery_ids: Sequence[str] | None = None,
+                       job_id: str | None = None, batch_id: str | None = None,
+                       url: str | None = None, since: float | None = None, limit: int = 1000
+                       ) -> Tx[Requeued[Delivery]]:
+    """Make failed or disabled deliveries pending again: due now, a fresh retry schedule
+    (attempt history kept); at most `limit`, oldest first, the answer says whether more
+    matched. `url` and `since` (recorded at or after) select all failed deliveries to one
+    endpoint since a time. At least one filter is required."""
+    limit = max(1, limit)
     where, params = _filters(d, delivery_ids=delivery_ids, job_id=job_id, batch_id=batch_id,
                              url=url, since=since)
     picked = yield rows(f"SELECT id FROM deliveries WHERE state IN ('failed', 'disabled')"
@@ -297,15 +312,20 @@ def _filters(d: Dialect, **given: object) -> tuple[str, dict[str, object]]:
 
 
 def disable_endpoint(d: Dialect, now: float, url: str, reason: str) -> Tx[None]:
+    """Stop delivering to a subscriber URL (it answered 410 Gone)."""
     yield run("INSERT INTO endpoints (url, disabled_at, reason) VALUES (:url, :now, :reason)"
               " ON CONFLICT (url) DO NOTHING", url=url, now=now, reason=reason)
 
 
 def enable_endpoint(d: Dialect, now: float, url: str) -> Tx[bool]:
+    """Deliver to a disabled subscriber URL again; False if it was not disabled."""
     return bool((yield count("DELETE FROM endpoints WHERE url = :url", url=url)) == 1)
 
 
 def disabled_endpoints(d: Dialect, now: float, urls: Sequence[str]) -> Tx[dict[str, str]]:
+    """The given URLs that are disabled, with the reason."""
+    if not urls:
+        return {}
     found = yield rows(f"SELECT url, reason FROM endpoints WHERE {d.in_list('url', 'urls')}",
                        urls=d.list_param(urls))
     return {r[0]: r[1] for r in found}
@@ -315,6 +335,9 @@ def disabled_endpoints(d: Dialect, now: float, urls: Sequence[str]) -> Tx[dict[s
 
 
 def take_edit_slot(d: Dialect, now: float, key: str, per_minute: int) -> Tx[float]:
+    """Take a slot of the edit rate `key` allows (`per_minute`, with a burst of one second's
+    worth, see `gcra.take_slot`): 0.0 when taken, else the seconds to wait before asking
+    again. Atomic across replicas."""
     # Creates the row if missing and, where rows lock, locks it until commit (an upsert's DO
     # UPDATE takes the row lock and sees the latest committed tat): askers are served in turn.
     stored = yield value("INSERT INTO rate_limits (key, tat) VALUES (:key, 0) ON CONFLICT (key)"
@@ -326,6 +349,8 @@ def take_edit_slot(d: Dialect, now: float, key: str, per_minute: int) -> Tx[floa
 
 
 def pause_provider(d: Dialect, now: float, key: str, until: float, reason: str) -> Tx[None]:
+    """Pause the provider `key` until `until`. `reason` starts with the provider's error
+    code: `billing_hard_limit_reached: …`."""
     # A later deadline wins; a shorter pause never cuts one already in force.
     yield run("INSERT INTO provider_pauses (key, until, reason, paused_at)"
               " VALUES (:key, :until, :reason, :now) ON CONFLICT (key) DO UPDATE SET"
@@ -335,6 +360,7 @@ def pause_provider(d: Dialect, now: float, key: str, until: float, reason: str) 
 
 
 def provider_pause(d: Dialect, now: float, key: str) -> Tx[tuple[float, str] | None]:
+    """The pause in force for `key` as (until, reason), or None."""
     found = yield row("SELECT until, reason FROM provider_pauses WHERE key = :key"
                       " AND until > :now", key=key, now=now)
     return None if found is None else (float(found[0]), str(found[1]))

@@ -185,6 +185,7 @@ def fail_job(d: Dialect, now: float, job_id: str, owner: str, error: str,
 
 def retry_job(d: Dialect, now: float, job_id: str, owner: str, error: str, run_after: float
               ) -> Tx[bool]:
+    """Put a running job back in the queue, due at `run_after`; False if not owned."""
     return (yield from _finish(
         d, now, job_id, owner, "state = 'queued', last_error = :error, run_after = :run_after",
         error=error, run_after=float(run_after)))
@@ -192,8 +193,8 @@ def retry_job(d: Dialect, now: float, job_id: str, owner: str, error: str, run_a
 
 def defer_job(d: Dialect, now: float, job_id: str, owner: str, run_after: float, reason: str
               ) -> Tx[bool]:
-    """Requeue a running job that waits for another, giving back the attempt its claim
-    counted: waiting is not a failed try."""
+    """Put a running job back in the queue, due at `run_after`, giving back the attempt its
+    claim counted (it waits for another job; it did not fail); False if not owned."""
     return (yield from _finish(
         d, now, job_id, owner, f"state = 'queued', {_GIVE_BACK}, last_error = :reason,"
         " run_after = :run_after", reason=reason, run_after=float(run_after)))
@@ -209,10 +210,11 @@ def hold_job(d: Dialect, now: float, job_id: str, owner: str, until: float, reas
 
 
 def release_jobs(d: Dialect, now: float, owner: str) -> Tx[int]:
-    """Requeue `owner`'s running jobs, giving back the attempt each claim counted.
+    """Give back every job `owner` holds (graceful shutdown), each with the attempt its claim
+    counted; returns how many.
 
-    Release is a graceful shutdown that abandoned the work, not a failed try, so it must not
-    use up `max_attempts`. The job stays due at once; `started_at` keeps the first start.
+    Release abandoned the work; it is not a failed try, so it must not use up `max_attempts`.
+    The job stays due at once; `started_at` keeps the first start.
     """
     released = yield rows(
         f"UPDATE jobs SET state = 'queued', {_GIVE_BACK}, {_NO_LEASE}"
@@ -221,8 +223,9 @@ def release_jobs(d: Dialect, now: float, owner: str) -> Tx[int]:
     return len(released)
 
 
-def list_jobs(d: Dialect, now: float, batch_id: str | None, state: JobState | None,
-              limit: int) -> Tx[list[Job]]:
+def list_jobs(d: Dialect, now: float, *, batch_id: str | None = None,
+              state: JobState | None = None, limit: int = 1000) -> Tx[list[Job]]:
+    """Jobs filtered by batch and/or state, oldest first (input_data left out)."""
     where = [clause for clause, given in (("batch_id = :batch_id", batch_id),
                                           ("state = :state", state)) if given is not None]
     clause = f"WHERE {' AND '.join(where)}" if where else ""
@@ -268,7 +271,14 @@ def _claim_version_sql(d: Dialect) -> str:
 
 def claim_version(d: Dialect, now: float, version_key: str, job_id: str, lease_seconds: float
                   ) -> Tx[str | None]:
-    """Hold `version_key` for `job_id`: None when it does now, else the live holder's id."""
+    """Hold an object version (+ recipe) for the running job `job_id`, so that no other job
+    edits it meanwhile: None when this job holds it now, else the id of the live holder.
+
+    A lease that lapsed (its holder's process died) or whose holder is no longer running is
+    taken over; the same job claiming again keeps it. Renewed by `renew_leases`; released with
+    the job's outcome (`complete_job`, `fail_job`, `retry_job`, `defer_job`, `release_jobs`)
+    in the same transaction, or by `release_version`.
+    """
     for _ in range(5):
         took = yield value(_claim_version_sql(d), key=version_key, job_id=job_id,
                            expires=now + lease_seconds, now=now)
@@ -283,6 +293,7 @@ def claim_version(d: Dialect, now: float, version_key: str, job_id: str, lease_s
 
 
 def release_version(d: Dialect, now: float, version_key: str, job_id: str) -> Tx[None]:
+    """Give back a version `job_id` holds (nothing if another job holds it)."""
     yield run("DELETE FROM version_leases WHERE version_key = :key AND job_id = :job_id",
               key=version_key, job_id=job_id)
 

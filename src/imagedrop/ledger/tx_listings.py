@@ -26,6 +26,7 @@ from imagedrop.records import (
     DeliveryLog,
     Job,
     JobFilter,
+    JobState,
     Page,
     SubscriberState,
 )
@@ -63,8 +64,11 @@ def _page(found: Sequence[object], limit: int) -> tuple[list[object], str | None
     return items, encode_cursor(float(last["created_at"]), int(last["pos"]))  # type: ignore[index]
 
 
-def page_jobs(d: Dialect, now: float, f: JobFilter, after: str | None, limit: int
-              ) -> Tx[Page[Job]]:
+def page_jobs(d: Dialect, now: float, f: JobFilter, *, after: str | None = None,
+              limit: int = 50) -> Tx[Page[Job]]:
+    """Jobs matching `f`, newest first, `limit` per page (input data left out); `after` is the
+    previous page's `next` (an InputError if it is not one)."""
+    limit = max(1, limit)
     where, params, tail = _newest_first(
         d, {"state": f.state, "kind": f.kind, "source_bucket": f.bucket, "batch_id": f.batch_id},
         f.since, after, limit)
@@ -78,8 +82,10 @@ def page_jobs(d: Dialect, now: float, f: JobFilter, after: str | None, limit: in
     return Page([job_from_row(r) for r in items], cursor)  # type: ignore[arg-type]
 
 
-def page_deliveries(d: Dialect, now: float, f: DeliveryFilter, after: str | None, limit: int
-                    ) -> Tx[Page[DeliveryLog]]:
+def page_deliveries(d: Dialect, now: float, f: DeliveryFilter, *, after: str | None = None,
+                    limit: int = 50) -> Tx[Page[DeliveryLog]]:
+    """Callback deliveries (bodies left out) with every attempt, newest first."""
+    limit = max(1, limit)
     where, params, tail = _newest_first(
         d, {"state": f.state, "url": f.url, "job_id": f.job_id}, f.since, after, limit)
     found = yield rows(f"SELECT {d.pos} AS pos, {_DELIVERY_LISTED} FROM deliveries"
@@ -98,9 +104,10 @@ def page_deliveries(d: Dialect, now: float, f: DeliveryFilter, after: str | None
     return Page([DeliveryLog(x, by_delivery.get(x.id, [])) for x in deliveries], cursor)
 
 
-def page_subscribers(d: Dialect, now: float, after: str | None, limit: int
+def page_subscribers(d: Dialect, now: float, *, after: str | None = None, limit: int = 100
                      ) -> Tx[Page[SubscriberState]]:
-    """Every subscriber URL that has been sent an event or disabled, by URL."""
+    """Every subscriber URL that was sent an event or is disabled, by URL, with its state."""
+    limit = max(1, limit)
     start = decode_cursor(after, str)[0] if after is not None else ""
     found = yield rows(
         "SELECT u.url, e.reason,"
@@ -132,23 +139,30 @@ def page_subscribers(d: Dialect, now: float, after: str | None, limit: int
 
 
 def ping(d: Dialect, now: float) -> Tx[None]:
+    """Answer a trivial query (readiness): raises what the database raises."""
     yield value("SELECT 1")
 
 
-def count_jobs(d: Dialect, now: float, state: str) -> Tx[int]:
-    return int((yield value("SELECT COUNT(*) FROM jobs WHERE state = :state", state=state)))
+def count_jobs(d: Dialect, now: float, state: JobState) -> Tx[int]:
+    """How many jobs are in `state` now (across every replica)."""
+    return int((yield value("SELECT COUNT(*) FROM jobs WHERE state = :state", state=str(state))))
 
 
-def count_finished(d: Dialect, now: float, state: str, since: float, cap: int) -> Tx[int]:
-    """How many jobs reached `state` (completed or failed) at or after `since`, up to `cap`."""
+def count_finished(d: Dialect, now: float, state: JobState, since: float, cap: int = 1000
+                   ) -> Tx[int]:
+    """How many jobs became `state` (completed or failed) at or after `since` (at most `cap`):
+    the dashboard's edits per minute and failures per hour."""
     return int((yield value(
         "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = :state AND finished_at >= :since"
-        " LIMIT :cap) AS recent", state=state, since=float(since), cap=cap)))
+        " LIMIT :cap) AS recent", state=str(state), since=float(since), cap=cap)))
 
 
 def jobs_for_objects(d: Dialect, now: float, bucket: str, keys: Sequence[str]
                      ) -> Tx[dict[str, Job]]:
-    """The newest job of each of `keys` in `bucket` (objects without one left out)."""
+    """The newest job of each stored object named in `bucket` (the dashboard's folder cards;
+    objects without one left out)."""
+    if not keys:
+        return {}
     found = yield rows(
         f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs WHERE source_bucket = :bucket"
         f" AND {d.in_list('source_key', 'keys')} ORDER BY created_at, {d.pos}",

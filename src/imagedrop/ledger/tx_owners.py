@@ -62,8 +62,9 @@ def take_over(d: Dialect, now: float, owners: Sequence[str]) -> Tx[tuple[int, li
 
 def claim_sweep(d: Dialect, now: float, bucket: str, owner: str, lease_seconds: float
                 ) -> Tx[bool]:
-    """Hold (or keep holding) the sweep of `bucket` for `owner`: True while it is ours. Taken
-    from another owner only once its lease may be taken (`Dialect.free`)."""
+    """Hold (or keep holding) the sweep of `bucket` for `owner`: True while it is ours. One
+    replica sweeps a bucket; another takes it only once its lease may be taken (`Dialect.free`:
+    the sweeper is dead)."""
     mine = yield value(
         "INSERT INTO sweep_leases AS s (bucket, lease_owner, lease_expires)"
         " VALUES (:bucket, :owner, :expires) ON CONFLICT (bucket) DO UPDATE"
