@@ -25,13 +25,34 @@ from imagedrop.ledger.schema import split_statements
 from imagedrop.ledger.sqlite import SqliteLedger
 from imagedrop.payloads import BatchSummary
 from imagedrop.recipes import JobResult, Recipe
-from tests.contracts.ledger_backends import FakeClock, LedgerBackend
+from tests.contracts.ledger_backends import (
+    FakeClock,
+    LedgerBackend,
+    PostgresBackend,
+    SqliteBackend,
+    postgres_admin,
+)
 
 LEASE = 30.0
 
 
 def new_job(name: str = "a.png", **kw: object) -> NewJob:
     return NewJob(kind=JobKind.B64, filename=name, recipe=Recipe(prompt="sepia"), **kw)  # type: ignore[arg-type]
+
+
+async def _raw_sql(backend: LedgerBackend, statement: str) -> None:
+    """Run `statement` on the backend's database behind the ledger's back."""
+    if isinstance(backend, SqliteBackend):
+        with sqlite3.connect(backend.path) as db:
+            db.execute(statement)
+        return
+    assert isinstance(backend, PostgresBackend)
+    admin = await postgres_admin()
+    try:
+        await admin.execute(f'SET search_path = "{backend.schema}"')
+        await admin.execute(statement)
+    finally:
+        await admin.close()
 
 
 def new_batch(**kw: object) -> NewBatch:
@@ -131,6 +152,24 @@ class TestClaimJobs:
                                                                              True)
         status = await ledger.get_job("b64", with_input=False)
         assert status is not None and status.input_data is None
+
+    async def test_a_claim_that_fails_part_way_claims_nothing(
+        self, backend: LedgerBackend, ledger: Ledger
+    ):
+        # A claim is two statements (lease the jobs, read their images): if the second fails
+        # (here: its table is gone for a moment), the first must not stand, or the jobs stay
+        # leased to a live owner that never heard of them, unclaimable while it lives.
+        await ledger.register_owner("w1")
+        await ledger.create_jobs([new_job(id="up", input_data=b"img")])
+        await _raw_sql(backend, "ALTER TABLE job_inputs RENAME TO job_inputs_away")
+        with pytest.raises(Exception, match="job_inputs"):
+            await ledger.claim_jobs("w1", 5, LEASE)
+        await _raw_sql(backend, "ALTER TABLE job_inputs_away RENAME TO job_inputs")
+        job = await ledger.get_job("up", with_input=False)
+        assert job is not None and (job.state, job.lease_owner, job.attempts) == (
+            JobState.QUEUED, None, 0)
+        [claimed] = await ledger.claim_jobs("w1", 5, LEASE)
+        assert (claimed.id, claimed.input_data, claimed.attempts) == ("up", b"img", 1)
 
     async def test_expired_lease_is_claimed_again(self, ledger: Ledger, clock: FakeClock):
         job_id = await running(ledger, "w1")

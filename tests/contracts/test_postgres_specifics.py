@@ -218,6 +218,28 @@ class TestErrors:
         assert PASSWORD not in str(caught.value) and PASSWORD not in repr(caught.value)
         assert "127.0.0.1:1/test" in str(caught.value)
 
+    async def test_a_body_run_as_one_statement_cannot_run_two(
+        self, pair: tuple[PostgresLedger, ...]
+    ):
+        # Outside a transaction each statement commits by itself: a body whose two statements
+        # must stand together has to run as a "write", and one that does not is refused
+        # before its second statement runs.
+        from imagedrop.ledger.sql import run
+
+        def two(d: object, now: float):  # type: ignore[no-untyped-def]
+            yield run("UPDATE jobs SET seq = seq + 1")
+            yield run("UPDATE jobs SET seq = seq + 1")
+
+        ledger = pair[0]
+        await ledger.create_jobs([new_job("a.png")])
+        with pytest.raises(RuntimeError, match="second"):
+            await ledger._run("single", two)
+        [job] = await ledger.list_jobs()
+        assert job.seq == 1  # the first ran (and committed): why such a body is refused
+        await ledger._run("write", two)
+        [job] = await ledger.list_jobs()
+        assert job.seq == 3
+
     async def test_closed_ledger_refuses_calls(self, clock: FakeClock):
         ledger = PostgresLedger(POSTGRES_URL, clock=clock)
         with pytest.raises(RuntimeError, match="not open"):

@@ -45,8 +45,9 @@ from imagedrop.records import (
 
 T = TypeVar("T")
 P = ParamSpec("P")
-#: write: one atomic transaction; single: one statement, atomic by itself (no BEGIN/COMMIT
-#: round trips where the database allows); read: no transaction; snapshot: one consistent view.
+#: write: one atomic transaction; single: a body of one statement, atomic by itself (no
+#: BEGIN/COMMIT round trips where the database allows; a second statement is refused); read:
+#: no transaction; snapshot: one consistent view.
 Mode = Literal["write", "single", "read", "snapshot"]
 #: Values this large (an uploaded photo, a callback with a base64 result) are kept in a file
 #: beside a SQLite ledger; smaller ones cost less in its pages than a file and a sync.
@@ -237,7 +238,9 @@ class Ledger:
         """
         if limit <= 0:  # SQLite reads LIMIT -1 as "no limit"
             return []
-        jobs, spooled = await self._run("single", tx_jobs.claim_jobs, owner, limit,
+        # A write: the leases and the read of their images stand or fall together (leased
+        # jobs nobody heard of would stay leased to a live owner, unclaimable).
+        jobs, spooled = await self._run("write", tx_jobs.claim_jobs, owner, limit,
                                         lease_seconds)
         return await self._unspooled(jobs, spooled)
 

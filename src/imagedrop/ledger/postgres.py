@@ -53,6 +53,22 @@ def answers(conn: Any, clock: Callable[[], float]) -> Callable[[Stmt], Awaitable
     return answer
 
 
+def _one_statement(answer: Callable[[Stmt], Awaitable[Any]]
+                   ) -> Callable[[Stmt], Awaitable[Any]]:
+    """`answer` for a body run outside a transaction, refusing its second statement (which
+    would commit apart from the first: such a body must run as a "write")."""
+    ran = False
+
+    async def once(stmt: Stmt) -> Any:
+        nonlocal ran
+        if stmt.want != "now":
+            if ran:
+                raise RuntimeError("a ledger body run as one statement ran a second one")
+            ran = True
+        return await answer(stmt)
+    return once
+
+
 async def apply_migrations(conn: Any, now: float, schema: str | None) -> int:
     """Apply every script newer than the recorded version; returns the resulting version.
 
@@ -181,8 +197,9 @@ class PostgresDriver:
                     async with conn.transaction(isolation="repeatable_read", readonly=True):
                         return await drive(body(POSTGRES, self._clock(), *args), answer)
                 # One statement (atomic by itself) or a plain read: no BEGIN/COMMIT round
-                # trips (claims are the hot path; each is one UPDATE … SKIP LOCKED).
-                result = await drive(body(POSTGRES, self._clock(), *args), answer)
+                # trips. A second statement would commit apart from the first: refused.
+                result = await drive(body(POSTGRES, self._clock(), *args),
+                                     _one_statement(answer) if mode == "single" else answer)
                 if tell_others is not None and tell_others(result):
                     await conn.execute(NOTIFY)
                 return result
