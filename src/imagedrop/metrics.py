@@ -75,14 +75,18 @@ class Metrics:
     @contextmanager
     def cpu(self, stage: str) -> Iterator[None]:
         """Count the CPU this thread spends in the block as `stage` (blocks must not await)."""
-        counter = self._stages.get(stage)
-        if counter is None:  # labels() takes a lock and a lookup: once per stage, not per call
-            counter = self._stages[stage] = self.stage_cpu.labels(stage)
         start = time.thread_time()
         try:
             yield
         finally:
-            counter.inc(time.thread_time() - start)
+            self.add_cpu(stage, time.thread_time() - start)
+
+    def add_cpu(self, stage: str, seconds: float) -> None:
+        """Count `seconds` of CPU as `stage` (for a block whose stage is known only after)."""
+        counter = self._stages.get(stage)
+        if counter is None:  # labels() takes a lock and a lookup: once per stage, not per call
+            counter = self._stages[stage] = self.stage_cpu.labels(stage)
+        counter.inc(seconds)
 
     def timed(self, stage: str, fn: Callable[P, R]) -> Callable[P, R]:
         """`fn`, counting its CPU as `stage` in whichever thread it runs."""
