@@ -156,7 +156,7 @@ class Lister:
     async def _wait(self, timeout: float, *, hint: bool) -> None:
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._stopping.wait())]
         if hint:
-            waiters.append(asyncio.ensure_future(self.ledger.wait_for_work(timeout)))
+            waiters.append(asyncio.ensure_future(self.ledger.wait_for_work(timeout, "listings")))
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:

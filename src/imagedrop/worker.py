@@ -102,7 +102,7 @@ class Worker:
             asyncio.ensure_future(self._slot_freed.wait())]
         if not full:
             waiters.append(asyncio.ensure_future(
-                self.ledger.wait_for_work(self.settings.poll_interval)))
+                self.ledger.wait_for_work(self.settings.poll_interval, "jobs")))
         try:
             await asyncio.wait(waiters, timeout=self.settings.poll_interval,
                                return_when=asyncio.FIRST_COMPLETED)

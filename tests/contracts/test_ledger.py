@@ -471,23 +471,42 @@ class TestDurability:
 
 
 class TestWaitForWork:
-    """The wake-up hint: early on new work, otherwise at the timeout."""
+    """The wake-up hint: early on new work of the kind waited for, otherwise at the timeout."""
 
     async def test_wakes_every_waiter_on_create(self, ledger: Ledger):
-        waiters = [asyncio.create_task(ledger.wait_for_work(600)) for _ in range(2)]
-        await ledger.create_jobs([new_job()])  # the waiters are parked before this returns
+        waiters = [asyncio.create_task(ledger.wait_for_work(600, "jobs")) for _ in range(2)]
+        await asyncio.sleep(0)  # parked before the work appears
+        await ledger.create_jobs([new_job()])
         await asyncio.wait_for(asyncio.gather(*waiters), timeout=10)
 
     async def test_wakes_on_a_retry_scheduled_delivery(self, ledger: Ledger, clock: FakeClock):
         [delivery_id] = await TestDeliveries().pending(ledger, clock.now)
         await ledger.claim_deliveries("s1", 1, LEASE)
-        waiter = asyncio.create_task(ledger.wait_for_work(600))
+        waiter = asyncio.create_task(ledger.wait_for_work(600, "deliveries"))
+        await asyncio.sleep(0)
         await ledger.record_attempt(delivery_id, "s1", attempt(delivery_id, 1, clock.now),
                                     state=DeliveryState.PENDING, next_attempt_at=clock.now)
         await asyncio.wait_for(waiter, timeout=10)
 
+    async def test_wakes_only_the_kind_of_work_made(self, ledger: Ledger, clock: FakeClock):
+        # A new job is no news to the callback sender or the lister: each woken for nothing
+        # would query the ledger for nothing, on every replica, for every notification.
+        others = {kind: asyncio.create_task(ledger.wait_for_work(600, kind))
+                  for kind in ("deliveries", "listings")}
+        jobs = asyncio.create_task(ledger.wait_for_work(600, "jobs"))
+        await asyncio.sleep(0)
+        await ledger.create_jobs([new_job()])
+        await asyncio.wait_for(jobs, timeout=10)
+        await ledger.create_batch(new_batch())  # a folder to list: the lister's
+        await asyncio.wait_for(others["listings"], timeout=10)
+        [job] = await ledger.claim_jobs("w1", 1, LEASE)
+        await asyncio.sleep(0.05)
+        assert not others["deliveries"].done()
+        await ledger.complete_job(job.id, "w1", JobResult(), [new_delivery()])
+        await asyncio.wait_for(others["deliveries"], timeout=10)
+
     async def test_times_out_without_work(self, ledger: Ledger):
-        await asyncio.wait_for(ledger.wait_for_work(0.01), timeout=10)
+        await asyncio.wait_for(ledger.wait_for_work(0.01, "jobs"), timeout=10)
 
 
 class TestSqliteSpecifics:

@@ -113,12 +113,31 @@ class TestNotify:
         a, b = pair
         loop = asyncio.get_running_loop()
         timeout = 20.0
-        waiter = asyncio.create_task(b.wait_for_work(timeout))
+        waiter = asyncio.create_task(b.wait_for_work(timeout, "jobs"))
         await asyncio.sleep(0)  # let the waiter park its future before the work appears
         started = loop.time()
         await a.create_jobs([new_job("a.png")])
         await asyncio.wait_for(waiter, timeout=timeout * 2)
         assert loop.time() - started < timeout / 2  # woken, not timed out
+
+    async def test_only_the_kind_of_work_made_wakes_b(self, pair: tuple[PostgresLedger, ...]):
+        # Every replica hears every NOTIFY: one that woke its sender and lister for each new
+        # job would query the ledger twice per job per replica, for nothing.
+        a, b = pair
+        deliveries = asyncio.create_task(b.wait_for_work(20.0, "deliveries"))
+        jobs = asyncio.create_task(b.wait_for_work(20.0, "jobs"))
+        await asyncio.sleep(0)
+        await a.create_jobs([new_job("a.png")])
+        await asyncio.wait_for(jobs, timeout=40)
+        assert not deliveries.done()
+        # An older replica's payload names no kind: every kind wakes.
+        admin = await postgres_admin()
+        try:
+            await admin.execute(f'SET search_path = "{b.schema}"')
+            await admin.execute("SELECT pg_notify('imagedrop_work', current_schema())")
+        finally:
+            await admin.close()
+        await asyncio.wait_for(deliveries, timeout=40)
 
     async def test_listener_comes_back_after_losing_its_connection(
         self, pair: tuple[PostgresLedger, ...]
@@ -136,7 +155,7 @@ class TestNotify:
 
         await until(back, "the listener to reconnect")
         loop = asyncio.get_running_loop()
-        waiter = asyncio.create_task(b.wait_for_work(20.0))
+        waiter = asyncio.create_task(b.wait_for_work(20.0, "jobs"))
         await asyncio.sleep(0)
         started = loop.time()
         await a.create_jobs([new_job("after.png")])

@@ -1,22 +1,25 @@
 """Wake-ups for the PostgreSQL ledger: local waiters, and LISTEN on a dedicated connection.
 
 Writes that create claimable work NOTIFY `imagedrop_work` in their transaction (delivered at
-commit), so work recorded by another replica wakes this one; polling remains the fallback.
+commit), naming its kinds (jobs, deliveries, listings), so work recorded by another replica wakes
+the services of this one that it concerns; polling remains the fallback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 
 CHANNEL = "imagedrop_work"
-# The payload is the writer's schema: replicas of other ledgers sharing the database (test
-# schemas, staging next to prod) hear the channel too, and ignore what is not theirs.
-NOTIFY = f"SELECT pg_notify('{CHANNEL}', current_schema())"
+# The payload is the writer's schema and the kinds of work, space-separated: replicas of other
+# ledgers sharing the database (test schemas, staging next to prod) hear the channel too, and
+# ignore what is not theirs. A payload with no kinds (an older replica's) wakes every kind.
+NOTIFY = f"SELECT pg_notify('{CHANNEL}', current_schema() || ' ' || $1::text)"
+EVERY = ("jobs", "deliveries", "listings")
 _RETRY_MIN, _RETRY_MAX = 0.5, 30.0
 
 __all__ = ["CHANNEL", "NOTIFY", "Listener"]
@@ -27,7 +30,8 @@ log = structlog.get_logger(__name__)
 class Listener:
     """Holds one connection that LISTENs, and reconnects (with backoff) when it is lost."""
 
-    def __init__(self, connect: Callable[[], Awaitable[Any]], on_work: Callable[[], None]) -> None:
+    def __init__(self, connect: Callable[[], Awaitable[Any]],
+                 on_work: Callable[[Sequence[str]], None]) -> None:
         self._connect = connect
         self._on_work = on_work
         self._conn: Any = None
@@ -81,15 +85,16 @@ class Listener:
                 await conn.close(timeout=5)
 
     def _heard(self, conn: Any, pid: int, channel: str, payload: str) -> None:
-        if payload == self._schema:
-            self._on_work()
+        schema, _, kinds = payload.partition(" ")
+        if schema == self._schema:
+            self._on_work(kinds.split() or EVERY)
 
     def _lost(self, conn: Any) -> None:
         if self._closed or conn is not self._conn:
             return
         self._conn = None
         # Notifications sent while we were away are gone: let the waiters poll once now.
-        self._on_work()
+        self._on_work(EVERY)
         self._reconnect = asyncio.get_running_loop().create_task(self._come_back())
 
     async def _come_back(self) -> None:
@@ -103,5 +108,5 @@ class Listener:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
             else:
-                self._on_work()  # anything missed during the gap
+                self._on_work(EVERY)  # anything missed during the gap
                 return

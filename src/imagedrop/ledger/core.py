@@ -53,6 +53,15 @@ Mode = Literal["write", "single", "read", "snapshot"]
 #: beside a SQLite ledger; smaller ones cost less in its pages than a file and a sync.
 SPOOL_FROM = 64 * 1024
 Body = Callable[..., Tx[T]]
+#: What an idle service waits for: due jobs (the worker), deliveries (the sender), batches to
+#: list (the lister). A change wakes only those its new work concerns.
+Work = Literal["jobs", "deliveries", "listings"]
+JOBS: tuple[Work, ...] = ("jobs",)
+DELIVERIES: tuple[Work, ...] = ("deliveries",)
+LISTINGS: tuple[Work, ...] = ("listings",)
+EVERY: tuple[Work, ...] = ("jobs", "deliveries", "listings")
+#: From a body's result, the kinds of work it made (none: nobody wakes).
+Wake = Callable[[T], Sequence[Work]]
 
 
 class Driver(Protocol):
@@ -68,16 +77,16 @@ class Driver(Protocol):
     #: Where uploaded images are kept as files beside the database (one host), or None: in it.
     spool: Spool | None
 
-    async def open(self, on_work: Callable[[], None]) -> None:
-        """Connect and migrate; call `on_work` when another process reports new work."""
+    async def open(self, on_work: Callable[[Sequence[str]], None]) -> None:
+        """Connect and migrate; call `on_work(kinds)` when another process reports new work."""
 
     async def close(self) -> None:
         """Close every connection."""
 
     async def run(self, mode: Mode, body: Body[T], *args: Any,
-                  tell_others: Callable[[T], bool] | None = None) -> T:
-        """Run `body(dialect, now, *args)`; `tell_others(result)` true: other processes
-        waiting for work hear of it once this commits."""
+                  tell_others: Wake[T] | None = None) -> T:
+        """Run `body(dialect, now, *args)`; other processes waiting for the kinds of work
+        `tell_others(result)` names hear of it once this commits."""
 
     async def hold_liveness(self, key: int) -> None:
         """Take the lock on `key` that says this process lives (the dialect's `alive`)."""
@@ -89,8 +98,9 @@ class Driver(Protocol):
         """Clean up after owners found dead (their locks are gone already)."""
 
 
-def _any(result: object) -> bool:
-    return bool(result)
+def _if(work: tuple[Work, ...], made: Callable[[T], object] = bool) -> Wake[T]:
+    """A wake-up of `work` when `made(result)` says the body made some."""
+    return lambda result: work if made(result) else ()
 
 
 def _first(result: tuple[object, ...]) -> bool:
@@ -111,7 +121,7 @@ class Op(Generic[P, T]):
     method's); `mode` and `wake` are the ledger's policy (see `Ledger._run`)."""
 
     def __init__(self, mode: Mode, body: Callable[Concatenate[Dialect, float, P], Tx[T]],
-                 wake: Callable[[T], bool] | None = None) -> None:
+                 wake: Wake[T] | None = None) -> None:
         self.mode, self.body, self.wake = mode, body, wake
         self.__doc__ = body.__doc__
 
@@ -144,12 +154,12 @@ class Ledger:
             driver.groups_writes) else GroupWriter(self._record_drops)
 
     async def _run(self, mode: Mode, body: Body[T], *args: Any,
-                   wake: Callable[[T], bool] | None = None) -> T:
-        """Run a body; when `wake(result)`, every `wait_for_work` caller (the job worker, the
-        sender, the lister) wakes, here at once and elsewhere through the driver."""
+                   wake: Wake[T] | None = None) -> T:
+        """Run a body; the `wait_for_work` callers waiting for the kinds of work `wake(result)`
+        names wake, here at once and elsewhere through the driver."""
         result = await self._driver.run(mode, body, *args, tell_others=wake)
-        if wake is not None and wake(result):
-            self._waiters.wake()
+        if wake is not None:
+            self._waiters.wake(wake(result))
         return result
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -162,9 +172,9 @@ class Ledger:
         """Close connections."""
         await self._driver.close()
 
-    async def wait_for_work(self, timeout: float) -> None:
-        """Return when new work may be claimable (a hint), or after `timeout` seconds."""
-        await self._waiters.wait(timeout)
+    async def wait_for_work(self, timeout: float, work: Work) -> None:
+        """Return when new `work` may be claimable (a hint), or after `timeout` seconds."""
+        await self._waiters.wait(timeout, work)
 
     # -- owners: who holds leases, and whether it still lives ------------------------------
 
@@ -200,7 +210,7 @@ class Ledger:
         if not owners:
             return 0
         freed, keys = await self._run("write", tx_owners.take_over, owners,
-                                      wake=lambda done: done[0] > 0)
+                                      wake=_if(EVERY, _first))
         await self._driver.forget_liveness(keys)
         return freed
 
@@ -216,7 +226,7 @@ class Ledger:
         spooled = await self._put_large([job.input_data for job in jobs])
         try:
             created = await self._run("write", tx_jobs.create_jobs, jobs, spooled,
-                                      wake=_any_new)
+                                      wake=_if(JOBS, _any_new))
         except Exception:  # not committed (a cancelled call may have been: the sweep decides)
             await self._unspool(spooled.values())
             raise
@@ -314,8 +324,9 @@ class Ledger:
         replay can run it again)."""
         deliveries, written = await self._spool_bodies(deliveries)
         try:
-            done, spool = await self._run("write", tx_jobs.complete_job, job_id, owner, result,
-                                          deliveries, wake=_first if deliveries else None)
+            done, spool = await self._run(
+                "write", tx_jobs.complete_job, job_id, owner, result, deliveries,
+                wake=_if(DELIVERIES, _first) if deliveries else None)
         except Exception:
             await self._unspool(written)
             raise
@@ -328,11 +339,11 @@ class Ledger:
                        deliveries: list[NewDelivery]) -> bool:
         """Mark failed with the reason and record its deliveries; False if not owned."""
         return await self._run("write", tx_jobs.fail_job, job_id, owner, error, deliveries,
-                               wake=_any if deliveries else None)
+                               wake=_if(DELIVERIES) if deliveries else None)
 
-    retry_job = Op("write", tx_jobs.retry_job, wake=_any)
+    retry_job = Op("write", tx_jobs.retry_job, wake=_if(JOBS))
     defer_job = Op("write", tx_jobs.defer_job)  # not due before run_after: no wake-up
-    release_jobs = Op("write", tx_jobs.release_jobs, wake=_any)
+    release_jobs = Op("write", tx_jobs.release_jobs, wake=_if(JOBS))
     list_jobs = Op("read", tx_jobs.list_jobs)
 
     async def hold_job(self, job_id: str, owner: str, until: float, reason: str,
@@ -341,7 +352,7 @@ class Ledger:
         counted, with `deliveries` (budget.reached); False if not owned. `release_held`
         queues it again when the day begins."""
         return await self._run("write", tx_jobs.hold_job, job_id, owner, until, reason,
-                               deliveries or [], wake=_any if deliveries else None)
+                               deliveries or [], wake=_if(DELIVERIES) if deliveries else None)
 
     # -- budgets ------------------------------------------------------------------------------
 
@@ -349,15 +360,15 @@ class Ledger:
     settle_budget = Op("write", tx_budgets.settle_budget)
     budget_usage = Op("read", tx_budgets.budget_usage)
     budget_day = Op("read", tx_budgets.budget_day)
-    release_held = Op("single", tx_budgets.release_held, wake=_any)
+    release_held = Op("single", tx_budgets.release_held, wake=_if(JOBS))
 
     # -- batches --------------------------------------------------------------------------
 
-    create_batch = Op("write", tx_batches.create_batch, wake=_any)
+    create_batch = Op("write", tx_batches.create_batch, wake=_if(LISTINGS))
     get_batch = Op("read", tx_batches.get_batch)
     claim_listing = Op("single", tx_batches.claim_listing)
-    release_listings = Op("single", tx_batches.release_listings, wake=_any)
-    add_batch_jobs = Op("write", tx_batches.add_batch_jobs, wake=_any)
+    release_listings = Op("single", tx_batches.release_listings, wake=_if(LISTINGS))
+    add_batch_jobs = Op("write", tx_batches.add_batch_jobs, wake=_if(JOBS))
     batch_progress = Op("snapshot", tx_batches.batch_progress)
     finishable_batches = Op("read", tx_batches.finishable_batches)
 
@@ -365,7 +376,7 @@ class Ledger:
                            deliveries: list[NewDelivery]) -> bool:
         """Close a batch whose jobs are all final, once: True only for the call that closed it."""
         return await self._run("write", tx_batches.finish_batch, batch_id, summary, deliveries,
-                               wake=_any if deliveries else None)
+                               wake=_if(DELIVERIES) if deliveries else None)
 
     # -- dropped files (notifications, sweep) and replays ----------------------------------
 
@@ -383,7 +394,7 @@ class Ledger:
         return await self._record_drops(items)
 
     async def _record_drops(self, items: Sequence[DropItem]) -> list[tuple[Job, bool]]:
-        return await self._run("write", tx_drops.record_drops, items, wake=_any_new)
+        return await self._run("write", tx_drops.record_drops, items, wake=_if(JOBS, _any_new))
 
     close_settled_batches = Op("single", tx_drops.close_settled_batches)
 
@@ -397,8 +408,8 @@ class Ledger:
         if job_ids:
             await self._run("write", tx_drops.unblock, job_ids)
 
-    requeue_jobs = Op("write", tx_drops.requeue_jobs, wake=_page)
-    requeue_deliveries = Op("write", tx_drops.requeue_deliveries, wake=_page)
+    requeue_jobs = Op("write", tx_drops.requeue_jobs, wake=_if(JOBS, _page))
+    requeue_deliveries = Op("write", tx_drops.requeue_deliveries, wake=_if(DELIVERIES, _page))
     disable_endpoint = Op("single", tx_drops.disable_endpoint)
     enable_endpoint = Op("single", tx_drops.enable_endpoint)
     disabled_endpoints = Op("read", tx_drops.disabled_endpoints)
@@ -427,7 +438,8 @@ class Ledger:
         `follow_up` deliveries are recorded with it (one transaction)."""
         wake = state is DeliveryState.PENDING or bool(follow_up)
         await self._run("write", tx_batches.record_attempt, delivery_id, owner, attempt, state,
-                        next_attempt_at, follow_up or [], wake=_any if wake else None)
+                        next_attempt_at, follow_up or [],
+                        wake=_if(DELIVERIES) if wake else None)
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         """One delivery, or None."""

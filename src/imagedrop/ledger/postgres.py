@@ -22,7 +22,7 @@ except ModuleNotFoundError as exc:  # the optional driver; saq's pattern
 
 from imagedrop.ledger._pg_errors import DRIVER_ERRORS, translate
 from imagedrop.ledger._pg_listen import NOTIFY, Listener
-from imagedrop.ledger.core import Body, Ledger, Mode
+from imagedrop.ledger.core import Body, Ledger, Mode, Wake
 from imagedrop.ledger.dialect import MIGRATION_LOCK, POSTGRES, Dialect
 from imagedrop.ledger.schema import POSTGRES_MIGRATIONS, check_version
 from imagedrop.ledger.spool import Spool
@@ -51,6 +51,19 @@ def answers(conn: Any, clock: Callable[[], float]) -> Callable[[Stmt], Awaitable
         # Rows a command touched, from its status tag (`UPDATE 3`, `INSERT 0 1`, `DELETE 0`).
         return int(status.rsplit(" ", 1)[-1]) if stmt.want == "count" else None
     return answer
+
+
+async def _notify(conn: Any, tell: Wake[T] | None, result: T) -> None:
+    """Tell the other replicas of the kinds of work `tell(result)` names, if any."""
+    work = tell(result) if tell is not None else ()
+    if work:
+        await conn.execute(NOTIFY, " ".join(work))
+
+
+async def _kept(conn: Any) -> None:
+    """A pooled connection goes back as it is: its session holds nothing to undo (no SET, no
+    LISTEN, no session lock or cursor: those live on the listener's own connection), and the
+    pool still rolls back a transaction left open. The default reset is a round trip per call."""
 
 
 def _one_statement(answer: Callable[[Stmt], Awaitable[Any]]
@@ -129,12 +142,12 @@ class PostgresDriver:
     async def _connect(self) -> Any:
         return await asyncpg.connect(self._dsn, server_settings=self._settings())
 
-    async def open(self, on_work: Callable[[], None]) -> None:
+    async def open(self, on_work: Callable[[Sequence[str]], None]) -> None:
         if self._pool is not None:
             return
         try:
             pool = await asyncpg.create_pool(self._dsn, min_size=self.pool_min,
-                                             max_size=self.pool_max,
+                                             max_size=self.pool_max, reset=_kept,
                                              server_settings=self._settings())
         except DRIVER_ERRORS as exc:
             raise translate(exc, self._secrets, self.where) from exc
@@ -181,7 +194,7 @@ class PostgresDriver:
         """Nothing to clean: a dead session's advisory locks are gone with it."""
 
     async def run(self, mode: Mode, body: Body[T], *args: Any,
-                  tell_others: Callable[[T], bool] | None = None) -> T:
+                  tell_others: Wake[T] | None = None) -> T:
         if self._pool is None:
             raise RuntimeError("the ledger is not open")
         try:
@@ -190,8 +203,7 @@ class PostgresDriver:
                 if mode == "write":
                     async with conn.transaction():
                         result = await drive(body(POSTGRES, self._clock(), *args), answer)
-                        if tell_others is not None and tell_others(result):
-                            await conn.execute(NOTIFY)  # sent at COMMIT, never on rollback
+                        await _notify(conn, tell_others, result)  # sent at COMMIT, or never
                     return result
                 if mode == "snapshot":
                     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -200,8 +212,7 @@ class PostgresDriver:
                 # trips. A second statement would commit apart from the first: refused.
                 result = await drive(body(POSTGRES, self._clock(), *args),
                                      _one_statement(answer) if mode == "single" else answer)
-                if tell_others is not None and tell_others(result):
-                    await conn.execute(NOTIFY)
+                await _notify(conn, tell_others, result)
                 return result
         except DRIVER_ERRORS as exc:
             raise translate(exc, self._secrets, self.where) from exc

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qs
 
 from imagedrop.errors import ConfigError, PermanentError, TransientError
-from imagedrop.ledger.core import Body, Ledger, Mode
+from imagedrop.ledger.core import Body, Ledger, Mode, Wake
 from imagedrop.ledger.dialect import SQLITE, Dialect
 from imagedrop.ledger.schema import SQLITE_MIGRATIONS, check_version, split_statements
 from imagedrop.ledger.spool import Spool
@@ -109,7 +109,7 @@ class SqliteDriver:
         self.spool = None if path == MEMORY else Spool(
             Path(f"{path}.uploads"), commits_durable=synchronous in ("full", "extra"))
 
-    async def open(self, on_work: Callable[[], None]) -> None:
+    async def open(self, on_work: Callable[[Sequence[str]], None]) -> None:
         # Other processes on this file are not heard: they are found by polling.
         if self._executor is not None:
             return
@@ -131,7 +131,7 @@ class SqliteDriver:
         executor.shutdown(wait=True)  # the thread is idle now: this join returns at once
 
     async def run(self, mode: Mode, body: Body[T], *args: Any,
-                  tell_others: Callable[[T], bool] | None = None) -> T:
+                  tell_others: Wake[T] | None = None) -> T:
         executor = self._require()
         if mode in ("read", "snapshot"):  # a read transaction: one consistent snapshot
             return await self._await(executor.submit(self._read, body, args))
