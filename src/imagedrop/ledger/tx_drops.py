@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from imagedrop.gcra import take_slot
 from imagedrop.ledger.dialect import Dialect
@@ -55,14 +56,16 @@ def record_drops(d: Dialect, now: float, items: Sequence[DropItem]
                      if item.batch is not None and item.batch.group_key})
     for stmt in d.group_locks(groups):  # noqa: UP028 - each is sent its answer
         yield stmt
+    open_batches: list[Any] = []
     if groups:
         now = yield NOW
-        if d.row_locks:
-            # The groups' open batches, locked in id order (as replays and finishes lock
-            # them): housekeeping cannot close one under us (close skips locked batches).
-            yield run(f"SELECT 1 FROM batches WHERE {d.in_list('group_key', 'groups')}"
-                      f" AND NOT listing_done AND settle_until IS NOT NULL ORDER BY id{d.lock}",
-                      groups=d.list_param(groups))
+        # The groups' open batches, locked in id order where rows lock (as replays and
+        # finishes lock them): housekeeping cannot close one under us (close skips locked
+        # batches). Each group's settling batch is picked from them.
+        open_batches = yield rows(
+            f"SELECT id, group_key, created_at, settle_until, {d.pos} AS pos FROM batches"
+            f" WHERE {d.in_list('group_key', 'groups')} AND NOT listing_done"
+            f" AND settle_until IS NOT NULL ORDER BY id{d.lock}", groups=d.list_param(groups))
     # The first of each new key is new; later ones in this call are its duplicates.
     fresh: dict[str, int] = {}
     new: list[int] = []
@@ -74,18 +77,14 @@ def record_drops(d: Dialect, now: float, items: Sequence[DropItem]
             new.append(i)
     batch_of: dict[str, str] = {}
     opened: list[str] = []
+    next_seq: dict[str, int] = {}
     for group in groups:
         joining = [items[i] for i in new if _group(items[i]) == group]
         if joining:
-            batch_id, made = yield from _settling_batch(d, now, joining)
-            batch_of[group] = batch_id
+            batch_id, made, seq = yield from _settling_batch(
+                d, now, joining, [r for r in open_batches if r["group_key"] == group])
+            batch_of[group], next_seq[batch_id] = batch_id, seq
             opened += [batch_id] if made else []
-    next_seq: dict[str, int] = {}
-    for batch_id in sorted(set(batch_of.values())):
-        # One index probe per batch, however large it grows (a GROUP BY over several batches
-        # would read every job of each).
-        next_seq[batch_id] = int((yield value(
-            "SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs WHERE batch_id = :id", id=batch_id)))
     placed: dict[int, NewJob] = {}
     for i in new:
         job, its_group = items[i].job, _group(items[i])
@@ -119,30 +118,30 @@ def _group(item: DropItem) -> str | None:
     return item.batch.group_key if item.batch is not None and item.batch.group_key else None
 
 
-def _settling_batch(d: Dialect, now: float, joining: Sequence[DropItem]) -> Tx[tuple[str, bool]]:
+def _settling_batch(d: Dialect, now: float, joining: Sequence[DropItem], open_batches: list[Any]
+                    ) -> Tx[tuple[str, bool, int]]:
     """The id of the group's batch still collecting images (and whether it was made now), its
-    deadline pushed out for the items `joining` it.
+    deadline pushed out for the items `joining` it, and its next position.
 
-    Where rows lock, the lock orders this against housekeeping: a batch it closed meanwhile is
-    re-checked, found closed and passed over (a new batch opens); one we lock cannot be closed
-    until our jobs are committed in it, so its summary counts them.
+    `open_batches`: the group's open rows, locked where rows lock. The lock orders this against
+    housekeeping: a batch it closed meanwhile is not among them (a new batch opens); one we
+    lock cannot be closed until our jobs are committed in it, so its summary counts them.
     """
     first = joining[0]
     assert first.batch is not None and first.batch.group_key
-    open_batch = yield row(
-        "SELECT id, created_at FROM batches WHERE group_key = :group AND NOT listing_done"
-        " AND settle_until IS NOT NULL AND settle_until > :now"
-        f" ORDER BY created_at DESC, {d.pos} DESC LIMIT 1{d.lock}",
-        group=first.batch.group_key, now=now)
-    if open_batch is None:
+    settling = max((r for r in open_batches if float(r["settle_until"]) > now),
+                   key=lambda r: (float(r["created_at"]), r["pos"]), default=None)
+    if settling is None:
         batch_id, opened, made = (yield from create_batch(d, now, first.batch)).id, now, True
     else:
-        batch_id, opened, made = open_batch[0], float(open_batch[1]), False
+        batch_id, opened, made = settling["id"], float(settling["created_at"]), False
     until = max(min(now + item.settle_seconds, opened + item.max_settle_seconds)
                 for item in joining)
-    yield run("UPDATE batches SET settle_until = :until WHERE id = :id", until=until,
-              id=batch_id)
-    return str(batch_id), made
+    # The next position comes with the update: one index probe however large the batch grows.
+    seq = yield value("UPDATE batches SET settle_until = :until WHERE id = :id RETURNING"
+                      " (SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs WHERE batch_id = :id)",
+                      until=until, id=batch_id)
+    return str(batch_id), made, int(seq)
 
 
 def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
