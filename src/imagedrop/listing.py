@@ -11,6 +11,7 @@ import hashlib
 import json
 import posixpath
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -103,19 +104,27 @@ class Lister:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            # Listen for the hint before looking: a batch recorded between an empty claim and
+            # the wait still wakes us (the hint is edge-triggered).
+            hint = asyncio.ensure_future(self.ledger.wait_for_work(self.poll, "listings"))
             try:
+                await asyncio.sleep(0)
                 batch = await self.ledger.claim_listing(self.owner, self.lease)
             except Exception:
                 log.exception("listing_claim_failed")
                 batch = None
+            except BaseException:  # cancelled: the hint goes with us
+                hint.cancel()
+                raise
             if batch is None:
-                await self._wait(self.poll, hint=True)
+                await self._wait(self.poll, hint=hint)
                 continue
+            hint.cancel()
             try:
                 await self.list_batch(batch)
             except Exception:  # the lease lapses and the listing resumes from its cursor
                 log.exception("listing_crashed", batch_id=batch.id)
-                await self._wait(self.poll, hint=False)
+                await self._wait(self.poll)
 
     async def list_batch(self, batch: Batch) -> None:
         """List one batch from its cursor to the end, then close it if nothing is left to do."""
@@ -134,7 +143,7 @@ class Lister:
                     await self.ledger.add_batch_jobs(batch.id, self.owner, jobs, cursor, False)
             except TransientError as exc:
                 log.warning("listing_interrupted", error=str(exc))
-                await self._wait(min(self.lease, 5.0), hint=False)
+                await self._wait(min(self.lease, 5.0))
                 return  # lease expires; listing resumes from the cursor
             except (PermanentError, InputError) as exc:  # e.g. no such bucket: the batch
                 log.warning("listing_failed", error=str(exc))  # fails with the reason
@@ -153,10 +162,10 @@ class Lister:
         return jobs_for_page(batch, page, first_seq=seq, max_attempts=self.max_attempts,
                              outputs=self.outputs)
 
-    async def _wait(self, timeout: float, *, hint: bool) -> None:
-        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._stopping.wait())]
-        if hint:
-            waiters.append(asyncio.ensure_future(self.ledger.wait_for_work(timeout, "listings")))
+    async def _wait(self, timeout: float, *, hint: asyncio.Future[None] | None = None) -> None:
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._stopping.wait())]
+        if hint is not None:
+            waiters.append(hint)
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:

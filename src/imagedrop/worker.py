@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import structlog
 
@@ -49,10 +50,17 @@ class Worker:
         """Claim and run jobs until `stop()`."""
         self._started = True
         heartbeat = asyncio.create_task(self._heartbeat(), name="imagedrop-heartbeat")
+        hint: asyncio.Future[None] | None = None
         try:
             while not self._stopping.is_set():
                 free = self.settings.concurrency - len(self._editing)
+                hint = None
                 if free > 0:
+                    # Listen for the hint before looking: a job recorded between an empty claim
+                    # and the wait still wakes us (the hint is edge-triggered).
+                    hint = asyncio.ensure_future(
+                        self.ledger.wait_for_work(self.settings.poll_interval, "jobs"))
+                    await asyncio.sleep(0)
                     try:
                         jobs = await self.ledger.claim_jobs(
                             self.owner, free, self.settings.lease_seconds)
@@ -62,9 +70,12 @@ class Worker:
                     for job in jobs:
                         self._start(job)
                     if len(jobs) == free:
+                        hint.cancel()
                         continue  # there may be more: fill the free slots first
-                await self._idle(full=free <= 0)
+                await self._idle(hint)
         finally:
+            if hint is not None:
+                hint.cancel()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -94,15 +105,15 @@ class Worker:
 
         task.add_done_callback(done)
 
-    async def _idle(self, *, full: bool) -> None:
-        """Wait for a free slot (when full) or for new work, a stop, or the poll interval."""
+    async def _idle(self, hint: asyncio.Future[None] | None) -> None:
+        """Wait for a free slot, new work (`hint`, when a slot is free), a stop, or the poll
+        interval."""
         self._slot_freed.clear()
-        waiters: list[asyncio.Future[object]] = [
+        waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self._stopping.wait()),
             asyncio.ensure_future(self._slot_freed.wait())]
-        if not full:
-            waiters.append(asyncio.ensure_future(
-                self.ledger.wait_for_work(self.settings.poll_interval, "jobs")))
+        if hint is not None:
+            waiters.append(hint)
         try:
             await asyncio.wait(waiters, timeout=self.settings.poll_interval,
                                return_when=asyncio.FIRST_COMPLETED)

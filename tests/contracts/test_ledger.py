@@ -470,6 +470,24 @@ class TestDurability:
             await reopened.close()
 
 
+class TestModes:
+    """How a body runs: a "single" one is one statement, on every database."""
+
+    async def test_a_single_body_is_refused_a_second_statement(self, ledger: Ledger):
+        from imagedrop.ledger.sql import run
+
+        def two(d: object, now: float):  # type: ignore[no-untyped-def]
+            yield run("UPDATE jobs SET seq = seq + 1")
+            yield run("UPDATE jobs SET seq = seq + 1")
+
+        await ledger.create_jobs([new_job()])
+        with pytest.raises(RuntimeError, match="second"):
+            await ledger._run("single", two)
+        await ledger._run("write", two)
+        [job] = await ledger.list_jobs()
+        assert job.seq in (2, 3)  # 3 where the refused body's first statement stood alone
+
+
 class TestWaitForWork:
     """The wake-up hint: early on new work of the kind waited for, otherwise at the timeout."""
 

@@ -84,13 +84,19 @@ class Hooked:
         await self._after(sql)
         return row
 
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        rows = await self.conn.fetch(sql, *args)
+        await self._after(sql)
+        return rows
+
 
 def _after_locks(sql: str) -> bool:
     return "pg_advisory_xact_lock" in sql
 
 
 def _after_batch_select(sql: str) -> bool:
-    return "FROM batches WHERE group_key = $1" in sql
+    # The read of the groups' open batches, which locks them.
+    return "FROM batches WHERE group_key = ANY" in sql and sql.endswith("FOR UPDATE")
 
 
 class TestCloseWhileJoining:
@@ -114,13 +120,14 @@ class TestCloseWhileJoining:
         clock.now = T0 + 4.9  # inside the first batch's settle window, for the joiner
         conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": backend.schema})
         try:
+            hooked = Hooked(conn, when, housekeeping)
             async with conn.transaction():
                 [(second, new)] = await drive(
                     tx_drops.record_drops(POSTGRES, clock(), [item("f/2.jpg")]),
-                    answers(Hooked(conn, when, housekeeping), clock))
+                    answers(hooked, clock))
         finally:
             await conn.close()
-        assert new
+        assert hooked.fired and new
         batch = await joiner.get_batch(second.batch_id)
         assert batch is not None and batch.finished_at is None  # it will report the job
         # The job completes; every batch then closes with a summary that counts its jobs.
@@ -147,12 +154,13 @@ class TestCloseWhileJoining:
         clock.now = T0 + 4.9
         conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": backend.schema})
         try:
+            hooked = Hooked(conn, _after_batch_select, close)
             async with conn.transaction():
                 await drive(tx_drops.record_drops(POSTGRES, clock(), [item("f/2.jpg")]),
-                            answers(Hooked(conn, _after_batch_select, close), clock))
+                            answers(hooked, clock))
         finally:
             await conn.close()
-        assert closed == []
+        assert hooked.fired and closed == []
         ahead.now = T0 + 1000
         assert await house.close_settled_batches() == [first.batch_id]
 
@@ -171,13 +179,13 @@ class TestDuplicateMeanwhile:
 
         conn = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": backend.schema})
         try:
+            hooked = Hooked(conn, _after_locks, trigger)
             async with conn.transaction():
                 [(job, new)] = await drive(
-                    tx_drops.record_drops(POSTGRES, clock(), [late]),
-                    answers(Hooked(conn, _after_locks, trigger), clock))
+                    tx_drops.record_drops(POSTGRES, clock(), [late]), answers(hooked, clock))
         finally:
             await conn.close()
-        assert not new and job.batch_id is None
+        assert hooked.fired and not new and job.batch_id is None
         assert await joiner.close_settled_batches() == []
         left = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": backend.schema})
         try:

@@ -168,6 +168,34 @@ class TestWorker:
         assert worker.inflight == 0
 
 
+    async def test_a_job_recorded_during_an_empty_claim_wakes_the_worker(self, parts):
+        # The wake-up is edge-triggered: a job recorded after the claim looked and before the
+        # worker waits must still wake it, not wait out the poll interval (an hour here).
+        ledger, _, _provider, pipeline = parts
+        claims = ledger.claim_jobs
+        recorded: list[str] = []
+
+        async def claim_then_record(*args, **kwargs):
+            found = await claims(*args, **kwargs)
+            if not recorded:  # the first claim found nothing; a job comes in right after
+                [(job, _)] = await ledger.create_jobs([b64_job("gap.png")])
+                recorded.append(job.id)
+            return found
+
+        ledger.claim_jobs = claim_then_record
+        worker = Worker(ledger, pipeline, WorkerSettings(concurrency=1, poll_interval=3600),
+                        owner="w")
+        task = asyncio.create_task(worker.run())
+        try:
+            async def done() -> bool:
+                job = await ledger.get_job(recorded[0]) if recorded else None
+                return job is not None and job.state is JobState.COMPLETED
+            await until(done)
+        finally:
+            await worker.stop()
+            await task
+
+
 class TestLister:
     """The lister survives errors and lists the folder into jobs."""
 

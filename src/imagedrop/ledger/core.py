@@ -10,8 +10,10 @@ asynchronously on an asyncpg connection. What differs per database is confined t
 (claims, id lists, bulk inserts, locks) and a `Driver` (connections, transactions,
 LISTEN/NOTIFY). SQLAlchemy Core was the other candidate: it would compile statements for both,
 but not the part that needs writing once (the guards and decisions between statements), and it
-would add a dependency and an async/sync split of its own. This class owns the guards,
-invariants and wake-up policy; drivers only run what it hands them.
+would add a dependency and an async/sync split of its own. This class owns the transaction
+modes, the wake-up policy and what lies outside the database (files beside it, the group
+commit of drops); guards on arguments live in the bodies or the methods around them; drivers
+only run what it hands them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
@@ -46,8 +48,8 @@ from imagedrop.records import (
 T = TypeVar("T")
 P = ParamSpec("P")
 #: write: one atomic transaction; single: a body of one statement, atomic by itself (no
-#: BEGIN/COMMIT round trips where the database allows; a second statement is refused); read:
-#: no transaction; snapshot: one consistent view.
+#: BEGIN/COMMIT round trips where the database allows; a second statement is refused, on every
+#: database); read: no transaction; snapshot: one consistent view.
 Mode = Literal["write", "single", "read", "snapshot"]
 #: Values this large (an uploaded photo, a callback with a base64 result) are kept in a file
 #: beside a SQLite ledger; smaller ones cost less in its pages than a file and a sync.
@@ -123,14 +125,18 @@ class Op(Generic[P, T]):
     def __init__(self, mode: Mode, body: Callable[Concatenate[Dialect, float, P], Tx[T]],
                  wake: Wake[T] | None = None) -> None:
         self.mode, self.body, self.wake = mode, body, wake
+        self.qualname = body.__name__
         self.__doc__ = body.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.qualname = f"{owner.__qualname__}.{name}"
 
     @overload
     def __get__(self, ledger: None, owner: type) -> Op[P, T]: ...
     @overload
-    def __get__(self, ledger: Ledger, owner: type) -> Callable[P, Awaitable[T]]: ...
+    def __get__(self, ledger: Ledger, owner: type) -> Callable[P, Coroutine[Any, Any, T]]: ...
     def __get__(self, ledger: Ledger | None, owner: type
-                ) -> Op[P, T] | Callable[P, Awaitable[T]]:
+                ) -> Op[P, T] | Callable[P, Coroutine[Any, Any, T]]:
         if ledger is None:
             return self
 
@@ -138,7 +144,7 @@ class Op(Generic[P, T]):
             body: Body[T] = partial(self.body, **kwargs) if kwargs else self.body
             return await ledger._run(self.mode, body, *args, wake=self.wake)
 
-        method.__name__ = method.__qualname__ = self.body.__name__
+        method.__name__, method.__qualname__ = self.body.__name__, self.qualname
         method.__doc__ = self.__doc__
         return method
 
@@ -398,10 +404,15 @@ class Ledger:
 
     close_settled_batches = Op("single", tx_drops.close_settled_batches)
 
-    versions_with_jobs = Op("read", tx_drops.versions_with_jobs)
     completed_versions = Op("read", tx_drops.completed_versions)
     find_completed_version = Op("read", tx_drops.find_completed_version)
     blocked_jobs = Op("read", tx_drops.blocked_jobs)
+
+    async def versions_with_jobs(self, bucket: str, versions: list[tuple[str, str]]
+                                 ) -> set[tuple[str, str]]:
+        """Which (key, etag) object versions of a bucket already have a job, of any recipe."""
+        return await self._run("read", tx_drops.versions_with_jobs, bucket, versions
+                               ) if versions else set()
 
     async def unblock(self, job_ids: list[str]) -> None:
         """These jobs are healed (or no longer concern their manifest): not blocked any more."""
@@ -412,7 +423,10 @@ class Ledger:
     requeue_deliveries = Op("write", tx_drops.requeue_deliveries, wake=_if(DELIVERIES, _page))
     disable_endpoint = Op("single", tx_drops.disable_endpoint)
     enable_endpoint = Op("single", tx_drops.enable_endpoint)
-    disabled_endpoints = Op("read", tx_drops.disabled_endpoints)
+
+    async def disabled_endpoints(self, urls: list[str]) -> dict[str, str]:
+        """The given URLs that are disabled, with the reason."""
+        return await self._run("read", tx_drops.disabled_endpoints, urls) if urls else {}
 
     # -- provider limits shared by every replica ---------------------------------------------
 
@@ -460,6 +474,11 @@ class Ledger:
     page_deliveries = Op("snapshot", tx_listings.page_deliveries)
     page_subscribers = Op("read", tx_listings.page_subscribers)
     ping = Op("read", tx_listings.ping)
-    jobs_for_objects = Op("read", tx_listings.jobs_for_objects)
+
+    async def jobs_for_objects(self, bucket: str, keys: list[str]) -> dict[str, Job]:
+        """The newest job of each stored object named (the dashboard's folder cards)."""
+        return await self._run("read", tx_listings.jobs_for_objects, bucket, keys
+                               ) if keys else {}
+
     count_finished = Op("read", tx_listings.count_finished)
     count_jobs = Op("read", tx_listings.count_jobs)

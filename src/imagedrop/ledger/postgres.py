@@ -26,7 +26,7 @@ from imagedrop.ledger.core import Body, Ledger, Mode, Wake
 from imagedrop.ledger.dialect import MIGRATION_LOCK, POSTGRES, Dialect
 from imagedrop.ledger.schema import POSTGRES_MIGRATIONS, check_version
 from imagedrop.ledger.spool import Spool
-from imagedrop.ledger.sql import Stmt, drive, numbered
+from imagedrop.ledger.sql import Stmt, drive, numbered, one_statement
 
 T = TypeVar("T")
 
@@ -64,22 +64,6 @@ async def _kept(conn: Any) -> None:
     """A pooled connection goes back as it is: its session holds nothing to undo (no SET, no
     LISTEN, no session lock or cursor: those live on the listener's own connection), and the
     pool still rolls back a transaction left open. The default reset is a round trip per call."""
-
-
-def _one_statement(answer: Callable[[Stmt], Awaitable[Any]]
-                   ) -> Callable[[Stmt], Awaitable[Any]]:
-    """`answer` for a body run outside a transaction, refusing its second statement (which
-    would commit apart from the first: such a body must run as a "write")."""
-    ran = False
-
-    async def once(stmt: Stmt) -> Any:
-        nonlocal ran
-        if stmt.want != "now":
-            if ran:
-                raise RuntimeError("a ledger body run as one statement ran a second one")
-            ran = True
-        return await answer(stmt)
-    return once
 
 
 async def apply_migrations(conn: Any, now: float, schema: str | None) -> int:
@@ -211,7 +195,7 @@ class PostgresDriver:
                 # One statement (atomic by itself) or a plain read: no BEGIN/COMMIT round
                 # trips. A second statement would commit apart from the first: refused.
                 result = await drive(body(POSTGRES, self._clock(), *args),
-                                     _one_statement(answer) if mode == "single" else answer)
+                                     one_statement(answer) if mode == "single" else answer)
                 await _notify(conn, tell_others, result)
                 return result
         except DRIVER_ERRORS as exc:

@@ -82,6 +82,24 @@ async def drive(body: Tx[T], answer: Callable[[Stmt], Awaitable[Any]]) -> T:
         body.close()
 
 
+def one_statement(answer: Callable[[Stmt], Awaitable[Any]]
+                   ) -> Callable[[Stmt], Awaitable[Any]]:
+    """`answer` for a body run as one statement ("single"), refusing its second: where that
+    runs outside a transaction (PostgreSQL) the second would commit apart from the first, so
+    such a body must run as a "write". Refused on every database, so any backend's tests
+    catch it."""
+    ran = False
+
+    async def once(stmt: Stmt) -> Any:
+        nonlocal ran
+        if stmt.want != "now":
+            if ran:
+                raise RuntimeError("a ledger body run as one statement ran a second one")
+            ran = True
+        return await answer(stmt)
+    return once
+
+
 def result_of(coro: Coroutine[Any, Any, T]) -> T:
     """The result of a coroutine that never suspends: `drive` with synchronous answers (SQLite,
     on its own thread, outside any event loop)."""

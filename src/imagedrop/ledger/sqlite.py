@@ -26,7 +26,7 @@ from imagedrop.ledger.core import Body, Ledger, Mode, Wake
 from imagedrop.ledger.dialect import SQLITE, Dialect
 from imagedrop.ledger.schema import SQLITE_MIGRATIONS, check_version, split_statements
 from imagedrop.ledger.spool import Spool
-from imagedrop.ledger.sql import Stmt, drive, result_of
+from imagedrop.ledger.sql import Stmt, drive, one_statement, result_of
 
 T = TypeVar("T")
 MEMORY = ":memory:"
@@ -39,6 +39,7 @@ class _Write(NamedTuple):
     body: Body[Any]
     args: tuple[Any, ...]
     future: Future[Any]
+    one: bool  # a "single" body: one statement (refused a second, as on PostgreSQL)
 
 
 def answers(conn: sqlite3.Connection, clock: Callable[[], float]
@@ -137,7 +138,7 @@ class SqliteDriver:
             return await self._await(executor.submit(self._read, body, args))
         future: Future[T] = Future()
         with self._lock:
-            self._pending.append(_Write(body, args, future))
+            self._pending.append(_Write(body, args, future, mode == "single"))
         executor.submit(self._drain)  # one drain per write: the first may do them all
         return await self._await(future)
 
@@ -259,7 +260,9 @@ class SqliteDriver:
                 try:
                     # `now` is read with the lock held, so leases follow commit order.
                     body = item.body(SQLITE, self._clock(), *item.args)
-                    outcomes.append((True, result_of(drive(body, answers(conn, self._clock)))))
+                    answer = answers(conn, self._clock)
+                    outcomes.append((True, result_of(drive(
+                        body, one_statement(answer) if item.one else answer))))
                 except Exception as exc:
                     conn.execute("ROLLBACK TO call")
                     outcomes.append((False, exc))

@@ -42,7 +42,7 @@ from imagedrop.records import (
 # -- batches ------------------------------------------------------------------------------
 
 
-def create_batch(d: Dialect, now: float, new: NewBatch) -> Tx[Batch]:
+def create_batch(d: Dialect, now: float, batch: NewBatch) -> Tx[Batch]:
     """Record a batch."""
     created = yield row(
         "INSERT INTO batches (id, kind, bucket, prefix, output_bucket, output_prefix, recipe,"
@@ -50,11 +50,12 @@ def create_batch(d: Dialect, now: float, new: NewBatch) -> Tx[Batch]:
         " VALUES (:id, :kind, :bucket, :prefix, :output_bucket, :output_prefix, :recipe,"
         " :callback_url, :listing_done, :now, :extra, :group_key, :request_id, :traceparent)"
         f" RETURNING {BATCH_COLUMNS}",
-        id=new.id or str(uuid.uuid4()), kind=new.kind, bucket=new.bucket, prefix=new.prefix,
-        output_bucket=new.output_bucket, output_prefix=new.output_prefix,
-        recipe=new.recipe.to_json(), callback_url=new.callback_url,
-        listing_done=new.listing_done, now=now, extra=dumps(new.extra),
-        group_key=new.group_key, request_id=new.request_id, traceparent=new.traceparent)
+        id=batch.id or str(uuid.uuid4()), kind=batch.kind, bucket=batch.bucket,
+        prefix=batch.prefix,
+        output_bucket=batch.output_bucket, output_prefix=batch.output_prefix,
+        recipe=batch.recipe.to_json(), callback_url=batch.callback_url,
+        listing_done=batch.listing_done, now=now, extra=dumps(batch.extra),
+        group_key=batch.group_key, request_id=batch.request_id, traceparent=batch.traceparent)
     return batch_from_row(created)
 
 

@@ -67,7 +67,7 @@ def take_budget(d: Dialect, now: float, limits: Sequence[BudgetLimit], usd: floa
     return BudgetTake(day, None)
 
 
-def settle_budget(d: Dialect, now: float, scopes: Sequence[str], day: str, usd: float,
+def settle_budget(d: Dialect, now: float, scopes: list[str], day: str, usd: float,
                   edits: int = 0) -> Tx[None]:
     """Correct the day's usage of `scopes` by `usd` and `edits` (the real cost against the
     estimate; an edit that never reached the provider given back)."""

@@ -36,7 +36,8 @@ def record_drops(d: Dialect, now: float, items: Sequence[DropItem]
     """Each new job joins its group's settling batch (made if none); duplicates join nothing.
 
     Written set-wise, a statement per step for the whole call (not per item): what is known
-    already, the settling batch of each group, each batch's next positions, then one insert.
+    already, the groups' open batches, each settling one's deadline (with its next position),
+    then one insert.
     Two replicas dropping into one folder at once must not open two batches: each takes a lock
     per group for the rest of its transaction, all of them up front and in one order (so two
     calls with the same groups cannot deadlock), and looks for the settling batch only once it
@@ -155,7 +156,7 @@ def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
     return [r[0] for r in closed]
 
 
-def completed_versions(d: Dialect, now: float, version_keys: Sequence[str]) -> Tx[set[str]]:
+def completed_versions(d: Dialect, now: float, version_keys: list[str]) -> Tx[set[str]]:
     """Which of `version_keys` (object version and recipe) have a completed edit (a dry run
     counts them as done)."""
     found = yield rows(f"SELECT DISTINCT version_key FROM jobs WHERE state = 'completed'"
@@ -164,11 +165,9 @@ def completed_versions(d: Dialect, now: float, version_keys: Sequence[str]) -> T
     return {r[0] for r in found}
 
 
-def versions_with_jobs(d: Dialect, now: float, bucket: str, versions: Sequence[tuple[str, str]]
+def versions_with_jobs(d: Dialect, now: float, bucket: str, versions: list[tuple[str, str]]
                        ) -> Tx[set[tuple[str, str]]]:
     """Which (key, etag) object versions of a bucket already have a job, of any recipe."""
-    if not versions:
-        return set()
     found = yield rows(
         "SELECT DISTINCT source_key, source_etag FROM jobs WHERE source_bucket = :bucket"
         f" AND {d.in_list('source_key', 'keys')}",
@@ -206,7 +205,7 @@ def unblock(d: Dialect, now: float, job_ids: Sequence[str]) -> Tx[None]:
 # -- replays ----------------------------------------------------------------------------------
 
 
-def requeue_jobs(d: Dialect, now: float, *, job_ids: Sequence[str] | None = None,
+def requeue_jobs(d: Dialect, now: float, *, job_ids: list[str] | None = None,
                  batch_id: str | None = None, bucket: str | None = None,
                  prefix: str | None = None, include_completed: bool = False, limit: int = 1000
                  ) -> Tx[Requeued[Job]]:
@@ -252,7 +251,7 @@ def requeue_jobs(d: Dialect, now: float, *, job_ids: Sequence[str] | None = None
     return Requeued(jobs, len(picked) > limit)
 
 
-def requeue_deliveries(d: Dialect, now: float, *, delivery_ids: Sequence[str] | None = None,
+def requeue_deliveries(d: Dialect, now: float, *, delivery_ids: list[str] | None = None,
                        job_id: str | None = None, batch_id: str | None = None,
                        url: str | None = None, since: float | None = None, limit: int = 1000
                        ) -> Tx[Requeued[Delivery]]:
@@ -321,10 +320,8 @@ def enable_endpoint(d: Dialect, now: float, url: str) -> Tx[bool]:
     return bool((yield count("DELETE FROM endpoints WHERE url = :url", url=url)) == 1)
 
 
-def disabled_endpoints(d: Dialect, now: float, urls: Sequence[str]) -> Tx[dict[str, str]]:
+def disabled_endpoints(d: Dialect, now: float, urls: list[str]) -> Tx[dict[str, str]]:
     """The given URLs that are disabled, with the reason."""
-    if not urls:
-        return {}
     found = yield rows(f"SELECT url, reason FROM endpoints WHERE {d.in_list('url', 'urls')}",
                        urls=d.list_param(urls))
     return {r[0]: r[1] for r in found}
@@ -348,8 +345,8 @@ def take_edit_slot(d: Dialect, now: float, key: str, per_minute: int) -> Tx[floa
 
 
 def pause_provider(d: Dialect, now: float, key: str, until: float, reason: str) -> Tx[None]:
-    """Pause the provider `key` until `until`. `reason` starts with the provider's error
-    code: `billing_hard_limit_reached: …`."""
+    """Pause the provider `key` until `until` (a later deadline already set stays). `reason`
+    starts with the provider's error code: `billing_hard_limit_reached: …`."""
     # A later deadline wins; a shorter pause never cuts one already in force.
     yield run("INSERT INTO provider_pauses (key, until, reason, paused_at)"
               " VALUES (:key, :until, :reason, :now) ON CONFLICT (key) DO UPDATE SET"

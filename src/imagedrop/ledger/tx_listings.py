@@ -64,32 +64,33 @@ def _page(found: Sequence[object], limit: int) -> tuple[list[object], str | None
     return items, encode_cursor(float(last["created_at"]), int(last["pos"]))  # type: ignore[index]
 
 
-def page_jobs(d: Dialect, now: float, f: JobFilter, *, after: str | None = None,
+def page_jobs(d: Dialect, now: float, where: JobFilter, *, after: str | None = None,
               limit: int = 50) -> Tx[Page[Job]]:
-    """Jobs matching `f`, newest first, `limit` per page (input data left out); `after` is the
-    previous page's `next` (an InputError if it is not one)."""
+    """Jobs matching `where`, newest first, `limit` per page (input data left out); `after` is
+    the previous page's `next` (an InputError if it is not one)."""
     limit = max(1, limit)
-    where, params, tail = _newest_first(
-        d, {"state": f.state, "kind": f.kind, "source_bucket": f.bucket, "batch_id": f.batch_id},
-        f.since, after, limit)
-    if f.prefix:
+    conds, params, tail = _newest_first(
+        d, {"state": where.state, "kind": where.kind, "source_bucket": where.bucket,
+            "batch_id": where.batch_id}, where.since, after, limit)
+    if where.prefix:
         # LIKE would treat % and _ in keys as wildcards; compare the key's start instead.
-        where.append("substr(source_key, 1, :prefix_length) = :prefix")
-        params.update(prefix=f.prefix, prefix_length=len(f.prefix))
+        conds.append("substr(source_key, 1, :prefix_length) = :prefix")
+        params.update(prefix=where.prefix, prefix_length=len(where.prefix))
     found = yield rows(f"SELECT {d.pos} AS pos, {JOB_COLUMNS_NO_DATA} FROM jobs"
-                       f" {_where(where)} {tail}", **params)
+                       f" {_where(conds)} {tail}", **params)
     items, cursor = _page(found, limit)
     return Page([job_from_row(r) for r in items], cursor)  # type: ignore[arg-type]
 
 
-def page_deliveries(d: Dialect, now: float, f: DeliveryFilter, *, after: str | None = None,
+def page_deliveries(d: Dialect, now: float, where: DeliveryFilter, *, after: str | None = None,
                     limit: int = 50) -> Tx[Page[DeliveryLog]]:
     """Callback deliveries (bodies left out) with every attempt, newest first."""
     limit = max(1, limit)
-    where, params, tail = _newest_first(
-        d, {"state": f.state, "url": f.url, "job_id": f.job_id}, f.since, after, limit)
+    conds, params, tail = _newest_first(
+        d, {"state": where.state, "url": where.url, "job_id": where.job_id}, where.since, after,
+        limit)
     found = yield rows(f"SELECT {d.pos} AS pos, {_DELIVERY_LISTED} FROM deliveries"
-                       f" {_where(where)} {tail}", **params)
+                       f" {_where(conds)} {tail}", **params)
     items, cursor = _page(found, limit)
     deliveries = [delivery_from_row({**r, "body": b""}) for r in items]  # type: ignore[dict-item]
     attempts = []
@@ -157,12 +158,10 @@ def count_finished(d: Dialect, now: float, state: JobState, since: float, cap: i
         " LIMIT :cap) AS recent", state=str(state), since=float(since), cap=cap)))
 
 
-def jobs_for_objects(d: Dialect, now: float, bucket: str, keys: Sequence[str]
+def jobs_for_objects(d: Dialect, now: float, bucket: str, keys: list[str]
                      ) -> Tx[dict[str, Job]]:
     """The newest job of each stored object named in `bucket` (the dashboard's folder cards;
     objects without one left out)."""
-    if not keys:
-        return {}
     found = yield rows(
         f"SELECT {JOB_COLUMNS_NO_DATA} FROM jobs WHERE source_bucket = :bucket"
         f" AND {d.in_list('source_key', 'keys')} ORDER BY created_at, {d.pos}",
