@@ -19,7 +19,7 @@ DROP_GROUP_LOCK = 0x1D0F
 
 # What a claim sets; the due-row conditions are the same on both databases.
 _CLAIM_JOB_SET = (
-    "UPDATE jobs SET state = 'running', lease_owner = :owner, lease_expires = :expires,"
+    "state = 'running', lease_owner = :owner, lease_expires = :expires,"
     " attempts = attempts + 1, started_at = COALESCE(started_at, :now)"
 )
 # `{free}`: the row's lease may be taken (see `Dialect.free`).
@@ -36,28 +36,7 @@ _LISTABLE = (
     " AND settle_until IS NULL"  # drop batches are filled by notifications, not listed
     " AND (lease_owner IS NULL OR {free}) ORDER BY created_at"
 )
-_CLAIM_LISTING_SET = (
-    "UPDATE batches SET lease_owner = :owner, lease_expires = :expires, lease_seconds = :lease"
-)
-
-
-def _prefixed(table: str, columns: str) -> str:
-    """`a, b` as `t.a, t.b`: RETURNING after UPDATE … FROM must say which table it means
-    (expressions, which name their tables, are left as they are)."""
-    return ", ".join(f"{table}.{name}" if name.isidentifier() else name
-                     for name in _split_columns(columns))
-
-
-def _split_columns(columns: str) -> list[str]:
-    """A column list cut at its top-level commas (not those inside an expression's brackets)."""
-    out, depth, start = [], 0, 0
-    for i, ch in enumerate(columns):
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if ch == "," and depth == 0:
-            out.append(columns[start:i].strip())
-            start = i + 1
-    out.append(columns[start:].strip())
-    return out
+_CLAIM_LISTING_SET = "lease_owner = :owner, lease_expires = :expires, lease_seconds = :lease"
 
 
 class Dialect:
@@ -68,10 +47,26 @@ class Dialect:
     row_locks: bool  # whether `SELECT … FOR UPDATE` exists (it orders concurrent writers)
     lock: str  # suffix of a SELECT whose rows stay locked until commit
     skip_locked: str  # suffix of a sub-SELECT that passes over rows others hold
-    claim_jobs: str  # :now :limit :owner :expires -> pos + job columns
-    claim_deliveries: str  # :now :limit :owner :expires -> pos + delivery columns
-    claim_listing: str  # :now :owner :expires :lease -> batch columns
+    picked: str  # a condition on `{}`, a sub-SELECT of ids: the row's id is among them
+    claim_index: str  # what pins the job claim's plan to its index, if the planner needs it
     _alive: str  # a condition on `{}`, an owner name: its process is known to be alive
+
+    def __init__(self) -> None:
+        # A claim takes the due rows in order, passing over those another replica is
+        # claiming right now (SKIP LOCKED, where rows lock) instead of queueing behind it.
+        def claim(table: str, assignments: str, due: str, columns: str, limit: str,
+                  index: str = "") -> str:
+            ids = (f"SELECT id FROM {table}{index} WHERE {due.format(free=self.free())},"
+                   f" {self.pos} LIMIT {limit}{self.skip_locked}")
+            return (f"UPDATE {table} SET {assignments} WHERE id {self.picked.format(ids)}"
+                    f" RETURNING {self.pos} AS pos, {columns}")
+
+        # :now :limit :owner :expires (:lease) -> pos + the rows' columns
+        self.claim_jobs = claim("jobs", _CLAIM_JOB_SET, _DUE_JOBS, JOB_COLUMNS, ":limit",
+                                self.claim_index)
+        self.claim_deliveries = claim("deliveries", "lease_owner = :owner, lease_expires ="
+                                      " :expires", _DUE_DELIVERIES, DELIVERY_COLUMNS, ":limit")
+        self.claim_listing = claim("batches", _CLAIM_LISTING_SET, _LISTABLE, BATCH_COLUMNS, "1")
 
     def alive(self, owner: str) -> str:
         """A condition: the process that registered as `owner` (an SQL expression) still
@@ -119,22 +114,9 @@ class SqliteDialect(Dialect):
     skip_locked = ""
     # The driver defines owner_alive(key): whether the key's lock file is held.
     _alive = "owner_alive((SELECT key FROM owners WHERE owner = {}))"
-
-    def __init__(self) -> None:
-        free = self.free()
-        # INDEXED BY pins the claim-order plan: left alone, the planner picks `jobs_state` and
-        # sorts every due job.
-        self.claim_jobs = (
-            f"{_CLAIM_JOB_SET} WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim"
-            f" WHERE {_DUE_JOBS.format(free=free)} LIMIT :limit)"
-            f" RETURNING rowid AS pos, {JOB_COLUMNS}")
-        self.claim_deliveries = (
-            "UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires WHERE id IN"
-            f" (SELECT id FROM deliveries WHERE {_DUE_DELIVERIES.format(free=free)} LIMIT :limit)"
-            f" RETURNING rowid AS pos, {DELIVERY_COLUMNS}")
-        self.claim_listing = (
-            f"{_CLAIM_LISTING_SET} WHERE id = (SELECT id FROM batches WHERE"
-            f" {_LISTABLE.format(free=free)}, rowid LIMIT 1) RETURNING {BATCH_COLUMNS}")
+    picked = "IN ({})"
+    # Left alone, the planner picks `jobs_state` and sorts every due job.
+    claim_index = " INDEXED BY jobs_claim"
     # Bound parameters per statement stay well under SQLite's limit (32,766).
     _ROWS_PER_INSERT = 500
 
@@ -187,26 +169,10 @@ class PostgresDialect(Dialect):
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
     )
 
-    def __init__(self) -> None:
-        free = self.free()
-        # SKIP LOCKED passes over rows another replica is claiming right now instead of
-        # queueing behind it; MATERIALIZED makes the LIMIT apply once (an inlined subquery
-        # may be rescanned).
-        self.claim_jobs = (
-            f"WITH due AS MATERIALIZED (SELECT id FROM jobs WHERE {_DUE_JOBS.format(free=free)},"
-            f" pos LIMIT :limit FOR UPDATE SKIP LOCKED) {_CLAIM_JOB_SET} FROM due"
-            " WHERE jobs.id = due.id RETURNING jobs.pos, " + _prefixed("jobs", JOB_COLUMNS))
-        self.claim_deliveries = (
-            "WITH due AS MATERIALIZED (SELECT id FROM deliveries WHERE"
-            f" {_DUE_DELIVERIES.format(free=free)}, pos LIMIT :limit FOR UPDATE SKIP LOCKED)"
-            " UPDATE deliveries SET lease_owner = :owner, lease_expires = :expires FROM due"
-            " WHERE deliveries.id = due.id RETURNING deliveries.pos, "
-            + _prefixed("deliveries", DELIVERY_COLUMNS))
-        self.claim_listing = (
-            f"WITH free AS MATERIALIZED (SELECT id FROM batches WHERE"
-            f" {_LISTABLE.format(free=free)}, pos LIMIT 1 FOR UPDATE SKIP LOCKED)"
-            f" {_CLAIM_LISTING_SET} FROM free WHERE batches.id = free.id"
-            " RETURNING " + _prefixed("batches", BATCH_COLUMNS))
+    # The ids as an array, computed once (an initplan): the LIMIT and the row locks apply
+    # once, where a plain IN (sub-SELECT) may be rescanned or joined.
+    picked = "= ANY(ARRAY({}))"
+    claim_index = ""
 
     def in_list(self, column: str, name: str) -> str:
         return f"{column} = ANY(:{name}::text[])"
