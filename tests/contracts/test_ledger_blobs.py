@@ -9,6 +9,9 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
+from imagedrop.errors import ConfigError
 from imagedrop.ledger import (
     DeliveryAttempt,
     DeliveryState,
@@ -188,5 +191,49 @@ async def test_with_synchronous_normal_a_completed_image_waits_for_the_sweep(tmp
         os.utime(file, (time.time() - 7200, time.time() - 7200))
         assert await ledger.tidy_spool(older_than=3600) == 1
         assert not file.exists()
+    finally:
+        await ledger.close()
+
+
+async def test_the_uploads_folder_must_be_a_folder_of_our_own(tmp_path):
+    """A link (or a file) where the folder of upload files belongs is refused at open, with
+    the reason; a folder others may read is made private."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "ledger.db.uploads").symlink_to(elsewhere)
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    with pytest.raises(ConfigError, match="not a link"):
+        await ledger.open()
+    (tmp_path / "ledger.db.uploads").unlink()
+    (tmp_path / "ledger.db.uploads").symlink_to(tmp_path / "gone")  # a broken link
+    with pytest.raises(ConfigError, match="not a link"):
+        await ledger.open()
+    (tmp_path / "ledger.db.uploads").unlink()
+    (tmp_path / "ledger.db.uploads").mkdir(mode=0o755)
+    (tmp_path / "ledger.db.uploads").chmod(0o755)
+    await ledger.open()
+    try:
+        assert (tmp_path / "ledger.db.uploads").stat().st_mode & 0o777 == 0o700
+    finally:
+        await ledger.close()
+    assert list(elsewhere.iterdir()) == []
+
+
+async def test_a_folder_swapped_for_a_link_sends_nothing_elsewhere(tmp_path):
+    """The folder is held open from the start: replacing it with a link while the service
+    runs does not send uploaded images through the link."""
+    ledger = await _opened(tmp_path / "ledger.db", "me")
+    try:
+        uploads = tmp_path / "ledger.db.uploads"
+        uploads.rename(tmp_path / "moved")
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        uploads.symlink_to(elsewhere)
+        await ledger.create_jobs([_job("j", b"J" * 100_000)])
+        assert list(elsewhere.iterdir()) == []
+        [kept] = (tmp_path / "moved").iterdir()
+        assert kept.read_bytes() == b"J" * 100_000
+        [job] = await ledger.claim_jobs("me", 1, 60)
+        assert job.input_data == b"J" * 100_000
     finally:
         await ledger.close()

@@ -5,6 +5,8 @@ acknowledged upload survives a power cut. Writes run in threads, which the GIL l
 forty 200 KB photos are forty concurrent fdatasyncs (~12 ms here) instead of 8 MB through
 SQLite's pages and WAL (~40 ms, holding the ledger's one thread). A file whose row never
 committed (a crash between the two) or was deleted is an orphan: `stale` finds it later.
+The folder is opened once, never through a link, and every file is reached from that open
+folder: swapping the folder for a link later sends nothing elsewhere.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from imagedrop.errors import TransientError
+from imagedrop.errors import ConfigError, TransientError
 
 _NAME = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: what `_write` names files
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Spool:
-    """A directory of upload files (created on first use, private to the service's user)."""
+    """A directory of upload files (created when opened, private to the service's user)."""
 
     def __init__(self, directory: Path, *, commits_durable: bool = True) -> None:
         self.directory = directory
@@ -36,6 +38,38 @@ class Spool:
         self._made = 0  # files created so far, and how many of them a directory sync covers
         self._synced = 0
         self._sync_lock = asyncio.Lock()
+        self._fd: int | None = None  # the folder, held open from `open` to `close`
+
+    def open(self) -> None:
+        """Create the folder if missing and hold it open. ConfigError for a link, a file or
+        another user's folder in its place (a group- or world-readable one is made private)."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                         | os.O_CLOEXEC)
+        except OSError as exc:  # ELOOP: a link; ENOTDIR, EEXIST: a file or a broken link
+            raise ConfigError(f"{self.directory}: must be a folder, not a link or a file "
+                              f"({exc.strerror}); it holds uploaded images") from None
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            os.close(fd)
+            raise ConfigError(f"{self.directory}: belongs to another user (uid "
+                              f"{info.st_uid}); it holds uploaded images")
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o700)
+        self.close()
+        self._fd = fd
+
+    def close(self) -> None:
+        """Let the folder go (files in flight then fail as unreadable)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _dir(self) -> int:
+        if self._fd is None:
+            raise TransientError("the folder for uploaded images is not open")
+        return self._fd
 
     async def put(self, blobs: list[bytes]) -> list[str]:
         """Write each blob to a new file, durably; the names, in order. TransientError when the
@@ -79,9 +113,8 @@ class Spool:
     # -- in threads ---------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> str:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         name = uuid.uuid4().hex
-        fd = os.open(self.directory / name, _FLAGS, 0o600)
+        fd = os.open(name, _FLAGS, 0o600, dir_fd=self._dir())
         try:
             view = memoryview(data)
             while view:
@@ -99,7 +132,7 @@ class Spool:
             if self._synced >= wanted:
                 return
             covered = self._made
-            await asyncio.to_thread(_fsync_dir, self.directory)
+            await asyncio.to_thread(os.fsync, self._dir())
             self._synced = max(self._synced, covered)
 
     def _read(self, names: list[str]) -> dict[str, bytes]:
@@ -110,7 +143,8 @@ class Spool:
             if not _NAME.fullmatch(name):
                 continue
             try:
-                fd = os.open(self.directory / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                             dir_fd=self._dir())
             except OSError:
                 continue
             with os.fdopen(fd, "rb") as f:
@@ -122,15 +156,16 @@ class Spool:
         return out
 
     def _unlink(self, names: list[str]) -> None:
-        for name in names:
+        fd = self._fd
+        for name in names if fd is not None else ():
             if _NAME.fullmatch(name):
-                (self.directory / name).unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)
 
     def _stale(self, before: float) -> list[str]:
-        try:
-            entries = list(os.scandir(self.directory))
-        except FileNotFoundError:
+        if self._fd is None:
             return []
+        entries = list(os.scandir(self._fd))
         stale = []
         for entry in entries:  # only our own names: anything else here is left alone
             if not _NAME.fullmatch(entry.name):
@@ -149,10 +184,3 @@ def _transient(what: str, exc: OSError) -> TransientError:
     return TransientError(f"an uploaded image or callback body could not be {what}: "
                           f"{exc.strerror or type(exc).__name__}")
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

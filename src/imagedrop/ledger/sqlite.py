@@ -207,12 +207,16 @@ class SqliteDriver:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.create_function("owner_alive", 1, self._alive)
             apply_migrations(conn, self._clock())
+            if self.spool is not None:
+                self.spool.open()
         except BaseException:
             conn.close()
             raise
         self._conn = conn
 
     def _disconnect(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
