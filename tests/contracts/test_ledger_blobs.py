@@ -237,3 +237,23 @@ async def test_a_folder_swapped_for_a_link_sends_nothing_elsewhere(tmp_path):
         assert job.input_data == b"J" * 100_000
     finally:
         await ledger.close()
+
+
+async def test_a_folder_deleted_while_running_is_made_again(tmp_path):
+    """Someone deletes the folder of upload files while the service runs: the next upload
+    makes it again (with the same checks) instead of failing until a restart."""
+    import shutil
+
+    ledger = await _opened(tmp_path / "ledger.db", "me")
+    try:
+        uploads = tmp_path / "ledger.db.uploads"
+        await ledger.create_jobs([_job("before", b"B" * 100_000)])
+        shutil.rmtree(uploads)
+        await ledger.create_jobs([_job("after", b"A" * 100_000)])
+        assert [f.read_bytes() for f in uploads.iterdir()] == [b"A" * 100_000]
+        assert uploads.stat().st_mode & 0o777 == 0o700
+        claimed = {job.id: job for job in await ledger.claim_jobs("me", 5, 60)}
+        assert claimed["after"].input_data == b"A" * 100_000
+        assert claimed["before"].input_data is None  # its file went with the folder
+    finally:
+        await ledger.close()

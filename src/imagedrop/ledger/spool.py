@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import stat
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from imagedrop.errors import ConfigError, TransientError
@@ -38,38 +40,59 @@ class Spool:
         self._made = 0  # files created so far, and how many of them a directory sync covers
         self._synced = 0
         self._sync_lock = asyncio.Lock()
-        self._fd: int | None = None  # the folder, held open from `open` to `close`
+        # The folder, held open from `open` to `close`; threads use duplicates taken under the
+        # lock, so a close meanwhile never leaves them a number that now names something else.
+        self._fd: int | None = None
+        self._fd_lock = threading.Lock()
 
     def open(self) -> None:
         """Create the folder if missing and hold it open. ConfigError for a link, a file or
         another user's folder in its place (a group- or world-readable one is made private)."""
+        fd = -1
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
                          | os.O_CLOEXEC)
-        except OSError as exc:  # ELOOP: a link; ENOTDIR, EEXIST: a file or a broken link
-            raise ConfigError(f"{self.directory}: must be a folder, not a link or a file "
-                              f"({exc.strerror}); it holds uploaded images") from None
-        info = os.fstat(fd)
-        if info.st_uid != os.geteuid():
-            os.close(fd)
-            raise ConfigError(f"{self.directory}: belongs to another user (uid "
-                              f"{info.st_uid}); it holds uploaded images")
-        if info.st_mode & 0o077:
-            os.fchmod(fd, 0o700)
-        self.close()
-        self._fd = fd
+            info = os.fstat(fd)
+            if info.st_uid != os.geteuid():
+                raise ConfigError(f"{self.directory}: belongs to another user (uid "
+                                  f"{info.st_uid}); it holds uploaded images")
+            if info.st_mode & 0o077:
+                os.fchmod(fd, 0o700)
+        except BaseException as exc:
+            if fd >= 0:
+                os.close(fd)
+            if not isinstance(exc, OSError):
+                raise
+            what = ("must be a folder, not a link or a file"
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST)
+                    else "cannot be opened")
+            raise ConfigError(f"{self.directory}: {what} ({exc.strerror}); it holds uploaded "
+                              "images") from None
+        with self._fd_lock:
+            old, self._fd = self._fd, fd
+        if old is not None:
+            os.close(old)
 
     def close(self) -> None:
         """Let the folder go (files in flight then fail as unreadable)."""
-        fd, self._fd = self._fd, None
+        with self._fd_lock:
+            fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
 
-    def _dir(self) -> int:
-        if self._fd is None:
+    @contextlib.contextmanager
+    def _folder(self, *, required: bool = True) -> Iterator[int | None]:
+        """The held folder, duplicated for one use (None when closed and not `required`)."""
+        with self._fd_lock:
+            fd = None if self._fd is None else os.dup(self._fd)
+        if fd is None and required:
             raise TransientError("the folder for uploaded images is not open")
-        return self._fd
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     async def put(self, blobs: list[bytes]) -> list[str]:
         """Write each blob to a new file, durably; the names, in order. TransientError when the
@@ -112,9 +135,23 @@ class Spool:
 
     # -- in threads ---------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> str:
+    def _write(self, data: bytes, *, again: bool = True) -> str:
         name = uuid.uuid4().hex
-        fd = os.open(name, _FLAGS, 0o600, dir_fd=self._dir())
+        with self._folder() as folder:
+            try:
+                fd = os.open(name, _FLAGS, 0o600, dir_fd=folder)
+            except FileNotFoundError:
+                assert folder is not None
+                if not again or os.fstat(folder).st_nlink:
+                    raise
+                # The folder was deleted while we ran: made again, with the same checks.
+                try:
+                    self.open()
+                except ConfigError:
+                    raise TransientError("the folder for uploaded images was replaced by "
+                                         "something else; see the service's start-up "
+                                         "checks") from None
+                return self._write(data, again=False)
         try:
             view = memoryview(data)
             while view:
@@ -132,50 +169,54 @@ class Spool:
             if self._synced >= wanted:
                 return
             covered = self._made
-            await asyncio.to_thread(os.fsync, self._dir())
+            await asyncio.to_thread(self._fsync)
             self._synced = max(self._synced, covered)
+
+    def _fsync(self) -> None:
+        with self._folder() as folder:
+            assert folder is not None
+            os.fsync(folder)
 
     def _read(self, names: list[str]) -> dict[str, bytes]:
         # Each file on its own: one that cannot be read (gone, a link, not a regular file, an
         # I/O error) is left out and fails only its own job or delivery, saying so.
         out: dict[str, bytes] = {}
-        for name in names:
-            if not _NAME.fullmatch(name):
-                continue
-            try:
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
-                             dir_fd=self._dir())
-            except OSError:
-                continue
-            with os.fdopen(fd, "rb") as f:
+        with self._folder() as folder:
+            for name in names:
+                if not _NAME.fullmatch(name):
+                    continue
                 try:
-                    if stat.S_ISREG(os.fstat(fd).st_mode):
-                        out[name] = f.read()
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                                 dir_fd=folder)
                 except OSError:
-                    pass
+                    continue
+                with os.fdopen(fd, "rb") as f:
+                    try:
+                        if stat.S_ISREG(os.fstat(fd).st_mode):
+                            out[name] = f.read()
+                    except OSError:
+                        pass
         return out
 
     def _unlink(self, names: list[str]) -> None:
-        fd = self._fd
-        for name in names if fd is not None else ():
-            if _NAME.fullmatch(name):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=fd)
+        with self._folder(required=False) as folder:
+            for name in names if folder is not None else ():
+                if _NAME.fullmatch(name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=folder)
 
     def _stale(self, before: float) -> list[str]:
-        if self._fd is None:
-            return []
-        entries = list(os.scandir(self._fd))
-        stale = []
-        for entry in entries:  # only our own names: anything else here is left alone
-            if not _NAME.fullmatch(entry.name):
-                continue
-            try:
-                if (entry.is_file(follow_symlinks=False)
-                        and entry.stat(follow_symlinks=False).st_mtime < before):
-                    stale.append(entry.name)
-            except FileNotFoundError:  # deleted while we looked (a job completed)
-                continue
+        stale: list[str] = []
+        with self._folder(required=False) as folder:
+            for entry in os.scandir(folder) if folder is not None else ():
+                if not _NAME.fullmatch(entry.name):  # only our own names: the rest is left
+                    continue
+                try:
+                    if (entry.is_file(follow_symlinks=False)
+                            and entry.stat(follow_symlinks=False).st_mtime < before):
+                        stale.append(entry.name)
+                except FileNotFoundError:  # deleted while we looked (a job completed)
+                    continue
         return stale
 
 
