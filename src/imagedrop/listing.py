@@ -106,9 +106,8 @@ class Lister:
         while not self._stopping.is_set():
             # Listen for the hint before looking: a batch recorded between an empty claim and
             # the wait still wakes us (the hint is edge-triggered).
-            hint = asyncio.ensure_future(self.ledger.wait_for_work(self.poll, "listings"))
+            hint = self.ledger.wait_for_work(self.poll, "listings")
             try:
-                await asyncio.sleep(0)
                 batch = await self.ledger.claim_listing(self.owner, self.lease)
             except Exception:
                 log.exception("listing_claim_failed")

@@ -58,9 +58,7 @@ class Worker:
                 if free > 0:
                     # Listen for the hint before looking: a job recorded between an empty claim
                     # and the wait still wakes us (the hint is edge-triggered).
-                    hint = asyncio.ensure_future(
-                        self.ledger.wait_for_work(self.settings.poll_interval, "jobs"))
-                    await asyncio.sleep(0)
+                    hint = self.ledger.wait_for_work(self.settings.poll_interval, "jobs")
                     try:
                         jobs = await self.ledger.claim_jobs(
                             self.owner, free, self.settings.lease_seconds)

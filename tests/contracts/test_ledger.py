@@ -492,7 +492,7 @@ class TestWaitForWork:
     """The wake-up hint: early on new work of the kind waited for, otherwise at the timeout."""
 
     async def test_wakes_every_waiter_on_create(self, ledger: Ledger):
-        waiters = [asyncio.create_task(ledger.wait_for_work(600, "jobs")) for _ in range(2)]
+        waiters = [ledger.wait_for_work(600, "jobs") for _ in range(2)]
         await asyncio.sleep(0)  # parked before the work appears
         await ledger.create_jobs([new_job()])
         await asyncio.wait_for(asyncio.gather(*waiters), timeout=10)
@@ -500,7 +500,7 @@ class TestWaitForWork:
     async def test_wakes_on_a_retry_scheduled_delivery(self, ledger: Ledger, clock: FakeClock):
         [delivery_id] = await TestDeliveries().pending(ledger, clock.now)
         await ledger.claim_deliveries("s1", 1, LEASE)
-        waiter = asyncio.create_task(ledger.wait_for_work(600, "deliveries"))
+        waiter = ledger.wait_for_work(600, "deliveries")
         await asyncio.sleep(0)
         await ledger.record_attempt(delivery_id, "s1", attempt(delivery_id, 1, clock.now),
                                     state=DeliveryState.PENDING, next_attempt_at=clock.now)
@@ -509,9 +509,9 @@ class TestWaitForWork:
     async def test_wakes_only_the_kind_of_work_made(self, ledger: Ledger, clock: FakeClock):
         # A new job is no news to the callback sender or the lister: each woken for nothing
         # would query the ledger for nothing, on every replica, for every notification.
-        others = {kind: asyncio.create_task(ledger.wait_for_work(600, kind))
+        others = {kind: ledger.wait_for_work(600, kind)
                   for kind in ("deliveries", "listings")}
-        jobs = asyncio.create_task(ledger.wait_for_work(600, "jobs"))
+        jobs = ledger.wait_for_work(600, "jobs")
         await asyncio.sleep(0)
         await ledger.create_jobs([new_job()])
         await asyncio.wait_for(jobs, timeout=10)

@@ -113,7 +113,7 @@ class TestNotify:
         a, b = pair
         loop = asyncio.get_running_loop()
         timeout = 20.0
-        waiter = asyncio.create_task(b.wait_for_work(timeout, "jobs"))
+        waiter = b.wait_for_work(timeout, "jobs")
         await asyncio.sleep(0)  # let the waiter park its future before the work appears
         started = loop.time()
         await a.create_jobs([new_job("a.png")])
@@ -124,8 +124,8 @@ class TestNotify:
         # Every replica hears every NOTIFY: one that woke its sender and lister for each new
         # job would query the ledger twice per job per replica, for nothing.
         a, b = pair
-        deliveries = asyncio.create_task(b.wait_for_work(20.0, "deliveries"))
-        jobs = asyncio.create_task(b.wait_for_work(20.0, "jobs"))
+        deliveries = b.wait_for_work(20.0, "deliveries")
+        jobs = b.wait_for_work(20.0, "jobs")
         await asyncio.sleep(0)
         await a.create_jobs([new_job("a.png")])
         await asyncio.wait_for(jobs, timeout=40)
@@ -155,7 +155,7 @@ class TestNotify:
 
         await until(back, "the listener to reconnect")
         loop = asyncio.get_running_loop()
-        waiter = asyncio.create_task(b.wait_for_work(20.0, "jobs"))
+        waiter = b.wait_for_work(20.0, "jobs")
         await asyncio.sleep(0)
         started = loop.time()
         await a.create_jobs([new_job("after.png")])

@@ -79,9 +79,7 @@ class Deliverer:
                 self._wake.clear()  # before claiming, so a slot freed meanwhile is not missed
                 # Listen for the ledger's hint before looking, so a delivery recorded between
                 # the claim and the wait still wakes us (the hint is edge-triggered).
-                hint = asyncio.ensure_future(
-                    self._ledger.wait_for_work(self._idle_timeout(), "deliveries"))
-                await asyncio.sleep(0)
+                hint = self._ledger.wait_for_work(self._idle_timeout(), "deliveries")
                 free = self._settings.concurrency - len(self._in_flight)
                 claimed = await self._claim(free) if free > 0 else 0
                 if self._stopping or (free > 0 and claimed == free):

@@ -14,12 +14,13 @@ from typing import Any
 
 import structlog
 
+from imagedrop.ledger._waiters import EVERY
+
 CHANNEL = "imagedrop_work"
 # The payload is the writer's schema and the kinds of work, space-separated: replicas of other
 # ledgers sharing the database (test schemas, staging next to prod) hear the channel too, and
 # ignore what is not theirs. A payload with no kinds (an older replica's) wakes every kind.
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', current_schema() || ' ' || $1::text)"
-EVERY = ("jobs", "deliveries", "listings")
 _RETRY_MIN, _RETRY_MAX = 0.5, 30.0
 
 __all__ = ["CHANNEL", "NOTIFY", "Listener"]

@@ -1,29 +1,41 @@
-"""Wake-up hints shared by the ledger backends: futures parked in `wait_for_work`, by the kind
+"""Wake-up hints shared by the ledger backends: futures parked by `wait_for_work`, by the kind
 of work they wait for (a new job wakes the job worker, not the callback sender)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Literal
+
+#: What an idle service waits for: due jobs (the worker), deliveries (the sender), batches to
+#: list (the lister). A change wakes only those its new work concerns.
+Work = Literal["jobs", "deliveries", "listings"]
+EVERY: tuple[Work, ...] = ("jobs", "deliveries", "listings")
 
 
 class Waiters:
-    """Futures parked in `wait` per kind of work; `wake` resolves those of the kinds named,
-    from any thread or event loop."""
+    """Futures parked per kind of work; `wake` resolves those of the kinds named, from any
+    thread or event loop."""
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
-    async def wait(self, timeout: float, work: str) -> None:
-        """Return on the next `wake` of `work`, or after `timeout` seconds."""
-        # Created here, on the caller's running loop: the ledger may be built outside any loop.
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def park(self, timeout: float, work: Work) -> asyncio.Future[None]:
+        """A future resolved on the next `wake` of `work`, or after `timeout` seconds. It is
+        parked before this returns, so a caller that asks before it looks for work misses no
+        wake-up in between (they are edge-triggered); cancel it when no longer needed."""
+        # Created on the caller's running loop: the ledger may be built outside any loop.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.setdefault(work, set()).add(waiter)
-        try:
-            await asyncio.wait((waiter,), timeout=timeout)
-        finally:
+        timer = loop.call_later(timeout, _wake, waiter)
+
+        def gone(waiter: asyncio.Future[None]) -> None:
+            timer.cancel()
             self._waiters.get(work, set()).discard(waiter)
-            waiter.cancel()
+
+        waiter.add_done_callback(gone)
+        return waiter
 
     def wake(self, work: Iterable[str]) -> None:
         """Resolve every waiter parked for one of the kinds of `work`, on its own loop."""

@@ -18,6 +18,7 @@ only run what it hands them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -28,7 +29,7 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, Type
 
 from imagedrop.ledger import tx_batches, tx_budgets, tx_drops, tx_jobs, tx_listings, tx_owners
 from imagedrop.ledger._grouping import GroupWriter
-from imagedrop.ledger._waiters import Waiters
+from imagedrop.ledger._waiters import EVERY, Waiters, Work
 from imagedrop.ledger.dialect import Dialect
 from imagedrop.ledger.spool import Spool
 from imagedrop.ledger.sql import Tx
@@ -55,13 +56,9 @@ Mode = Literal["write", "single", "read", "snapshot"]
 #: beside a SQLite ledger; smaller ones cost less in its pages than a file and a sync.
 SPOOL_FROM = 64 * 1024
 Body = Callable[..., Tx[T]]
-#: What an idle service waits for: due jobs (the worker), deliveries (the sender), batches to
-#: list (the lister). A change wakes only those its new work concerns.
-Work = Literal["jobs", "deliveries", "listings"]
 JOBS: tuple[Work, ...] = ("jobs",)
 DELIVERIES: tuple[Work, ...] = ("deliveries",)
 LISTINGS: tuple[Work, ...] = ("listings",)
-EVERY: tuple[Work, ...] = ("jobs", "deliveries", "listings")
 #: From a body's result, the kinds of work it made (none: nobody wakes).
 Wake = Callable[[T], Sequence[Work]]
 
@@ -178,9 +175,11 @@ class Ledger:
         """Close connections."""
         await self._driver.close()
 
-    async def wait_for_work(self, timeout: float, work: Work) -> None:
-        """Return when new `work` may be claimable (a hint), or after `timeout` seconds."""
-        await self._waiters.wait(timeout, work)
+    def wait_for_work(self, timeout: float, work: Work) -> asyncio.Future[None]:
+        """A future resolved when new `work` may be claimable (a hint), or after `timeout`
+        seconds. Ask before looking for work: it is listening from the moment it is made.
+        Cancel it when it is no longer needed."""
+        return self._waiters.park(timeout, work)
 
     # -- owners: who holds leases, and whether it still lives ------------------------------
 
