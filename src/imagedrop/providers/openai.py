@@ -52,6 +52,8 @@ class OpenAIProvider:
             base_url=settings.openai_base_url or None,
             max_retries=0,
             timeout=settings.timeout,
+            http_client=openai.DefaultAsyncHttpxClient(
+                timeout=settings.timeout, event_hooks={"request": [_whole_body]}),
         )
 
     async def edit(self, image: bytes, mime_type: str, filename: str, spec: EditSpec) -> EditResult:
@@ -127,6 +129,14 @@ class OpenAIProvider:
             # Shutting down mid-edit: another attempt (or process) will do it.
             raise ProviderTransient("the OpenAI client was closed during the edit",
                                     maybe_billed=True) from exc
+
+
+async def _whole_body(request: Any) -> None:
+    """Request hook: the SDK's multipart form (~30 parts: a boundary, headers and value for each
+    field) is read into one buffer and sent in one write. Streamed, each part was a write of its
+    own with a trip through the loop, and with a wave of 1.35 MB answers being read on the same
+    loop, a 215 KB upload took 160 ms to reach the provider instead of a few."""
+    await request.aread()
 
 
 def _usage(reported: object) -> Usage | None:
