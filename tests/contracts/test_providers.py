@@ -4,17 +4,19 @@ the fake server's own stand-alone mode (benchmarks depend on it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,37 @@ async def _provider(fake_openai: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
     provider = OpenAIProvider(fake_openai.provider_settings(timeout=10.0))
     yield provider
     await provider.close()
+
+
+@contextlib.contextmanager
+def _raw_server(answer: bytes | None) -> Iterator[int]:
+    """A TCP server that reads one request and sends `answer` (None: nothing), then hangs up."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(30)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(30)
+                received = b""
+                while b"\r\n\r\n" not in received:  # the headers, then the body
+                    received += conn.recv(65536)
+                head, _, body = received.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                if answer:
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+        thread.join(10)
 
 
 async def _edit(provider: ImageProvider, prompt: str = "make it pop", **kw: str):
@@ -160,6 +193,26 @@ class TestOpenAIErrors:
                 await _edit(provider)
         finally:
             await provider.close()
+
+    @pytest.mark.parametrize(("answer", "cause"), [
+        (None, "ServerDisconnectedError"),  # hangs up after reading the request
+        (b"NOT HTTP AT ALL\r\n\r\n", "BadStatusLine"),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 999\r\n\r\n"
+         b'{"data": [{"b64_json": "iVBOR', "ContentLengthError"),  # cut off mid-answer
+    ])
+    async def test_broken_answers_say_what_broke(self, fake_openai, answer, cause) -> None:
+        """Transient, named by what went wrong; not a timeout (the SDK's aiohttp transport maps
+        a dropped connection to one), and no raw transport exception."""
+        with _raw_server(answer) as port:
+            provider = OpenAIProvider(fake_openai.provider_settings(
+                openai_base_url=f"http://127.0.0.1:{port}/v1", timeout=30.0))
+            try:
+                with pytest.raises(ProviderTransient) as info:
+                    await _edit(provider)
+            finally:
+                await provider.close()
+        assert str(info.value) == f"could not reach OpenAI ({cause})"
+        assert info.value.maybe_billed
 
     async def test_closed_mid_edit_is_transient(self, fake_openai) -> None:
         fake_openai.latency = 30.0

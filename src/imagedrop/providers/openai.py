@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, cast
 
+import aiohttp
 import openai
 import orjson
 
@@ -47,12 +48,17 @@ class OpenAIProvider:
         self._timeout = settings.timeout
         # max_retries=0: the SDK would retry 429s (even insufficient_quota) and 5xx with no
         # idempotency key, paying twice; the pipeline retries durably instead.
+        # Over aiohttp (the SDK's own option): a 1.35 MB answer is read by aiohttp's parser into
+        # one buffer, where httpx's default transport takes ~40 reads through the loop, each with
+        # a timeout scope. With a wave of answers arriving together that halved the time until
+        # the last was read (the edits' critical path). It words some failures wrongly (a refused
+        # connection as a timeout); _mapped_errors reads the cause instead.
         self._client = openai.AsyncOpenAI(
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url or None,
             max_retries=0,
             timeout=settings.timeout,
-            http_client=openai.DefaultAsyncHttpxClient(
+            http_client=openai.DefaultAioHttpClient(
                 timeout=settings.timeout, event_hooks={"request": [_whole_body]}),
         )
 
@@ -110,13 +116,10 @@ class OpenAIProvider:
         """Translate every SDK exception once into imagedrop's error tree."""
         try:
             yield
-        except openai.APITimeoutError as exc:
-            raise ProviderTransient(f"OpenAI did not answer within {self._timeout:g} s",
-                                    maybe_billed=True) from exc
-        except openai.APIConnectionError as exc:
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
-            raise ProviderTransient(f"could not reach OpenAI ({cause})",
-                                    maybe_billed=True) from exc
+        # APITimeoutError included; and what the SDK's aiohttp transport leaves unmapped (an
+        # answer that is not HTTP).
+        except (openai.APIConnectionError, aiohttp.ClientError) as exc:
+            raise ProviderTransient(_unanswered(exc, self._timeout), maybe_billed=True) from exc
         except openai.APIStatusError as exc:
             raise classify(exc, redact=self._key) from exc
         except openai.OpenAIError as exc:  # response validation and other client-side failures
@@ -129,6 +132,26 @@ class OpenAIProvider:
             # Shutting down mid-edit: another attempt (or process) will do it.
             raise ProviderTransient("the OpenAI client was closed during the edit",
                                     maybe_billed=True) from exc
+
+
+def _unanswered(exc: Exception, timeout: float) -> str:
+    """Why no answer came, from the exceptions under the SDK's: its aiohttp transport calls a
+    refused or dropped connection a timeout."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__
+    if any(isinstance(e, TimeoutError) for e in chain) or (
+            isinstance(exc, openai.APITimeoutError) and len(chain) == 1):
+        return f"OpenAI did not answer within {timeout:g} s"
+    root = chain[-1]
+    if root is exc and isinstance(exc, openai.APIConnectionError):
+        return "could not reach OpenAI (connection error)"
+    detail = type(root).__name__
+    if isinstance(root, aiohttp.ClientResponseError) and root.message:
+        detail += ": " + root.message.splitlines()[0].rstrip(": ")
+    return f"could not reach OpenAI ({detail})"
 
 
 async def _whole_body(request: Any) -> None:
