@@ -187,15 +187,18 @@ def accept_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Upload
 def checked_base64(text: str) -> bytes | None:
     """`text` as ASCII bytes when it is canonical base64 (standard alphabet, padded, no line
     breaks), else None; checked in a few C passes without decoding megabytes."""
-    if not text or len(text) % 4 or not text.isascii():
+    if not text or not text.isascii():
         return None
     raw = text.encode("ascii")
-    if raw.translate(None, _BASE64_ALPHABET):
-        return None
+    return raw if is_canonical_base64(raw) else None
+
+
+def is_canonical_base64(raw: bytes) -> bool:
+    """Whether `raw` is canonical base64 (as `checked_base64`), in C passes."""
+    if not raw or len(raw) % 4 or raw.translate(None, _BASE64_ALPHABET):
+        return False
     pad = raw.find(b"=")
-    if pad != -1 and (pad < len(raw) - 2 or raw[-1:] != b"="):
-        return None
-    return raw
+    return pad == -1 or (pad >= len(raw) - 2 and raw[-1:] == b"=")
 
 
 def sniff_base64(b64: bytes) -> str | None:

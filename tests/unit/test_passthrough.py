@@ -1,5 +1,6 @@
-"""Base64 results passed through unchanged (issue 13): the cheap canonical-base64 check, the
-callback body spliced around the image, and an EditResult's size and bytes either way."""
+"""Base64 results passed through unchanged (issue 13): the cheap canonical-base64 check, the image
+cut out of the provider's answer, the callback body spliced around the image, and an
+EditResult's size and bytes either way."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PIL import Image
 from imagedrop import imaging
 from imagedrop.payloads import B64Completed
 from imagedrop.providers import EditResult
+from imagedrop.providers.openai import read_answer
 
 
 def _png(size: int = 8) -> bytes:
@@ -78,3 +80,39 @@ def test_spliced_callback_body_is_the_serialised_one(filename: str) -> None:
     decoded = json.loads(spliced)
     assert decoded["filename"] == filename
     assert base64.b64decode(decoded["result_image_base64"]) == _png()
+
+
+_B64 = base64.b64encode(_png()).decode()
+
+
+@pytest.mark.parametrize("answer", [
+    {"created": 1, "data": [{"b64_json": _B64}], "usage": {"input_tokens": 3}},
+    # whatever else it says, whatever order and spacing, the first image is the one
+    {"usage": {"output_tokens": 9}, "data": [{"revised_prompt": 'a "b64_json": "QUFB" here',
+                                              "b64_json": _B64}, {"b64_json": "QUFB"}]},
+])
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", " : ")])
+def test_answer_image_is_cut_out_as_it_came(answer: dict, separators: tuple[str, str]) -> None:
+    content = json.dumps(answer, separators=separators).encode()
+    doc, image = read_answer(content)
+    assert image == _B64.encode()
+    assert doc["usage"] == answer["usage"]
+
+
+@pytest.mark.parametrize(("content", "image"), [
+    # a key that ends in b64_json is not the image: the document decides
+    (json.dumps({'x"b64_json': "QUFB", "data": [{"b64_json": _B64}]}), _B64),
+    # escapes, line breaks: not canonical, so parsed whole (and decoded the forgiving way)
+    (json.dumps({"data": [{"b64_json": _B64[:8] + "\n" + _B64[8:]}]}), _B64[:8] + "\n" + _B64[8:]),
+    ('{"data": [{"b64_json": "' + _B64.replace("/", "\\/") + '"}]}', _B64),
+    (json.dumps({"data": [{"url": "https://x"}, {"b64_json": _B64}]}), None),  # not the first
+    (json.dumps({"data": [{"b64_json": ""}]}), ""),
+    (json.dumps({"data": [{"b64_json": None}]}), None),
+    ("<html>gateway</html>", None),
+    ("[1, 2]", None),
+    ('{"data": [{"b64_json": "' + _B64 + '"', None),  # cut off
+])
+def test_anything_else_is_read_from_the_parsed_answer(content: str, image: str | None) -> None:
+    doc, value = read_answer(content.encode())
+    assert value == image and not isinstance(value, bytes)
+    assert isinstance(doc, dict)
