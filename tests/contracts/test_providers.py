@@ -19,7 +19,11 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
+import httpx2
 import pytest
+import yarl
+from multidict import CIMultiDict, CIMultiDictProxy
 from PIL import Image
 
 from imagedrop.config import ProviderSettings
@@ -31,7 +35,12 @@ from imagedrop.errors import (
 )
 from imagedrop.providers import EditSpec, ImageProvider, open_provider
 from imagedrop.providers.local import LABEL, LocalProvider
-from imagedrop.providers.openai import OpenAIProvider, parse_retry_after
+from imagedrop.providers.openai import (
+    OpenAIProvider,
+    _unanswered,
+    _whole_body,
+    parse_retry_after,
+)
 from tests.fakes.openai_server import API_KEY, FakeOpenAI
 from tests.fixtures import images
 
@@ -50,16 +59,22 @@ async def _provider(fake_openai: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
 
 
 @contextlib.contextmanager
-def _raw_server(answer: bytes | None) -> Iterator[int]:
-    """A TCP server that reads one request and sends `answer` (None: nothing), then hangs up."""
+def _raw_server(answer: bytes | None, *, read: bool = True, drip: float = 0.0
+                ) -> Iterator[int]:
+    """A TCP server for one request: reads it (unless not `read`: then it only waits), sends
+    `answer` (None: nothing; `drip`: a byte every `drip` seconds), then hangs up."""
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(30)
+    done = threading.Event()
 
     def serve() -> None:
         with contextlib.suppress(OSError):
             conn, _ = server.accept()
             with conn:
                 conn.settimeout(30)
+                if not read:
+                    done.wait(30)
+                    return
                 received = b""
                 while b"\r\n\r\n" not in received:  # the headers, then the body
                     received += conn.recv(65536)
@@ -68,14 +83,19 @@ def _raw_server(answer: bytes | None) -> Iterator[int]:
                                   if line.lower().startswith(b"content-length:")))
                 while len(body) < length:
                     body += conn.recv(65536)
-                if answer:
-                    conn.sendall(answer)
+                data = answer or b""
+                step = 1 if drip else max(1, len(data))
+                for i in range(0, len(data), step):
+                    conn.sendall(data[i:i + step])
+                    if drip and done.wait(drip):
+                        return
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         yield server.getsockname()[1]
     finally:
+        done.set()
         server.close()
         thread.join(10)
 
@@ -214,6 +234,61 @@ class TestOpenAIErrors:
         assert str(info.value) == f"could not reach OpenAI ({cause})"
         assert info.value.maybe_billed
 
+    async def test_a_non_utf8_status_line_is_transient(self, fake_openai) -> None:
+        """The transport re-encodes the reason phrase; its failure stays inside the adapter."""
+        answer = b"HTTP/1.1 502 Mauvaise passerelle \xe9\r\nContent-Length: 0\r\n\r\n"
+        with _raw_server(answer) as port:
+            provider = OpenAIProvider(fake_openai.provider_settings(
+                openai_base_url=f"http://127.0.0.1:{port}/v1", timeout=30.0))
+            try:
+                with pytest.raises(ProviderTransient, match="could not be read"):
+                    await _edit(provider)
+            finally:
+                await provider.close()
+
+    @pytest.mark.parametrize("stall", ["upload not read", "answer dripped"])
+    async def test_the_timeout_bounds_the_whole_call(self, fake_openai, stall) -> None:
+        """`timeout` is what one edit may take: also when the far end stops reading a large
+        upload (the transport has no write timeout) or drips its answer (each read is quick)."""
+        drip = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 99\r\n\r\n{}"
+        image = images.png() + bytes(8 * 1024 * 1024)  # more than the socket buffers hold
+        reading = stall == "answer dripped"
+        with _raw_server(drip if reading else None, read=reading, drip=0.2) as port:
+            provider = OpenAIProvider(fake_openai.provider_settings(
+                openai_base_url=f"http://127.0.0.1:{port}/v1", timeout=1.0))
+            started = time.monotonic()
+            try:
+                with pytest.raises(ProviderTransient, match="did not answer within 1 s"):
+                    await provider.edit(image if not reading else images.png(), "image/png",
+                                        "photo.png", _spec())
+            finally:
+                await provider.close()
+        assert time.monotonic() - started < 10
+
+    @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "all_proxy"])
+    def test_a_socks_proxy_is_refused_at_start(self, fake_openai, monkeypatch, variable) -> None:
+        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
+                     "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(variable, "socks5://user:secret@127.0.0.1:1080")
+        settings = fake_openai.provider_settings(openai_base_url="https://api.openai.com/v1")
+        with pytest.raises(ConfigError, match="SOCKS") as info:
+            OpenAIProvider(settings)
+        assert "secret" not in str(info.value)
+        monkeypatch.setenv("NO_PROXY", "api.openai.com")  # not used for this host: fine
+        asyncio.run(OpenAIProvider(settings).close())
+
+    def test_a_proxys_words_are_cleaned(self) -> None:
+        """A refusal's reason phrase may carry any byte, or echo the key: neither is kept."""
+        info = aiohttp.RequestInfo(yarl.URL("http://x"), "POST", CIMultiDictProxy(CIMultiDict()),
+                                   yarl.URL("http://x"))
+        refused = aiohttp.ClientHttpProxyError(
+            info, (), status=403, message="denied sk-proj-ABCDEFGH12345 \udce9\x1b[31m\nmore")
+        reason = _unanswered(refused, 300.0, key="sk-other")
+        assert reason == ("could not reach OpenAI (ClientHttpProxyError: denied sk-*** "
+                          "\\udce9?[31m)")
+        reason.encode("utf-8")  # storable
+
     async def test_closed_mid_edit_is_transient(self, fake_openai) -> None:
         fake_openai.latency = 30.0
         provider = OpenAIProvider(fake_openai.provider_settings())
@@ -282,6 +357,26 @@ class TestFakeServer:
             await _edit(provider)
         await _edit(provider)
         assert [c.status for c in fake_openai.calls] == [429, 200, 503, 200]
+
+
+class TestRequestBody:
+    """The SDK's multipart form goes out in one write, not a write per part."""
+
+    async def test_the_form_is_one_chunk(self) -> None:
+        def form() -> httpx2.Request:
+            return httpx2.Request(
+                "POST", "http://127.0.0.1/v1/images/edits",
+                headers={"Content-Type": "multipart/form-data; boundary=b0undary"},
+                data={"prompt": "p", "model": "m", "n": "1"},
+                files={"image": ("photo.png", images.png() + bytes(300_000), "image/png")})
+
+        streamed, hooked = form(), form()
+        await _whole_body(hooked)
+        parts = [chunk async for chunk in streamed.stream]  # type: ignore[union-attr]
+        whole = [chunk async for chunk in hooked.stream]  # type: ignore[union-attr]
+        assert len(parts) > 10 and len(whole) == 1
+        assert whole[0] == b"".join(parts)
+        assert hooked.headers["Content-Length"] == str(len(whole[0]))
 
 
 class TestParseRetryAfter:

@@ -102,7 +102,7 @@ def test_answer_image_is_cut_out_as_it_came(answer: dict, separators: tuple[str,
 @pytest.mark.parametrize(("content", "image"), [
     # a key that ends in b64_json is not the image: the document decides
     (json.dumps({'x"b64_json': "QUFB", "data": [{"b64_json": _B64}]}), _B64),
-    # escapes, line breaks: not canonical, so parsed whole (and decoded the forgiving way)
+    # escapes, line breaks: not canonical, so read from the parsed document
     (json.dumps({"data": [{"b64_json": _B64[:8] + "\n" + _B64[8:]}]}), _B64[:8] + "\n" + _B64[8:]),
     ('{"data": [{"b64_json": "' + _B64.replace("/", "\\/") + '"}]}', _B64),
     (json.dumps({"data": [{"url": "https://x"}, {"b64_json": _B64}]}), None),  # not the first
@@ -110,6 +110,8 @@ def test_answer_image_is_cut_out_as_it_came(answer: dict, separators: tuple[str,
     (json.dumps({"data": [{"b64_json": None}]}), None),
     ("<html>gateway</html>", None),
     ("[1, 2]", None),
+    # a document that holds a fixed stand-in for the cut cannot pass off another value
+    ('{"x": {"b64_json": "QUFB"}, "data": [{"b64_json": "\\u0000cut"}]}', "\x00cut"),
     ('{"data": [{"b64_json": "' + _B64 + '"', None),  # cut off
 ])
 def test_anything_else_is_read_from_the_parsed_answer(content: str, image: str | None) -> None:

@@ -6,12 +6,16 @@ failure happened: ProviderTransient (with retry_after), ProviderPermanent or Bil
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import email.utils
 import re
+import secrets
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -47,6 +51,9 @@ class OpenAIProvider:
         self._key = settings.openai_api_key
         self._closed = False
         self._timeout = settings.timeout
+        if proxy := _socks_proxy(settings.openai_base_url):
+            raise ConfigError(f"{proxy}: a SOCKS proxy cannot carry the OpenAI calls (the HTTP "
+                              "client speaks HTTP to proxies); use an HTTP proxy")
         # max_retries=0: the SDK would retry 429s (even insufficient_quota) and 5xx with no
         # idempotency key, paying twice; the pipeline retries durably instead.
         # Over aiohttp (the SDK's own option): a 1.35 MB answer is read by aiohttp's parser into
@@ -70,14 +77,17 @@ class OpenAIProvider:
             # The raw answer, read here (read_answer): the SDK's own parsing (stdlib json, then
             # a pydantic model around a 1.35 MB string) cost ~1.5 ms more per edit, on the
             # edits' critical path when a wave of them answers together.
-            raw = await self._client.images.with_raw_response.edit(
-                image=(filename, image, mime_type),
-                prompt=spec.prompt,
-                model=spec.model,
-                # The SDK's Literals lag behind the API: newer values pass through unchecked.
-                quality=cast(Any, spec.quality), size=spec.size,
-                output_format=cast(Any, spec.output_format), n=1,
-            )
+            # One deadline for the whole call: the transport bounds each read, but not an upload
+            # the far end stops reading, nor an answer dripped a byte at a time.
+            async with asyncio.timeout(self._timeout):
+                raw = await self._client.images.with_raw_response.edit(
+                    image=(filename, image, mime_type),
+                    prompt=spec.prompt,
+                    model=spec.model,
+                    # The SDK's Literals lag behind the API: newer values pass through unchecked.
+                    quality=cast(Any, spec.quality), size=spec.size,
+                    output_format=cast(Any, spec.output_format), n=1,
+                )
         response, b64_json = read_answer(raw.content)
         if not b64_json:
             raise ProviderPermanent("provider returned no image", code="no_image",
@@ -113,7 +123,14 @@ class OpenAIProvider:
         # APITimeoutError included; and what the SDK's aiohttp transport leaves unmapped (an
         # answer that is not HTTP).
         except (openai.APIConnectionError, aiohttp.ClientError) as exc:
-            raise ProviderTransient(_unanswered(exc, self._timeout), maybe_billed=True) from exc
+            raise ProviderTransient(_unanswered(exc, self._timeout, self._key),
+                                    maybe_billed=True) from exc
+        except TimeoutError as exc:  # the call's own deadline
+            raise ProviderTransient(f"OpenAI did not answer within {self._timeout:g} s",
+                                    maybe_billed=True) from exc
+        except UnicodeError as exc:  # the transport re-encoding a status line that is not UTF-8
+            raise ProviderTransient(f"OpenAI's answer could not be read ({type(exc).__name__})",
+                                    maybe_billed=True) from exc
         except openai.APIStatusError as exc:
             raise classify(exc, redact=self._key) from exc
         except openai.OpenAIError as exc:  # response validation and other client-side failures
@@ -130,8 +147,6 @@ class OpenAIProvider:
 
 # The first image's value in an images answer, as OpenAI writes it (base64 never needs escapes).
 _B64_VALUE = re.compile(rb'"b64_json"\s*:\s*"')
-# What read_answer parses in the image's place: no answer's base64 can be this.
-_CUT, _CUT_JSON = "\x00cut", rb"\u0000cut"
 
 
 def read_answer(content: bytes) -> tuple[dict[str, Any], str | bytes | None]:
@@ -145,10 +160,12 @@ def read_answer(content: bytes) -> tuple[dict[str, Any], str | bytes | None]:
         start = match.end()
         end = content.find(b'"', start)
         if end != -1 and is_canonical_base64(b64 := content[start:end]):
+            # Parsed in the image's place: a value no answer can hold by chance, nor by design.
+            mark = secrets.token_hex(8)
             with contextlib.suppress(orjson.JSONDecodeError):
-                doc = orjson.loads(b"".join((content[:start], _CUT_JSON,
+                doc = orjson.loads(b"".join((content[:start], b"\\u0000", mark.encode(),
                                              content[end:])))
-                if isinstance(doc, dict) and _first_image(doc) == _CUT:
+                if isinstance(doc, dict) and _first_image(doc) == "\x00" + mark:
                     return doc, b64
     try:
         doc = orjson.loads(content)
@@ -166,7 +183,7 @@ def _first_image(doc: dict[str, Any]) -> object:
     return item.get("b64_json") if isinstance(item, dict) else None
 
 
-def _unanswered(exc: Exception, timeout: float) -> str:
+def _unanswered(exc: Exception, timeout: float, key: str = "") -> str:
     """Why no answer came, from the exceptions under the SDK's: its aiohttp transport calls a
     refused or dropped connection a timeout."""
     chain: list[BaseException] = []
@@ -181,9 +198,26 @@ def _unanswered(exc: Exception, timeout: float) -> str:
     if root is exc and isinstance(exc, openai.APIConnectionError):
         return "could not reach OpenAI (connection error)"
     detail = type(root).__name__
-    if isinstance(root, aiohttp.ClientResponseError) and root.message:
-        detail += ": " + root.message.splitlines()[0].rstrip(": ")
+    if isinstance(root, aiohttp.ClientResponseError) and root.message:  # e.g. a proxy's refusal
+        said = _redact(root.message.splitlines()[0].rstrip(": ")[:200], key)
+        # Its words, but only printable ASCII: a status line may carry any byte.
+        detail += ": " + _CONTROLS.sub("?", said.encode("ascii", "backslashreplace").decode())
     return f"could not reach OpenAI ({detail})"
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _socks_proxy(base_url: str | None) -> str | None:
+    """The variable naming a SOCKS proxy for OpenAI's calls, if one does: the HTTP client reads
+    the proxy variables itself, and over aiohttp would speak HTTP to a SOCKS port."""
+    scheme = urllib.parse.urlsplit(base_url or "https://api.openai.com").scheme or "https"
+    host = urllib.parse.urlsplit(base_url or "https://api.openai.com").hostname or ""
+    proxies = urllib.request.getproxies()
+    for which in (scheme, "all"):
+        if proxies.get(which, "").lower().startswith("socks"):
+            return None if urllib.request.proxy_bypass(host) else f"{which.upper()}_PROXY"
+    return None
 
 
 async def _whole_body(request: Any) -> None:
