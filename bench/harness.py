@@ -157,8 +157,10 @@ class Receiver:
         self.url = ""
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        self.arrivals.setdefault(body["job_id"], time.perf_counter())
+        raw = await request.read()
+        arrived = time.perf_counter()  # when its bytes were in, not after this side's parse
+        body = json.loads(raw)
+        self.arrivals.setdefault(body["job_id"], arrived)
         self.bodies[body["job_id"]] = body
         self._changed.set()
         return web.Response(status=200)
