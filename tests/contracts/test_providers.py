@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import errno
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx2
+import openai
 import pytest
 import yarl
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -67,6 +69,12 @@ def _raw_server(answer: bytes | None, *, read: bool = True, drip: float = 0.0
     server.settimeout(30)
     done = threading.Event()
 
+    def recv(conn: socket.socket) -> bytes:
+        chunk = conn.recv(65536)
+        if not chunk:  # the client hung up
+            raise ConnectionError
+        return chunk
+
     def serve() -> None:
         with contextlib.suppress(OSError):
             conn, _ = server.accept()
@@ -77,12 +85,12 @@ def _raw_server(answer: bytes | None, *, read: bool = True, drip: float = 0.0
                     return
                 received = b""
                 while b"\r\n\r\n" not in received:  # the headers, then the body
-                    received += conn.recv(65536)
+                    received += recv(conn)
                 head, _, body = received.partition(b"\r\n\r\n")
                 length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                                   if line.lower().startswith(b"content-length:")))
                 while len(body) < length:
-                    body += conn.recv(65536)
+                    body += recv(conn)
                 data = answer or b""
                 step = 1 if drip else max(1, len(data))
                 for i in range(0, len(data), step):
@@ -96,8 +104,11 @@ def _raw_server(answer: bytes | None, *, read: bool = True, drip: float = 0.0
         yield server.getsockname()[1]
     finally:
         done.set()
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes an accept() still waiting
         server.close()
         thread.join(10)
+        assert not thread.is_alive()
 
 
 async def _edit(provider: ImageProvider, prompt: str = "make it pop", **kw: str):
@@ -265,18 +276,53 @@ class TestOpenAIErrors:
                 await provider.close()
         assert time.monotonic() - started < 10
 
-    @pytest.mark.parametrize("variable", ["HTTPS_PROXY", "all_proxy"])
-    def test_a_socks_proxy_is_refused_at_start(self, fake_openai, monkeypatch, variable) -> None:
-        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
-                     "no_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv(variable, "socks5://user:secret@127.0.0.1:1080")
+    @pytest.mark.parametrize(("env", "refused"), [
+        ({"HTTPS_PROXY": "socks5://user:secret@127.0.0.1:1080"}, True),
+        ({"all_proxy": "socks5://user:secret@127.0.0.1:1080"}, True),
+        # what the client would really use decides: the scheme's own proxy before ALL_PROXY,
+        # and NO_PROXY as the client reads it
+        ({"HTTPS_PROXY": "http://127.0.0.1:3128", "ALL_PROXY": "socks5://127.0.0.1:1080"}, False),
+        ({"ALL_PROXY": "socks5://127.0.0.1:1080", "NO_PROXY": "localhost,*"}, False),
+        ({"HTTPS_PROXY": "socks5://127.0.0.1:1080", "NO_PROXY": "api.openai.com"}, False),
+    ])
+    def test_a_socks_proxy_is_refused_at_start(self, fake_openai, monkeypatch, env,
+                                               refused) -> None:
+        for name in [k for k in os.environ if k.lower().endswith("_proxy")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
         settings = fake_openai.provider_settings(openai_base_url="https://api.openai.com/v1")
-        with pytest.raises(ConfigError, match="SOCKS") as info:
-            OpenAIProvider(settings)
-        assert "secret" not in str(info.value)
-        monkeypatch.setenv("NO_PROXY", "api.openai.com")  # not used for this host: fine
-        asyncio.run(OpenAIProvider(settings).close())
+        if refused:
+            with pytest.raises(ConfigError, match="SOCKS") as info:
+                OpenAIProvider(settings)
+            assert "secret" not in str(info.value) and "1080" not in str(info.value)
+        else:
+            asyncio.run(OpenAIProvider(settings).close())
+
+    @pytest.mark.parametrize("key", ["sk-abc\u200b", "sk-a b", "sk-abc\r\nX-Evil: 1", "sk-é"])
+    def test_a_key_that_cannot_be_a_header_is_refused_at_start(self, fake_openai, key) -> None:
+        with pytest.raises(ConfigError, match="printable ASCII") as info:
+            OpenAIProvider(fake_openai.provider_settings(openai_api_key=key))
+        assert key not in str(info.value)
+
+    async def test_a_request_that_cannot_be_encoded_is_permanent(self, provider,
+                                                                 fake_openai) -> None:
+        """Nothing was sent (a file name with undecodable bytes, read from a local folder):
+        not retried, not billed, and not called an unreadable answer."""
+        with pytest.raises(ProviderPermanent, match="could not be encoded") as info:
+            await provider.edit(images.png(), "image/png", "caf\udce9.png", _spec())
+        assert not info.value.maybe_billed
+        assert fake_openai.calls == []
+
+    def test_the_networks_own_timeout_is_not_called_ours(self) -> None:
+        """ETIMEDOUT from the kernel (a connect given up) is a TimeoutError in Python, but not
+        the call's deadline."""
+        exc = openai.APIConnectionError(request=httpx2.Request("POST", "http://x"))
+        exc.__cause__ = OSError(errno.ETIMEDOUT, "Connection timed out")
+        assert _unanswered(exc, 300.0) == "could not reach OpenAI (TimeoutError)"
+        late = openai.APITimeoutError(request=httpx2.Request("POST", "http://x"))
+        late.__cause__ = TimeoutError()
+        assert _unanswered(late, 300.0) == "OpenAI did not answer within 300 s"
 
     def test_a_proxys_words_are_cleaned(self) -> None:
         """A refusal's reason phrase may carry any byte, or echo the key: neither is kept."""

@@ -8,7 +8,7 @@ import threading
 import pytest
 import structlog
 
-from imagedrop.errors import BillingLimitReached, ProviderTransient
+from imagedrop.errors import BillingLimitReached, ConfigError, ProviderTransient
 from imagedrop.providers import EditSpec
 from imagedrop.providers.openai import OpenAIProvider
 from imagedrop.providers.threaded import LoopThreadProvider
@@ -93,3 +93,14 @@ class _StuckOnClose:
         # A timer due now runs after close()'s result is handed back to the caller's loop (the
         # task's done callbacks are queued first), and before the stop request can be handled.
         asyncio.get_running_loop().call_later(0, self.gate.wait)
+
+
+def test_a_refused_provider_leaves_no_thread() -> None:
+    """A provider that refuses to start (bad settings) leaves no loop thread running."""
+    def refuse() -> OpenAIProvider:
+        raise ConfigError("no")
+
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(ConfigError):
+        LoopThreadProvider(refuse, name="refusing")
+    assert "imagedrop-refusing-loop" not in {t.name for t in threading.enumerate()} - before

@@ -10,12 +10,11 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import email.utils
 import re
 import secrets
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -48,12 +47,13 @@ class OpenAIProvider:
     def __init__(self, settings: ProviderSettings) -> None:
         if not settings.openai_api_key:
             raise ConfigError("OPENAI_API_KEY: required for the OpenAI provider")
+        if not _PRINTABLE_ASCII.fullmatch(settings.openai_api_key):
+            # It travels in a header: anything else fails every call, before it is sent.
+            raise ConfigError("OPENAI_API_KEY: must be printable ASCII without spaces (check "
+                              "for a pasted invisible character or line break)")
         self._key = settings.openai_api_key
         self._closed = False
         self._timeout = settings.timeout
-        if proxy := _socks_proxy(settings.openai_base_url):
-            raise ConfigError(f"{proxy}: a SOCKS proxy cannot carry the OpenAI calls (the HTTP "
-                              "client speaks HTTP to proxies); use an HTTP proxy")
         # max_retries=0: the SDK would retry 429s (even insufficient_quota) and 5xx with no
         # idempotency key, paying twice; the pipeline retries durably instead.
         # Over aiohttp (the SDK's own option): a 1.35 MB answer is read by aiohttp's parser into
@@ -61,18 +61,24 @@ class OpenAIProvider:
         # a timeout scope. With a wave of answers arriving together that halved the time until
         # the last was read (the edits' critical path). It words some failures wrongly (a refused
         # connection as a timeout); _mapped_errors reads the cause instead.
+        http = openai.DefaultAioHttpClient(timeout=settings.timeout,
+                                           event_hooks={"request": [_whole_body]})
         self._client = openai.AsyncOpenAI(
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url or None,
             max_retries=0,
             timeout=settings.timeout,
-            http_client=openai.DefaultAioHttpClient(
-                timeout=settings.timeout, event_hooks={"request": [_whole_body]}),
+            http_client=http,
         )
+        if _socks_proxy(http, self._client.base_url):
+            raise ConfigError("the proxy the environment sets for OpenAI's calls (HTTPS_PROXY, "
+                              "ALL_PROXY or their lower-case forms) is a SOCKS proxy, which "
+                              "the HTTP client cannot speak; use an HTTP proxy, or NO_PROXY")
 
     async def edit(self, image: bytes, mime_type: str, filename: str, spec: EditSpec) -> EditResult:
         """One images.edit call; raises ProviderTransient, ProviderPermanent or
         BillingLimitReached."""
+        _SENT.set(False)
         with self._mapped_errors():
             # The raw answer, read here (read_answer): the SDK's own parsing (stdlib json, then
             # a pydantic model around a 1.35 MB string) cost ~1.5 ms more per edit, on the
@@ -128,9 +134,13 @@ class OpenAIProvider:
         except TimeoutError as exc:  # the call's own deadline
             raise ProviderTransient(f"OpenAI did not answer within {self._timeout:g} s",
                                     maybe_billed=True) from exc
-        except UnicodeError as exc:  # the transport re-encoding a status line that is not UTF-8
-            raise ProviderTransient(f"OpenAI's answer could not be read ({type(exc).__name__})",
-                                    maybe_billed=True) from exc
+        except UnicodeError as exc:
+            if _SENT.get():  # the transport re-encoding a status line that is not UTF-8
+                raise ProviderTransient("OpenAI's answer could not be read "
+                                        f"({type(exc).__name__})", maybe_billed=True) from exc
+            # The request itself (e.g. a file name with undecodable bytes): nothing was sent.
+            raise ProviderPermanent(f"the request to OpenAI could not be encoded ({exc})",
+                                    code="bad_request") from exc
         except openai.APIStatusError as exc:
             raise classify(exc, redact=self._key) from exc
         except openai.OpenAIError as exc:  # response validation and other client-side failures
@@ -191,7 +201,8 @@ def _unanswered(exc: Exception, timeout: float, key: str = "") -> str:
     while link is not None and link not in chain:
         chain.append(link)
         link = link.__cause__
-    if any(isinstance(e, TimeoutError) for e in chain) or (
+    # Only timers' timeouts (asyncio, aiohttp); an OSError with ETIMEDOUT is the network's.
+    if any(isinstance(e, TimeoutError) and e.errno is None for e in chain) or (
             isinstance(exc, openai.APITimeoutError) and len(chain) == 1):
         return f"OpenAI did not answer within {timeout:g} s"
     root = chain[-1]
@@ -199,7 +210,7 @@ def _unanswered(exc: Exception, timeout: float, key: str = "") -> str:
         return "could not reach OpenAI (connection error)"
     detail = type(root).__name__
     if isinstance(root, aiohttp.ClientResponseError) and root.message:  # e.g. a proxy's refusal
-        said = _redact(root.message.splitlines()[0].rstrip(": ")[:200], key)
+        said = _redact(root.message.splitlines()[0].rstrip(": "), key)[:200]
         # Its words, but only printable ASCII: a status line may carry any byte.
         detail += ": " + _CONTROLS.sub("?", said.encode("ascii", "backslashreplace").decode())
     return f"could not reach OpenAI ({detail})"
@@ -208,16 +219,26 @@ def _unanswered(exc: Exception, timeout: float, key: str = "") -> str:
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _socks_proxy(base_url: str | None) -> str | None:
-    """The variable naming a SOCKS proxy for OpenAI's calls, if one does: the HTTP client reads
-    the proxy variables itself, and over aiohttp would speak HTTP to a SOCKS port."""
-    scheme = urllib.parse.urlsplit(base_url or "https://api.openai.com").scheme or "https"
-    host = urllib.parse.urlsplit(base_url or "https://api.openai.com").hostname or ""
-    proxies = urllib.request.getproxies()
-    for which in (scheme, "all"):
-        if proxies.get(which, "").lower().startswith("socks"):
-            return None if urllib.request.proxy_bypass(host) else f"{which.upper()}_PROXY"
-    return None
+def _socks_proxy(http: Any, base_url: object) -> bool:
+    """Whether the client would reach `base_url` through a SOCKS proxy from the environment
+    (it reads the proxy variables itself, and over aiohttp would speak HTTP to a SOCKS port).
+    Asks the client which transport it chose, so the answer follows its own precedence and
+    NO_PROXY rules; a client without that (private) lookup is not checked."""
+    lookup = getattr(http, "_transport_for_url", None)
+    try:
+        transport = lookup(base_url) if lookup is not None else None
+    except Exception:  # the lookup moved or changed: the start goes on unchecked
+        return False
+    proxy = getattr(transport, "proxy", None)
+    scheme = str(getattr(getattr(proxy, "url", None), "scheme", "") or "")
+    return scheme.lower().startswith("socks")
+
+
+# Whether this call's request was complete and handed to the transport (set by _whole_body):
+# an encoding error after that is the answer's, before it the request's.
+_SENT: contextvars.ContextVar[bool] = contextvars.ContextVar("imagedrop_openai_sent",
+                                                            default=False)
+_PRINTABLE_ASCII = re.compile(r"[!-~]+")
 
 
 async def _whole_body(request: Any) -> None:
@@ -226,6 +247,7 @@ async def _whole_body(request: Any) -> None:
     own with a trip through the loop, and with a wave of 1.35 MB answers being read on the same
     loop, a 215 KB upload took 160 ms to reach the provider instead of a few."""
     await request.aread()
+    _SENT.set(True)
 
 
 def _usage(reported: object) -> Usage | None:

@@ -29,13 +29,13 @@ class LoopThreadProvider:
                  join_timeout: float = 10.0) -> None:
         self.name = name
         self._join_timeout = join_timeout
+        # Constructing a client binds no loop; its connections are opened (and closed) only on
+        # the private loop, by the calls below. Made first: a refusal leaves no thread behind.
+        self._inner = factory()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,
                                         name=f"imagedrop-{name}-loop", daemon=True)
         self._thread.start()
-        # Constructing a client binds no loop; its connections are opened (and closed) only on
-        # the private loop, by the calls below.
-        self._inner = factory()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
