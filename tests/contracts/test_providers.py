@@ -39,6 +39,7 @@ from imagedrop.providers import EditSpec, ImageProvider, open_provider
 from imagedrop.providers.local import LABEL, LocalProvider
 from imagedrop.providers.openai import (
     OpenAIProvider,
+    _never_connected,
     _unanswered,
     _whole_body,
     parse_retry_after,
@@ -220,10 +221,11 @@ class TestOpenAIErrors:
         settings = fake_openai.provider_settings(openai_base_url="http://127.0.0.1:9/v1")
         provider = OpenAIProvider(settings)
         try:
-            with pytest.raises(ProviderTransient, match="could not reach"):
+            with pytest.raises(ProviderTransient, match="could not reach") as info:
                 await _edit(provider)
         finally:
             await provider.close()
+        assert not info.value.maybe_billed  # nothing was sent: nothing to pay for
 
     @pytest.mark.parametrize(("answer", "cause"), [
         (None, "ServerDisconnectedError"),  # hangs up after reading the request
@@ -334,6 +336,7 @@ class TestOpenAIErrors:
         assert reason == ("could not reach OpenAI (ClientHttpProxyError: denied sk-*** "
                           "\\udce9?[31m)")
         reason.encode("utf-8")  # storable
+        assert _never_connected(refused)  # the proxy refused: OpenAI never saw it, nor billed
 
     async def test_closed_mid_edit_is_transient(self, fake_openai) -> None:
         fake_openai.latency = 30.0

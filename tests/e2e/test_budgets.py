@@ -258,6 +258,19 @@ class TestBudgetEdges:
         scope = f"folder:{BUCKET}/refused/imagedrop.yaml"
         assert (await svc.ledger.budget_usage(scope, _today()))[0] == 0
 
+    async def test_an_unreachable_provider_bills_nothing(self, start_service, env):
+        """A connection refused never reached OpenAI: the edit is given back, so an outage
+        does not use up the folder's day."""
+        data = Path(env["IMAGEDROP_DATA_DIR"])
+        folder(data, "down", "prompt: warmer\nbudget:\n  edits_per_day: 1\n  over: fail\n", 2)
+        svc = await start_service({**env, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                                   "IMAGEDROP_MAX_ATTEMPTS": "1", "IMAGEDROP_CONCURRENCY": "1"})
+        jobs = await self._run(svc, "down")
+        # Both tried (the first gave its edit back), neither refused for the budget.
+        assert [("could not reach OpenAI" in (j.error or "")) for j in jobs] == [True, True]
+        scope = f"folder:{BUCKET}/down/imagedrop.yaml"
+        assert (await svc.ledger.budget_usage(scope, _today()))[0] == 0
+
     async def test_a_reused_edit_costs_nothing(self, start_service, env, receiver):
         data = Path(env["IMAGEDROP_DATA_DIR"])
         folder(data, "again", "prompt: warmer\n", 2)

@@ -130,7 +130,7 @@ class OpenAIProvider:
         # answer that is not HTTP).
         except (openai.APIConnectionError, aiohttp.ClientError) as exc:
             raise ProviderTransient(_unanswered(exc, self._timeout, self._key),
-                                    maybe_billed=True) from exc
+                                    maybe_billed=not _never_connected(exc)) from exc
         except TimeoutError as exc:  # the call's own deadline
             raise ProviderTransient(f"OpenAI did not answer within {self._timeout:g} s",
                                     maybe_billed=True) from exc
@@ -193,14 +193,30 @@ def _first_image(doc: dict[str, Any]) -> object:
     return item.get("b64_json") if isinstance(item, dict) else None
 
 
-def _unanswered(exc: Exception, timeout: float, key: str = "") -> str:
-    """Why no answer came, from the exceptions under the SDK's: its aiohttp transport calls a
-    refused or dropped connection a timeout."""
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions under it (`__cause__` links), outermost first."""
     chain: list[BaseException] = []
     link: BaseException | None = exc
     while link is not None and link not in chain:
         chain.append(link)
         link = link.__cause__
+    return chain
+
+
+# Failures before a connection to OpenAI existed (refused, DNS, TLS, a proxy's refusal, the
+# connect timing out): nothing was sent, so nothing can be billed.
+_NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ClientHttpProxyError,
+                  aiohttp.ConnectionTimeoutError, ConnectionRefusedError)
+
+
+def _never_connected(exc: BaseException) -> bool:
+    return any(isinstance(e, _NOT_CONNECTED) for e in _causes(exc))
+
+
+def _unanswered(exc: Exception, timeout: float, key: str = "") -> str:
+    """Why no answer came, from the exceptions under the SDK's: its aiohttp transport calls a
+    refused or dropped connection a timeout."""
+    chain = _causes(exc)
     # Only timers' timeouts (asyncio, aiohttp); an OSError with ETIMEDOUT is the network's.
     if any(isinstance(e, TimeoutError) and e.errno is None for e in chain) or (
             isinstance(exc, openai.APITimeoutError) and len(chain) == 1):
