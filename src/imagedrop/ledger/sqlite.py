@@ -10,6 +10,7 @@ survive a power cut.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -87,6 +88,9 @@ def apply_migrations(conn: sqlite3.Connection, now: float) -> int:
     return version
 
 
+_LOCK_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 class SqliteDriver:
     """Runs ledger bodies on one SQLite file (or in memory, for tests and throwaway runs)."""
 
@@ -105,6 +109,7 @@ class SqliteDriver:
         # Liveness: one lock file per owner key beside the database (SQLite is one host); the
         # kernel drops a dead process's flock at once. Touched only on the ledger's thread.
         self._owners_dir = None if path == MEMORY else Path(f"{path}.owners")
+        self._owners_fd: int | None = None  # that folder, held open: its files reached from it
         self._held: dict[int, int] = {}  # our own keys -> the descriptor holding the lock
         # Uploaded images go to files beside the database (`spool`), not through its pages.
         self.spool = None if path == MEMORY else Spool(
@@ -149,21 +154,35 @@ class SqliteDriver:
         await self._await(self._require().submit(self._drop, key))
 
     async def forget_liveness(self, keys: Sequence[int]) -> None:
-        if self._owners_dir is not None:
-            for key in keys:
-                self._lock_file(key).unlink(missing_ok=True)
+        await self._await(self._require().submit(self._forget, keys))
 
     # -- on the ledger's thread ---------------------------------------------------------------
 
-    def _lock_file(self, key: int) -> Path:
-        assert self._owners_dir is not None
-        return self._owners_dir / f"{int(key)}.lock"
+    def _owners(self) -> int:
+        """The folder of lock files, opened once (made private if missing) and never through a
+        link: a link, a file or another user's folder in its place is a ConfigError, and a link
+        swapped in later sends no lock file elsewhere."""
+        if self._owners_fd is None:
+            assert self._owners_dir is not None
+            self._owners_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                fd = os.open(self._owners_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                             | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ConfigError(f"{self._owners_dir}: must be a folder, not a link or a file "
+                                  f"({exc.strerror}); it holds the liveness locks") from None
+            if os.fstat(fd).st_uid != os.geteuid():
+                os.close(fd)
+                raise ConfigError(f"{self._owners_dir}: belongs to another user; it holds the "
+                                  "liveness locks")
+            self._owners_fd = fd
+        return self._owners_fd
 
     def _hold(self, key: int) -> None:
         fd = -1  # an in-memory ledger has no other process to tell
         if self._owners_dir is not None:
-            self._owners_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._lock_file(key), os.O_CREAT | os.O_RDWR, 0o600)
+            fd = os.open(f"{int(key)}.lock", _LOCK_FLAGS | os.O_CREAT, 0o600,
+                         dir_fd=self._owners())
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BaseException:
@@ -174,8 +193,14 @@ class SqliteDriver:
     def _drop(self, key: int) -> None:
         fd = self._held.pop(key, -1)
         if fd >= 0:
-            self._lock_file(key).unlink(missing_ok=True)
+            self._forget([key])
             os.close(fd)
+
+    def _forget(self, keys: Sequence[int]) -> None:
+        if self._owners_dir is not None:
+            for key in keys:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{int(key)}.lock", dir_fd=self._owners())
 
     def _alive(self, key: int | None) -> bool:
         """SQL's owner_alive(key): whether the process holding `key`'s lock file lives."""
@@ -184,9 +209,11 @@ class SqliteDriver:
         if key in self._held:
             return True
         try:
-            fd = os.open(self._lock_file(key), os.O_RDWR)
+            fd = os.open(f"{int(key)}.lock", _LOCK_FLAGS, dir_fd=self._owners())
         except FileNotFoundError:
             return False
+        except OSError:  # a link or worse where its lock should be: never take its work
+            return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close below
         except BlockingIOError:
@@ -217,6 +244,9 @@ class SqliteDriver:
     def _disconnect(self) -> None:
         if self.spool is not None:
             self.spool.close()
+        owners, self._owners_fd = self._owners_fd, None
+        if owners is not None:
+            os.close(owners)
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
