@@ -48,27 +48,7 @@ class Spool:
     def open(self) -> None:
         """Create the folder if missing and hold it open. ConfigError for a link, a file or
         another user's folder in its place (a group- or world-readable one is made private)."""
-        fd = -1
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                         | os.O_CLOEXEC)
-            info = os.fstat(fd)
-            if info.st_uid != os.geteuid():
-                raise ConfigError(f"{self.directory}: belongs to another user (uid "
-                                  f"{info.st_uid}); it holds uploaded images")
-            if info.st_mode & 0o077:
-                os.fchmod(fd, 0o700)
-        except BaseException as exc:
-            if fd >= 0:
-                os.close(fd)
-            if not isinstance(exc, OSError):
-                raise
-            what = ("must be a folder, not a link or a file"
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST)
-                    else "cannot be opened")
-            raise ConfigError(f"{self.directory}: {what} ({exc.strerror}); it holds uploaded "
-                              "images") from None
+        fd = open_private_folder(self.directory, "it holds uploaded images")
         with self._fd_lock:
             old, self._fd = self._fd, fd
         if old is not None:
@@ -218,6 +198,30 @@ class Spool:
                 except FileNotFoundError:  # deleted while we looked (a job completed)
                     continue
         return stale
+
+
+def open_private_folder(path: Path, holds: str) -> int:
+    """`path` as a folder of our own, opened (made if missing, made private if others may
+    read it), never through a link; ConfigError naming what is wrong otherwise (`holds`: what
+    the folder is for, said in the reason)."""
+    fd = -1
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            raise ConfigError(f"{path}: belongs to another user (uid {info.st_uid}); {holds}")
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o700)
+        return fd
+    except BaseException as exc:
+        if fd >= 0:
+            os.close(fd)
+        if not isinstance(exc, OSError):
+            raise
+        what = ("must be a folder, not a link or a file"
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST) else "cannot be opened")
+        raise ConfigError(f"{path}: {what} ({exc.strerror}); {holds}") from None
 
 
 def _transient(what: str, exc: OSError) -> TransientError:

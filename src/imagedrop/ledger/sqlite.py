@@ -26,7 +26,7 @@ from imagedrop.errors import ConfigError, PermanentError, TransientError
 from imagedrop.ledger.core import Body, Ledger, Mode, Wake
 from imagedrop.ledger.dialect import SQLITE, Dialect
 from imagedrop.ledger.schema import SQLITE_MIGRATIONS, check_version, split_statements
-from imagedrop.ledger.spool import Spool
+from imagedrop.ledger.spool import Spool, open_private_folder
 from imagedrop.ledger.sql import Stmt, drive, one_statement, result_of
 
 T = TypeVar("T")
@@ -91,6 +91,15 @@ def apply_migrations(conn: sqlite3.Connection, now: float) -> int:
 _LOCK_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the (not deleted) folder held open as `fd`."""
+    try:
+        held, there = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return held.st_nlink > 0 and (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+
+
 class SqliteDriver:
     """Runs ledger bodies on one SQLite file (or in memory, for tests and throwaway runs)."""
 
@@ -131,10 +140,12 @@ class SqliteDriver:
         executor, self._executor = self._executor, None
         if executor is None:
             return
-        for key in list(self._held):
-            await asyncio.wrap_future(executor.submit(self._drop, key))
-        await asyncio.wrap_future(executor.submit(self._disconnect))
-        executor.shutdown(wait=True)  # the thread is idle now: this join returns at once
+        try:
+            for key in list(self._held):
+                await asyncio.wrap_future(executor.submit(self._drop, key))
+        finally:
+            await asyncio.wrap_future(executor.submit(self._disconnect))
+            executor.shutdown(wait=True)  # the thread is idle now: this join returns at once
 
     async def run(self, mode: Mode, body: Body[T], *args: Any,
                   tell_others: Wake[T] | None = None) -> T:
@@ -159,42 +170,47 @@ class SqliteDriver:
     # -- on the ledger's thread ---------------------------------------------------------------
 
     def _owners(self) -> int:
-        """The folder of lock files, opened once (made private if missing) and never through a
-        link: a link, a file or another user's folder in its place is a ConfigError, and a link
-        swapped in later sends no lock file elsewhere."""
-        if self._owners_fd is None:
-            assert self._owners_dir is not None
-            self._owners_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            try:
-                fd = os.open(self._owners_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                             | os.O_CLOEXEC)
-            except OSError as exc:
-                raise ConfigError(f"{self._owners_dir}: must be a folder, not a link or a file "
-                                  f"({exc.strerror}); it holds the liveness locks") from None
-            if os.fstat(fd).st_uid != os.geteuid():
-                os.close(fd)
-                raise ConfigError(f"{self._owners_dir}: belongs to another user; it holds the "
-                                  "liveness locks")
-            self._owners_fd = fd
-        return self._owners_fd
+        """The folder of lock files, held open (made private) and never reached through a link:
+        a link, a file or another user's folder in its place is a ConfigError. When the folder
+        at its path is no longer the one held (deleted, replaced), the one there now is opened,
+        with the same checks, and our own locks are made again in it: other processes look
+        there."""
+        assert self._owners_dir is not None
+        fd = self._owners_fd
+        if fd is not None and _same_file(fd, self._owners_dir):
+            return fd
+        new = open_private_folder(self._owners_dir, "it holds the liveness locks")
+        self._owners_fd = new
+        if fd is not None:
+            os.close(fd)
+            for key, held in list(self._held.items()):  # ours, in the folder others now read
+                if held >= 0:
+                    self._held[key] = self._lock_key(key, new)
+                    os.close(held)
+        return new
+
+    def _lock_key(self, key: int, folder: int) -> int:
+        fd = os.open(f"{int(key)}.lock", _LOCK_FLAGS | os.O_CREAT, 0o600, dir_fd=folder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _hold(self, key: int) -> None:
-        fd = -1  # an in-memory ledger has no other process to tell
-        if self._owners_dir is not None:
-            fd = os.open(f"{int(key)}.lock", _LOCK_FLAGS | os.O_CREAT, 0o600,
-                         dir_fd=self._owners())
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BaseException:
-                os.close(fd)
-                raise
-        self._held[key] = fd
+        # An in-memory ledger has no other process to tell.
+        self._held[key] = -1 if self._owners_dir is None else self._lock_key(key, self._owners())
 
     def _drop(self, key: int) -> None:
         fd = self._held.pop(key, -1)
         if fd >= 0:
-            self._forget([key])
-            os.close(fd)
+            try:
+                # Best effort: a lock file left behind, with nobody holding it, reads as dead.
+                with contextlib.suppress(OSError, ConfigError):
+                    self._forget([key])
+            finally:
+                os.close(fd)
 
     def _forget(self, keys: Sequence[int]) -> None:
         if self._owners_dir is not None:
@@ -212,7 +228,9 @@ class SqliteDriver:
             fd = os.open(f"{int(key)}.lock", _LOCK_FLAGS, dir_fd=self._owners())
         except FileNotFoundError:
             return False
-        except OSError:  # a link or worse where its lock should be: never take its work
+        except (OSError, ConfigError):
+            # A link or worse where its lock should be, or no folder to look in: never take
+            # its work on that (and never raise inside SQL: the reason would be lost).
             return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close below
@@ -236,6 +254,8 @@ class SqliteDriver:
             apply_migrations(conn, self._clock())
             if self.spool is not None:
                 self.spool.open()
+            if self._owners_dir is not None:
+                self._owners()  # a refusal stops the start, with the reason
         except BaseException:
             conn.close()
             raise
