@@ -247,6 +247,21 @@ class TestOpenAIErrors:
         assert str(info.value) == f"could not reach OpenAI ({cause})"
         assert info.value.maybe_billed
 
+    async def test_a_refusal_after_a_redirect_may_be_billed(self, fake_openai) -> None:
+        """The request reached a server that answered (here a redirect, followed to a host
+        that refuses): it may have been done, so it is not given back."""
+        redirect = (b"HTTP/1.1 307 Temporary Redirect\r\nLocation: "
+                    b"http://127.0.0.1:9/v1/images/edits\r\nContent-Length: 0\r\n\r\n")
+        with _raw_server(redirect) as port:
+            provider = OpenAIProvider(fake_openai.provider_settings(
+                openai_base_url=f"http://127.0.0.1:{port}/v1", timeout=30.0))
+            try:
+                with pytest.raises(ProviderTransient, match="could not reach") as info:
+                    await _edit(provider)
+            finally:
+                await provider.close()
+        assert info.value.maybe_billed
+
     async def test_a_non_utf8_status_line_is_transient(self, fake_openai) -> None:
         """The transport re-encodes the reason phrase; its failure stays inside the adapter."""
         answer = b"HTTP/1.1 502 Mauvaise passerelle \xe9\r\nContent-Length: 0\r\n\r\n"

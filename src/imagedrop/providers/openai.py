@@ -61,8 +61,9 @@ class OpenAIProvider:
         # a timeout scope. With a wave of answers arriving together that halved the time until
         # the last was read (the edits' critical path). It words some failures wrongly (a refused
         # connection as a timeout); _mapped_errors reads the cause instead.
-        http = openai.DefaultAioHttpClient(timeout=settings.timeout,
-                                           event_hooks={"request": [_whole_body]})
+        http = openai.DefaultAioHttpClient(
+            timeout=settings.timeout,
+            event_hooks={"request": [_whole_body], "response": [_answered]})
         self._client = openai.AsyncOpenAI(
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url or None,
@@ -79,6 +80,7 @@ class OpenAIProvider:
         """One images.edit call; raises ProviderTransient, ProviderPermanent or
         BillingLimitReached."""
         _SENT.set(False)
+        _ANSWERED.set(False)
         with self._mapped_errors():
             # The raw answer, read here (read_answer): the SDK's own parsing (stdlib json, then
             # a pydantic model around a 1.35 MB string) cost ~1.5 ms more per edit, on the
@@ -129,8 +131,11 @@ class OpenAIProvider:
         # APITimeoutError included; and what the SDK's aiohttp transport leaves unmapped (an
         # answer that is not HTTP).
         except (openai.APIConnectionError, aiohttp.ClientError) as exc:
+            # Not billed only when nothing reached OpenAI: no connection was ever made, and no
+            # answer came first (a redirect followed to a host that then refused).
+            billed = _ANSWERED.get() or not _never_connected(exc)
             raise ProviderTransient(_unanswered(exc, self._timeout, self._key),
-                                    maybe_billed=not _never_connected(exc)) from exc
+                                    maybe_billed=billed) from exc
         except TimeoutError as exc:  # the call's own deadline
             raise ProviderTransient(f"OpenAI did not answer within {self._timeout:g} s",
                                     maybe_billed=True) from exc
@@ -206,7 +211,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 # Failures before a connection to OpenAI existed (refused, DNS, TLS, a proxy's refusal, the
 # connect timing out): nothing was sent, so nothing can be billed.
 _NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ClientHttpProxyError,
-                  aiohttp.ConnectionTimeoutError, ConnectionRefusedError)
+                  aiohttp.ConnectionTimeoutError)
 
 
 def _never_connected(exc: BaseException) -> bool:
@@ -254,6 +259,9 @@ def _socks_proxy(http: Any, base_url: object) -> bool:
 # an encoding error after that is the answer's, before it the request's.
 _SENT: contextvars.ContextVar[bool] = contextvars.ContextVar("imagedrop_openai_sent",
                                                             default=False)
+# Whether any answer came during this call (set by _answered): then the request got somewhere.
+_ANSWERED: contextvars.ContextVar[bool] = contextvars.ContextVar("imagedrop_openai_answered",
+                                                                default=False)
 _PRINTABLE_ASCII = re.compile(r"[!-~]+")
 
 
@@ -264,6 +272,11 @@ async def _whole_body(request: Any) -> None:
     loop, a 215 KB upload took 160 ms to reach the provider instead of a few."""
     await request.aread()
     _SENT.set(True)
+
+
+async def _answered(response: Any) -> None:
+    """Response hook: an answer came (a redirect included)."""
+    _ANSWERED.set(True)
 
 
 def _usage(reported: object) -> Usage | None:
