@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 
+from imagedrop import imaging
 from imagedrop.config import CallbackSettings, Settings
 from imagedrop.delivery.policy import make_connector, rewrite_targets
 from imagedrop.delivery.sender import Deliverer
@@ -151,6 +152,7 @@ async def open_runtime(
                  ledger=settings.ledger.database_url.split(":", 1)[0], provider=provider.name,
                  model=settings.provider.model if provider.name == "openai" else "local-pillow",
                  concurrency=settings.worker.concurrency)
+        await asyncio.get_running_loop().run_in_executor(executor, imaging.load_plugins)
         if provider.name == "local":
             log.warning("local_provider_in_use",
                         note="no OPENAI_API_KEY: images get a local Pillow edit, not an AI edit")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -118,3 +120,22 @@ def test_anything_else_is_read_from_the_parsed_answer(content: str, image: str |
     doc, value = read_answer(content.encode())
     assert value == image and not isinstance(value, bytes)
     assert isinstance(doc, dict)
+
+
+def test_pillow_plugins_load_at_start_not_in_the_first_request() -> None:
+    """In a fresh interpreter: after `load_plugins` no image check imports anything (a first
+    JPEG cost ~7 ms and a first TIFF ~30 ms of imports on the event loop's thread)."""
+    script = (
+        "import sys, io, base64\n"
+        "from imagedrop import imaging\n"
+        "imaging.load_plugins()\n"
+        "from PIL import Image\n"
+        "before = set(sys.modules)\n"
+        "for fmt in ('TIFF', 'JPEG', 'PNG', 'WEBP', 'GIF', 'BMP'):\n"
+        "    buf = io.BytesIO(); Image.new('RGB', (8, 8)).save(buf, fmt)\n"
+        "    imaging.accept_base64_image(base64.b64encode(buf.getvalue()).decode(),\n"
+        "                                max_bytes=1 << 20, max_pixels=1 << 20)\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.startswith('PIL')))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"
