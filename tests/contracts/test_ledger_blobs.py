@@ -23,6 +23,7 @@ from imagedrop.ledger import (
 )
 from imagedrop.providers import EditSpec
 from imagedrop.recipes import JobResult, Recipe
+from tests.fixtures.folders import swap_for_link
 
 RECIPE = Recipe.of(EditSpec(prompt="p", model="gpt-image-1"))
 RESULT = JobResult(provider="local", model="m", mime_type="image/png", fallback_local=False,
@@ -224,14 +225,10 @@ async def test_a_folder_swapped_for_a_link_sends_nothing_elsewhere(tmp_path):
     runs does not send uploaded images through the link."""
     ledger = await _opened(tmp_path / "ledger.db", "me")
     try:
-        uploads = tmp_path / "ledger.db.uploads"
-        uploads.rename(tmp_path / "moved")
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
-        uploads.symlink_to(elsewhere)
+        moved, elsewhere = swap_for_link(tmp_path / "ledger.db.uploads")
         await ledger.create_jobs([_job("j", b"J" * 100_000)])
         assert list(elsewhere.iterdir()) == []
-        [kept] = (tmp_path / "moved").iterdir()
+        [kept] = moved.iterdir()
         assert kept.read_bytes() == b"J" * 100_000
         [job] = await ledger.claim_jobs("me", 1, 60)
         assert job.input_data == b"J" * 100_000

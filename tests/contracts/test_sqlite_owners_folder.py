@@ -11,6 +11,7 @@ import pytest
 
 from imagedrop.errors import ConfigError
 from imagedrop.ledger import open_ledger
+from tests.fixtures.folders import swap_for_link
 
 
 async def _opened(path, owner: str | None = None):
@@ -48,11 +49,7 @@ async def test_a_folder_others_may_read_is_made_private(tmp_path):
 async def test_a_folder_swapped_for_a_link_sends_no_lock_elsewhere(tmp_path):
     ledger = await _opened(tmp_path / "ledger.db", "me")
     try:
-        owners = tmp_path / "ledger.db.owners"
-        owners.rename(tmp_path / "moved")
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
-        owners.symlink_to(elsewhere)
+        _, elsewhere = swap_for_link(tmp_path / "ledger.db.owners")
         with pytest.raises(ConfigError, match="not a link"):
             await ledger.register_owner("you")
         assert await ledger.dead_owners("me") == []  # no folder to look in: nobody is dead
