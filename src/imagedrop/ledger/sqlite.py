@@ -213,10 +213,11 @@ class SqliteDriver:
                 os.close(fd)
 
     def _forget(self, keys: Sequence[int]) -> None:
-        if self._owners_dir is not None:
+        if self._owners_dir is not None and keys:
+            folder = self._owners()  # checked once for all of them, not once per key
             for key in keys:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{int(key)}.lock", dir_fd=self._owners())
+                    os.unlink(f"{int(key)}.lock", dir_fd=folder)
 
     def _alive(self, key: int | None) -> bool:
         """SQL's owner_alive(key): whether the process holding `key`'s lock file lives."""
