@@ -160,11 +160,12 @@ _HEADS = (16 * 1024, 128 * 1024)
 _HEAD_FORMATS = frozenset({"image/png", "image/jpeg", "image/webp"})
 
 
-def accept_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Upload:
+def accept_base64_image(text: str | bytes, *, max_bytes: int, max_pixels: int) -> Upload:
     """`image_base64` checked as `decode_base64_image` and `inspect_image` would, without
     decoding canonical base64 (what nearly every caller sends): its alphabet and padding are
-    checked in C passes and only the head that holds the header is decoded."""
-    raw = checked_base64(text)
+    checked in C passes and only the head that holds the header is decoded. Bytes are
+    canonical base64 already checked (`checked_base64`, `jsoncut.cut_base64`)."""
+    raw = text if isinstance(text, bytes) else checked_base64(text)
     # Only formats whose header Pillow reads in order, failing when it is cut short; others
     # (TIFF, AVIF) jump to offsets and would pass a cut head with defaults: decoded whole.
     if (raw is not None and len(raw) // 4 * 3 - raw[-2:].count(b"=") <= max_bytes
@@ -180,7 +181,8 @@ def accept_base64_image(text: str, *, max_bytes: int, max_pixels: int) -> Upload
                     raise
                 continue  # the header goes on past this head (or it is no image): look again
             return Upload(raw, True, facts)
-    data = decode_base64_image(text, max_bytes=max_bytes)
+    data = decode_base64_image(text if isinstance(text, str) else text.decode("ascii"),
+                               max_bytes=max_bytes)
     return Upload(data, False, inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
 
 

@@ -152,6 +152,42 @@ class TestRequestValidation:
                                       callback=receiver.url("/cb"))
         assert 400 <= status < 500 and "image" in body["error"].lower()
 
+    @pytest.mark.parametrize("template", [
+        # duplicate keys: the parser keeps the last, and so must the image cut out of the body
+        '{{"prompt": "p", "image_base64": "{pdf}", "image_base64": "{png}"}}',
+        # the key first inside another object, or quoted inside a string
+        '{{"prompt": "p", "x": {{"image_base64": "{pdf}"}}, "image_base64": "{png}"}}',
+        '{{"prompt": "say \\"image_base64\\": \\"{pdf}\\"", "image_base64": "{png}"}}',
+        # escapes (\\/ from PHP-style encoders): not cut, parsed as before
+        '{{"prompt": "p", "image_base64": "{png_escaped}"}}',
+    ])
+    async def test_the_image_is_the_one_the_document_holds(self, start_service, receiver,
+                                                          template: str):
+        """The image is cut out of the raw body only when the parsed document shows it was the
+        top-level `image_base64`; every other shape is judged as the parser reads it."""
+        png = b64(images.png(64, 48))
+        body = template.format(pdf=b64(b"%PDF-1.7\n" + bytes(300)), png=png,
+                               png_escaped=png.replace("/", "\\/"))
+        assert json.loads(body)["image_base64"] == png
+        svc = await start_service()
+        async with svc.session.post(svc.url + "/process-image-async-b64", data=body, headers={
+                **svc.headers, "callbackUrl": receiver.url("/cb"),
+                "Content-Type": "application/json"}) as resp:
+            assert resp.status == 202, await resp.text()
+        cb = await callback_body(receiver, "/cb")
+        assert cb["status"] == "completed", cb
+        img = Image.open(io.BytesIO(base64.b64decode(cb["result_image_base64"])))
+        assert img.size == (64, 48)
+
+    async def test_a_duplicate_key_that_is_no_image_is_refused(self, start_service, receiver):
+        body = ('{"prompt": "p", "image_base64": "' + b64(images.png(64, 48)) +
+                '", "image_base64": "' + b64(b"%PDF-1.7\n" + bytes(300)) + '"}')
+        svc = await start_service()
+        async with svc.session.post(svc.url + "/process-image-async-b64", data=body, headers={
+                **svc.headers, "callbackUrl": receiver.url("/cb"),
+                "Content-Type": "application/json"}) as resp:
+            assert resp.status == 400 and "image" in (await resp.json())["error"].lower()
+
     async def test_missing_prompt(self, start_service, receiver):
         svc = await start_service()
         status, body = await svc.post("/process-image-async-b64",

@@ -13,7 +13,8 @@ import sys
 import pytest
 from PIL import Image
 
-from imagedrop import imaging
+from imagedrop import imaging, jsondoc
+from imagedrop.jsoncut import cut_base64
 from imagedrop.payloads import B64Completed
 from imagedrop.providers import EditResult
 from imagedrop.providers.openai import read_answer
@@ -120,6 +121,41 @@ def test_anything_else_is_read_from_the_parsed_answer(content: str, image: str |
     doc, value = read_answer(content.encode())
     assert value == image and not isinstance(value, bytes)
     assert isinstance(doc, dict)
+
+
+def _upload_image(doc: object) -> object:
+    return doc.get("image_base64") if isinstance(doc, dict) else None
+
+
+@pytest.mark.parametrize(("body", "cut"), [
+    ({"prompt": "p", "image_base64": _B64, "filename": "a.png"}, True),
+    ({"image_base64": _B64}, True),
+    ({"prompt": "p", "image_base64": "data:image/png;base64," + _B64}, False),  # not canonical
+    ({"prompt": "p", "image_base64": ""}, False),
+    ({"prompt": "p", "image_base64": 12}, False),
+    ({"prompt": "p", "nested": {"image_base64": _B64}}, False),
+])
+def test_upload_image_is_cut_only_where_the_document_holds_it(body: dict, cut: bool) -> None:
+    raw = json.dumps(body).encode()
+    found = cut_base64(raw, "image_base64", _upload_image, jsondoc.loads)
+    if not cut:
+        assert found is None
+        return
+    assert found is not None
+    doc, value = found
+    assert value == _B64.encode()
+    assert {k: v for k, v in doc.items() if k != "image_base64"} == {
+        k: v for k, v in body.items() if k != "image_base64"}
+
+
+def test_a_cut_document_is_still_checked_like_a_whole_one() -> None:
+    """The rest of the document meets jsondoc's refusals (depth, lone surrogates)."""
+    deep = '{"image_base64": "' + _B64 + '", "x": ' + "[" * 100 + "]" * 100 + "}"
+    with pytest.raises(jsondoc.JsonRefused, match="nested too deeply"):
+        cut_base64(deep.encode(), "image_base64", _upload_image, jsondoc.loads)
+    lone = '{"image_base64": "' + _B64 + '", "prompt": "\\ud800"}'
+    with pytest.raises(jsondoc.JsonRefused, match="surrogate"):
+        cut_base64(lone.encode(), "image_base64", _upload_image, jsondoc.loads)
 
 
 def test_pillow_plugins_load_at_start_not_in_the_first_request() -> None:

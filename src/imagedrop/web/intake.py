@@ -31,6 +31,7 @@ from imagedrop.healing import Healer
 from imagedrop.ledger import DropItem
 from imagedrop.storage.names import InvalidObjectName
 from imagedrop.web import keys
+from imagedrop.web.body import read_capped
 from imagedrop.web.middleware import provenance
 from imagedrop.web.offload import run_cpu
 
@@ -86,7 +87,9 @@ async def _events(request: web.Request, settings: Settings, counted: Counter) ->
     structured = request.content_type == "application/cloudevents+json"
     if expected and not matches_any(early, expected) and not structured:
         raise _unauthorised()
-    body = await _read_capped(request, settings.drops.max_body_bytes)
+    limit = settings.drops.max_body_bytes
+    body = await read_capped(request, limit, lambda _: IntakeRefused(
+        f"notification body over {limit} bytes", 413))
     parsed = await run_cpu(request, len(body), parse_notification, request.headers, body,
                         request.query)
     if expected and not matches_any(early, expected) and not matches_any(parsed.token,
@@ -153,19 +156,6 @@ def _unauthorised() -> IntakeRefused:
     return IntakeRefused(
         "missing or invalid intake token: send it as 'Authorization: Bearer <token>', a "
         "'ce-token' header or a '?token=' query parameter on the subscribed URL", 401)
-
-
-async def _read_capped(request: web.Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` (chunked bodies included)."""
-    if (request.content_length or 0) > limit:
-        raise IntakeRefused(f"notification body over {limit} bytes", 413)
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise IntakeRefused(f"notification body over {limit} bytes", 413)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _current_etag(request: web.Request, bucket: str, key: str) -> str:

@@ -6,6 +6,8 @@ callback minutes later. The job is committed to the ledger before the 202 is sen
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 import uuid
 from typing import TypeVar
@@ -17,6 +19,7 @@ from imagedrop import imaging, jsondoc
 from imagedrop.config import ImagingSettings
 from imagedrop.delivery import policy
 from imagedrop.errors import CallbackRefused, DeliveryTransient, InputError, RequestInvalid
+from imagedrop.jsoncut import cut_base64
 from imagedrop.ledger import JobKind, NewBatch, NewJob
 from imagedrop.manifests.naming import result_key
 from imagedrop.metrics import Metrics
@@ -24,6 +27,7 @@ from imagedrop.providers import EditSpec, spec_from_settings
 from imagedrop.recipes import Recipe
 from imagedrop.storage.names import InvalidObjectName
 from imagedrop.web import keys
+from imagedrop.web.body import read_capped
 from imagedrop.web.middleware import provenance
 from imagedrop.web.models import (
     BatchRequest,
@@ -56,15 +60,44 @@ async def callback_url(request: web.Request) -> str:
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """The JSON body validated against `model`; 4xx with a clear message otherwise."""
+    data, _ = await _read_json(request)
+    return _validated(model, data)
+
+
+async def _image_request(request: web.Request) -> tuple[ImageRequest, str | bytes]:
+    """The body of an image request, and its image: canonical base64 as bytes cut out of the
+    raw body (`cut_base64`; what nearly every caller sends), else the string as parsed."""
+    data, cut = await _read_json(request, cut="image_base64")
+    body = _validated(ImageRequest, data)
+    return body, body.image_base64 if cut is None else cut
+
+
+async def _read_json(request: web.Request, cut: str | None = None) -> tuple[object, bytes | None]:
+    """The body parsed (and the top-level string `cut`, when it could be cut out as base64)."""
     if request.content_type not in ("application/json", "", "text/plain"):
         raise RequestInvalid(f"send JSON (Content-Type: application/json), not "
                        f"{request.content_type}", None, status=415)
-    raw = await request.read()  # aiohttp enforces client_max_size here (413)
-    loads = request.app[keys.RUNTIME].metrics.timed("receive", jsondoc.loads)
+    limit = request.client_max_size or sys.maxsize
+    raw = await read_capped(request, limit, lambda size: web.HTTPRequestEntityTooLarge(
+        max_size=limit, actual_size=size))
+
+    def decode() -> tuple[object, bytes | None]:
+        if cut is not None:
+            with contextlib.suppress(jsondoc.JsonRefused):  # the whole body words the error
+                found = cut_base64(raw, cut, lambda doc: doc.get(cut) if isinstance(
+                    doc, dict) else None, jsondoc.loads)
+                if found is not None:
+                    return found
+        return jsondoc.loads(raw or b"null"), None
+
+    timed = request.app[keys.RUNTIME].metrics.timed("receive", decode)
     try:
-        data = await run_cpu(request, len(raw), loads, raw or b"null")
+        return await run_cpu(request, len(raw), timed)
     except jsondoc.JsonRefused as exc:
         raise InputError(str(exc)) from None
+
+
+def _validated(model: type[M], data: object) -> M:
     if not isinstance(data, dict):
         raise InputError("request body must be a JSON object")
     try:
@@ -86,7 +119,7 @@ def check_names(request: web.Request, bucket: str, *, key: str | None = None,
         raise
 
 
-def _accept_image(text: str, limits: ImagingSettings, metrics: Metrics) -> imaging.Upload:
+def _accept_image(text: str | bytes, limits: ImagingSettings, metrics: Metrics) -> imaging.Upload:
     # Canonical base64 is only checked here (the job decodes it): its CPU is the check's.
     start, stage = time.thread_time(), "decode"
     try:
@@ -107,9 +140,9 @@ async def _image_job(request: web.Request, kind: JobKind) -> web.Response:
                  "use /process-image-async-b64, or set COS_ACCESS_KEY_ID and "
                  "COS_SECRET_ACCESS_KEY")
     cb = await callback_url(request)
-    body = await parse_body(request, ImageRequest)
-    upload = await run_cpu(request, len(body.image_base64), _accept_image, body.image_base64,
-                           settings.imaging, request.app[keys.RUNTIME].metrics)
+    body, image = await _image_request(request)
+    upload = await run_cpu(request, len(image), _accept_image, image, settings.imaging,
+                           request.app[keys.RUNTIME].metrics)
     filename = safe_filename(body.filename, imaging.extension_for_mime(upload.facts.mime))
     spec = spec_from_settings(settings.provider, body.prompt)
     job_id = str(uuid.uuid4())
