@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NewType, TypeVar
 
 from PIL import Image, UnidentifiedImageError, features
 
@@ -76,6 +76,11 @@ class ImageFacts:
     mime: str
     width: int
     height: int
+
+
+#: Canonical base64 as ASCII bytes, checked (`checked_base64`, `jsoncut.cut_base64`): only
+#: these are kept as they came, so a caller cannot hand over bytes nobody checked.
+CheckedBase64 = NewType("CheckedBase64", bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +165,12 @@ _HEADS = (16 * 1024, 128 * 1024)
 _HEAD_FORMATS = frozenset({"image/png", "image/jpeg", "image/webp"})
 
 
-def accept_base64_image(text: str | bytes, *, max_bytes: int, max_pixels: int) -> Upload:
+def accept_base64_image(text: str | CheckedBase64, *, max_bytes: int, max_pixels: int
+                        ) -> Upload:
     """`image_base64` checked as `decode_base64_image` and `inspect_image` would, without
     decoding canonical base64 (what nearly every caller sends): its alphabet and padding are
-    checked in C passes and only the head that holds the header is decoded. Bytes are
-    canonical base64 already checked (`checked_base64`, `jsoncut.cut_base64`)."""
+    checked in C passes (unless already checked) and only the head that holds the header is
+    decoded."""
     raw = text if isinstance(text, bytes) else checked_base64(text)
     # Only formats whose header Pillow reads in order, failing when it is cut short; others
     # (TIFF, AVIF) jump to offsets and would pass a cut head with defaults: decoded whole.
@@ -186,13 +192,13 @@ def accept_base64_image(text: str | bytes, *, max_bytes: int, max_pixels: int) -
     return Upload(data, False, inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
 
 
-def checked_base64(text: str) -> bytes | None:
+def checked_base64(text: str) -> CheckedBase64 | None:
     """`text` as ASCII bytes when it is canonical base64 (standard alphabet, padded, no line
     breaks), else None; checked in a few C passes without decoding megabytes."""
     if not text or not text.isascii():
         return None
     raw = text.encode("ascii")
-    return raw if is_canonical_base64(raw) else None
+    return CheckedBase64(raw) if is_canonical_base64(raw) else None
 
 
 def is_canonical_base64(raw: bytes) -> bool:

@@ -10,11 +10,11 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from imagedrop.imaging import is_canonical_base64
+from imagedrop.imaging import CheckedBase64, is_canonical_base64
 
 
 def cut_base64(raw: bytes, key: str, at: Callable[[Any], object],
-               loads: Callable[[bytes], Any]) -> tuple[Any, bytes] | None:
+               loads: Callable[[bytes], Any]) -> tuple[Any, CheckedBase64] | None:
     """`(document, value)` when the first `"key": "…"` in `raw` holds canonical base64 (which
     never needs escapes, so it ends at the next quote) and the rest, parsed by `loads` with a
     stand-in in its place, shows that stand-in exactly where `at(document)` looks; else None,
@@ -31,7 +31,7 @@ def cut_base64(raw: bytes, key: str, at: Callable[[Any], object],
     # duplicate key's loser, or a string that merely quotes the key).
     mark = secrets.token_hex(8)
     doc = loads(b"".join((raw[:start], b"\\u0000", mark.encode(), raw[end:])))
-    return (doc, value) if at(doc) == "\x00" + mark else None
+    return (doc, CheckedBase64(value)) if at(doc) == "\x00" + mark else None
 
 
 __all__ = ["cut_base64"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gzip
 import io
 import json
 
 import pytest
+import structlog
 from PIL import Image
 
 from tests.fixtures import images
@@ -201,6 +204,49 @@ class TestRequestValidation:
                                       {"prompt": "p", "image_base64": "A" * 5000},
                                       callback=receiver.url("/cb"))
         assert status == 413 and "too large" in body["error"]
+
+    async def test_a_compressed_body_is_limited_by_what_it_inflates_to(self, start_service,
+                                                                     receiver):
+        """Content-Length of a gzip body is its compressed size: a body that inflates to less
+        than the limit is read even when its compressed form is longer (stored blocks)."""
+        body = json.dumps({"prompt": "p", "image_base64": b64(images.png(64, 48))}).encode()
+        packed = gzip.compress(body, compresslevel=0)
+        assert len(packed) > len(body) + 5
+        svc = await start_service({"IMAGEDROP_MAX_BODY_BYTES": str(len(body) + 5)})
+        hdrs = {**svc.headers, "callbackUrl": receiver.url("/cb"),
+                "Content-Type": "application/json", "Content-Encoding": "gzip"}
+        async with svc.session.post(svc.url + "/process-image-async-b64", data=packed,
+                                    headers=hdrs) as resp:
+            assert resp.status == 202, await resp.text()
+        big = gzip.compress(json.dumps({"prompt": "p" * (len(body) + 10),
+                                        "image_base64": "QUFB"}).encode())
+        assert len(big) < len(body)  # small on the wire, over the limit inflated
+        async with svc.session.post(svc.url + "/process-image-async-b64", data=big,
+                                    headers=hdrs) as resp:
+            assert resp.status == 413 and "too large" in (await resp.json())["error"]
+
+    async def test_a_caller_leaving_mid_body_is_no_error(self, start_service, receiver):
+        """A client that closes its connection halfway through an upload is logged as such,
+        not as a failed request with a traceback."""
+        svc = await start_service()
+        host, port = svc.url.removeprefix("http://").rsplit(":", 1)
+        with structlog.testing.capture_logs() as captured:
+            _reader, writer = await asyncio.open_connection(host, int(port))
+            head = (f"POST /process-image-async-b64 HTTP/1.1\r\nHost: {host}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: 100000\r\n"
+                    f"callbackUrl: {receiver.url('/cb')}\r\n")
+            head += "".join(f"{k}: {v}\r\n" for k, v in svc.headers.items())
+            writer.write(head.encode() + b"\r\n" + b'{"prompt": "p", "image_base64": "' +
+                         b"A" * 4000)
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            deadline = asyncio.get_running_loop().time() + 10
+            while not any(e["event"] == "request_abandoned" for e in captured):
+                assert asyncio.get_running_loop().time() < deadline, captured
+                await asyncio.sleep(0.02)
+        assert not [e for e in captured if e["event"] == "request_failed"]
+        assert (await svc.get("/health"))[0] == 200
 
     async def test_private_callback_refused_by_default(self, start_service):
         svc = await start_service({"IMAGEDROP_ALLOW_PRIVATE_CALLBACKS": "0"})

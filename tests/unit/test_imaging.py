@@ -106,6 +106,19 @@ class TestAcceptBase64:
         assert upload.facts == imaging.ImageFacts("image/jpeg", 400, 400)
         assert base64.b64decode(upload.data) == data
 
+    @pytest.mark.parametrize("exif_bytes", [0, 65_000])
+    def test_checked_bytes_are_accepted_as_their_text(self, exif_bytes: int) -> None:
+        """Bytes already checked (cut out of a request body) give what their text gives,
+        including the fallback to decoding when no head holds the header."""
+        data = _noisy_jpeg(300, 200, exif_bytes=exif_bytes)
+        if exif_bytes:
+            data = data[:2] + data[2:65_006] + data[2:65_006] + data[65_006:]
+        text = base64.b64encode(data).decode()
+        checked = imaging.checked_base64(text)
+        assert checked is not None
+        assert imaging.accept_base64_image(checked, **LIMITS) == imaging.accept_base64_image(
+            text, **LIMITS)
+
     @pytest.mark.parametrize("exif_bytes", [20_000, 65_000])
     def test_a_header_past_the_first_head_is_found(self, exif_bytes: int) -> None:
         data = _noisy_jpeg(500, 400, exif_bytes=exif_bytes)

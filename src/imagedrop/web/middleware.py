@@ -167,6 +167,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(exc.status, exc.reason if not exc.text or exc.text.startswith(
             str(exc.status)) else exc.text, headers={k: v for k, v in exc.headers.items()
                                                      if k.lower() in ("allow", "cache-control")})
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and (
+                request.transport is None or request.transport.is_closing()):
+            # The caller left mid-body: nobody hears this answer, and it is nobody's bug.
+            log.info("request_abandoned", path=request.path, method=request.method)
+            return json_error(400, "the connection closed before the request was complete")
         log.exception("request_failed", path=request.path, method=request.method)
         return json_error(500, "internal error; the request was not accepted")

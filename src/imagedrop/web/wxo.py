@@ -19,6 +19,7 @@ from imagedrop import imaging, jsondoc
 from imagedrop.config import ImagingSettings
 from imagedrop.delivery import policy
 from imagedrop.errors import CallbackRefused, DeliveryTransient, InputError, RequestInvalid
+from imagedrop.imaging import CheckedBase64
 from imagedrop.jsoncut import cut_base64
 from imagedrop.ledger import JobKind, NewBatch, NewJob
 from imagedrop.manifests.naming import result_key
@@ -64,7 +65,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     return _validated(model, data)
 
 
-async def _image_request(request: web.Request) -> tuple[ImageRequest, str | bytes]:
+async def _image_request(request: web.Request) -> tuple[ImageRequest, str | CheckedBase64]:
     """The body of an image request, and its image: canonical base64 as bytes cut out of the
     raw body (`cut_base64`; what nearly every caller sends), else the string as parsed."""
     data, cut = await _read_json(request, cut="image_base64")
@@ -72,7 +73,8 @@ async def _image_request(request: web.Request) -> tuple[ImageRequest, str | byte
     return body, body.image_base64 if cut is None else cut
 
 
-async def _read_json(request: web.Request, cut: str | None = None) -> tuple[object, bytes | None]:
+async def _read_json(request: web.Request, cut: str | None = None
+                     ) -> tuple[object, CheckedBase64 | None]:
     """The body parsed (and the top-level string `cut`, when it could be cut out as base64)."""
     if request.content_type not in ("application/json", "", "text/plain"):
         raise RequestInvalid(f"send JSON (Content-Type: application/json), not "
@@ -81,7 +83,7 @@ async def _read_json(request: web.Request, cut: str | None = None) -> tuple[obje
     raw = await read_capped(request, limit, lambda size: web.HTTPRequestEntityTooLarge(
         max_size=limit, actual_size=size))
 
-    def decode() -> tuple[object, bytes | None]:
+    def decode() -> tuple[object, CheckedBase64 | None]:
         if cut is not None:
             with contextlib.suppress(jsondoc.JsonRefused):  # the whole body words the error
                 found = cut_base64(raw, cut, lambda doc: doc.get(cut) if isinstance(
@@ -119,8 +121,10 @@ def check_names(request: web.Request, bucket: str, *, key: str | None = None,
         raise
 
 
-def _accept_image(text: str | bytes, limits: ImagingSettings, metrics: Metrics) -> imaging.Upload:
-    # Canonical base64 is only checked here (the job decodes it): its CPU is the check's.
+def _accept_image(text: str | CheckedBase64, limits: ImagingSettings, metrics: Metrics
+                  ) -> imaging.Upload:
+    # Canonical base64 is only checked (the job decodes it): its CPU is the check's (when it
+    # was cut out of the body, its alphabet pass counted as receiving).
     start, stage = time.thread_time(), "decode"
     try:
         upload = imaging.accept_base64_image(text, max_bytes=limits.max_bytes,
