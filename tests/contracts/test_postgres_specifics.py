@@ -105,6 +105,34 @@ class TestReplicas:
         assert len({job.batch_id for job in jobs}) == 1
         assert sorted(job.seq for job in jobs) == list(range(20))
 
+    async def test_a_settling_batch_is_updated_in_place(self, backend: PostgresBackend):
+        """Each drop pushes its folder's deadline out: PostgreSQL must be able to do that as a
+        HOT update (no index names the deadline), or every drop adds an entry to each of the
+        batch table's indexes and leaves a dead row that lookups wade through until vacuum."""
+        ledger = backend.make()
+        await ledger.open()
+        try:
+            for i in range(120):
+                backend.clock.advance(0.01)  # each drop moves the deadline
+                [(_, new)] = await ledger.record_drops([drop(f"{i}.jpg")])
+                assert new
+        finally:
+            await ledger.close()  # its sessions end, and with them their statistics are sent
+        admin = await postgres_admin()
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                updated, hot = await admin.fetchrow(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+                    " WHERE schemaname = $1 AND relname = 'batches'", backend.schema)
+                if updated >= 120 or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+        assert updated >= 120
+        assert hot >= 0.9 * updated, (updated, hot)
+
 
 class TestNotify:
     """A job recorded by one replica wakes another through LISTEN/NOTIFY."""

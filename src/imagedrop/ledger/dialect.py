@@ -33,7 +33,7 @@ _DUE_DELIVERIES = (
 )
 _LISTABLE = (
     "NOT listing_done AND finished_at IS NULL"
-    " AND settle_until IS NULL"  # drop batches are filled by notifications, not listed
+    " AND group_key IS NULL"  # drop batches are filled by notifications, not listed
     " AND (lease_owner IS NULL OR {free}) ORDER BY created_at"
 )
 _CLAIM_LISTING_SET = "lease_owner = :owner, lease_expires = :expires, lease_seconds = :lease"

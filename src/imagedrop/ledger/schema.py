@@ -264,12 +264,26 @@ CREATE INDEX job_inputs_spool ON job_inputs (spool) WHERE spool IS NOT NULL;
 CREATE INDEX delivery_bodies_spool ON delivery_bodies (spool) WHERE spool IS NOT NULL;
 """
 
+# A drop batch is told apart by its `group_key` (set when it is made, never changed), not by its
+# settle deadline, which moves with every drop into its folder: PostgreSQL updates a row in place
+# (HOT, no index entries) only when no index names a column it changes, predicates included.
+# With `settle_until` in two predicates, a folder taking notifications wrote a new entry into
+# every index of `batches` per transaction, and its lookups slowed until autovacuum came by.
+_V8 = """
+DROP INDEX batches_listing;
+DROP INDEX batches_settling;
+CREATE INDEX batches_listing ON batches (created_at{_POS})
+    WHERE NOT listing_done AND finished_at IS NULL AND group_key IS NULL;
+CREATE INDEX batches_settling ON batches (group_key, created_at)
+    WHERE NOT listing_done AND group_key IS NOT NULL;
+"""
+
 
 def migrations(backend: Backend) -> list[str]:
     """The scripts for `backend`, in order; script n brings the schema to version n."""
     words = _WORDS[backend]
     scripts = ([_V1 + _V2, _V3, _V4] if backend == "postgres"
-               else [_V1, _V2, _V3, _V4, _V5_SQLITE]) + [_V6, _V7]
+               else [_V1, _V2, _V3, _V4, _V5_SQLITE]) + [_V6, _V7, _V8]
     return [script.format(**words) for script in scripts]
 
 

@@ -66,7 +66,8 @@ def record_drops(d: Dialect, now: float, items: Sequence[DropItem]
         open_batches = yield rows(
             f"SELECT id, group_key, created_at, settle_until, {d.pos} AS pos FROM batches"
             f" WHERE {d.in_list('group_key', 'groups')} AND NOT listing_done"
-            f" AND settle_until IS NOT NULL ORDER BY id{d.lock}", groups=d.list_param(groups))
+            f" AND group_key IS NOT NULL AND settle_until IS NOT NULL ORDER BY id{d.lock}",
+            groups=d.list_param(groups))
     # The first of each new key is new; later ones in this call are its duplicates.
     fresh: dict[str, int] = {}
     new: list[int] = []
@@ -151,7 +152,7 @@ def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
     deadline has not moved by then."""
     closed = yield rows(
         "UPDATE batches SET listing_done = TRUE WHERE id IN (SELECT id FROM batches"
-        " WHERE NOT listing_done AND settle_until IS NOT NULL AND settle_until <= :now"
+        " WHERE NOT listing_done AND group_key IS NOT NULL AND settle_until <= :now"
         f"{d.skip_locked}) AND NOT listing_done AND settle_until <= :now RETURNING id", now=now)
     return [r[0] for r in closed]
 
