@@ -303,6 +303,13 @@ class TestListing:
         assert batch.extra == {"job_folder": "j1"} and batch.finished_at is None
         assert await ledger.get_batch("nope") is None
 
+    async def test_a_batch_with_a_group_key_is_only_made_by_drops(self, ledger: Ledger):
+        """A group key marks a settling drop batch (never listed, closed when it settles): one
+        made directly would be neither listed nor closed, so it is refused."""
+        with pytest.raises(ValueError, match="record_drops"):
+            await ledger.create_batch(new_batch(group_key="in/food/"))
+        assert await ledger.claim_listing("l1", LEASE) is None
+
     async def test_cursor_resumes_after_lease_expiry(self, ledger: Ledger, clock: FakeClock):
         batch = await ledger.create_batch(new_batch())
         claimed = await ledger.claim_listing("l1", LEASE)

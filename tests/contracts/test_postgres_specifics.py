@@ -125,12 +125,13 @@ class TestReplicas:
                 updated, hot = await admin.fetchrow(
                     "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
                     " WHERE schemaname = $1 AND relname = 'batches'", backend.schema)
-                if updated >= 120 or asyncio.get_running_loop().time() > deadline:
+                # The first drop makes the batch with its deadline; each later one moves it.
+                if updated >= 119 or asyncio.get_running_loop().time() > deadline:
                     break
                 await asyncio.sleep(0.1)
         finally:
             await admin.close()
-        assert updated >= 120
+        assert updated >= 119
         assert hot >= 0.9 * updated, (updated, hot)
 
 

@@ -42,20 +42,28 @@ from imagedrop.records import (
 # -- batches ------------------------------------------------------------------------------
 
 
-def create_batch(d: Dialect, now: float, batch: NewBatch) -> Tx[Batch]:
-    """Record a batch."""
+def create_batch(d: Dialect, now: float, batch: NewBatch, settle_until: float | None = None
+                 ) -> Tx[Batch]:
+    """Record a batch. A drop batch (one that settles) has a `group_key`, and only it: the
+    indexes tell the two apart by that key, since the deadline changes."""
+    if (batch.group_key is None) != (settle_until is None):
+        raise ValueError("a batch has a group_key exactly when it has a settle deadline: drop "
+                         "batches are made by record_drops")
     created = yield row(
         "INSERT INTO batches (id, kind, bucket, prefix, output_bucket, output_prefix, recipe,"
-        " callback_url, listing_done, created_at, extra, group_key, request_id, traceparent)"
+        " callback_url, listing_done, created_at, extra, group_key, request_id, traceparent,"
+        " settle_until)"
         " VALUES (:id, :kind, :bucket, :prefix, :output_bucket, :output_prefix, :recipe,"
-        " :callback_url, :listing_done, :now, :extra, :group_key, :request_id, :traceparent)"
+        " :callback_url, :listing_done, :now, :extra, :group_key, :request_id, :traceparent,"
+        " :settle_until)"
         f" RETURNING {BATCH_COLUMNS}",
         id=batch.id or str(uuid.uuid4()), kind=batch.kind, bucket=batch.bucket,
         prefix=batch.prefix,
         output_bucket=batch.output_bucket, output_prefix=batch.output_prefix,
         recipe=batch.recipe.to_json(), callback_url=batch.callback_url,
         listing_done=batch.listing_done, now=now, extra=dumps(batch.extra),
-        group_key=batch.group_key, request_id=batch.request_id, traceparent=batch.traceparent)
+        group_key=batch.group_key, request_id=batch.request_id, traceparent=batch.traceparent,
+        settle_until=settle_until)
     return batch_from_row(created)
 
 

@@ -133,17 +133,17 @@ def _settling_batch(d: Dialect, now: float, joining: Sequence[DropItem], open_ba
     assert first.batch is not None and first.batch.group_key
     settling = max((r for r in open_batches if float(r["settle_until"]) > now),
                    key=lambda r: (float(r["created_at"]), r["pos"]), default=None)
-    if settling is None:
-        batch_id, opened, made = (yield from create_batch(d, now, first.batch)).id, now, True
-    else:
-        batch_id, opened, made = settling["id"], float(settling["created_at"]), False
+    opened = now if settling is None else float(settling["created_at"])
     until = max(min(now + item.settle_seconds, opened + item.max_settle_seconds)
                 for item in joining)
+    if settling is None:  # made with its deadline; nothing in it yet
+        return (yield from create_batch(d, now, first.batch, settle_until=until)).id, True, 0
+    batch_id = settling["id"]
     # The next position comes with the update: one index probe however large the batch grows.
     seq = yield value("UPDATE batches SET settle_until = :until WHERE id = :id RETURNING"
                       " (SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs WHERE batch_id = :id)",
                       until=until, id=batch_id)
-    return str(batch_id), made, int(seq)
+    return str(batch_id), False, int(seq)
 
 
 def close_settled_batches(d: Dialect, now: float) -> Tx[list[str]]:
