@@ -135,6 +135,29 @@ class TestReplicas:
         assert hot >= 0.9 * updated, (updated, hot)
 
 
+    async def test_statements_keep_their_indexes_as_tables_grow(self, backend: PostgresBackend,
+                                                                  clock: FakeClock):
+        """A pooled session's prepared statements must not keep a plan made while the tables
+        were empty: a generic plan cached then scans the whole jobs table for every drop
+        once it holds thousands (no ANALYZE has run to make the session plan again)."""
+        ledger = PostgresLedger(POSTGRES_URL, clock=clock, schema=backend.schema, pool_max=1)
+        await ledger.open()
+        try:
+            for i in range(10):  # the statements are planned on all but empty tables
+                clock.advance(0.01)
+                await ledger.record_drops([drop(f"early{i}.jpg")])
+            for start in range(0, 5000, 1000):
+                await ledger.create_jobs([new_job(f"{n}.png", dedupe_key=f"k{n}")
+                                          for n in range(start, start + 1000)])
+            for i in range(30):
+                clock.advance(0.01)
+                await ledger.record_drops([drop(f"late{i}.jpg")])
+        finally:
+            await ledger.close()  # its session ends, and with it its statistics are sent
+        scans = await _scans(backend.schema, "jobs", at_least=40)
+        # 40 drops read jobs; scanning it whole 30 times would read 150,000 rows
+        assert scans["seq_tup_read"] < 5000, scans
+
 class TestNotify:
     """A job recorded by one replica wakes another through LISTEN/NOTIFY."""
 
@@ -307,3 +330,24 @@ class TestErrors:
             import imagedrop.ledger.postgres  # noqa: F401
         with pytest.raises(MissingDependencyError, match="postgres"):
             open_ledger("postgresql://db/app")
+
+
+async def _scans(schema: str, table: str, at_least: int) -> dict[str, int]:
+    """The table's scan counters once they count `at_least` scans and have stopped moving
+    (sessions report theirs when they end, some of it earlier), with a deadline."""
+    admin = await postgres_admin()
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        last: dict[str, int] = {}
+        while True:
+            found = dict(await admin.fetchrow(
+                "SELECT seq_scan, seq_tup_read, COALESCE(idx_scan, 0) AS idx_scan"
+                " FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2",
+                schema, table))
+            settled = found == last and found["seq_scan"] + found["idx_scan"] >= at_least
+            if settled or asyncio.get_running_loop().time() > deadline:
+                return found
+            last = found
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()

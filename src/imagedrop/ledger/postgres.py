@@ -118,7 +118,11 @@ class PostgresDriver:
         self._listener: Listener | None = None
 
     def _settings(self) -> dict[str, str]:
-        settings = {"application_name": "imagedrop"}
+        # Plans made per execution, for the tables as they are: asyncpg prepares each statement
+        # once per pooled session, and PostgreSQL would soon keep one generic plan for it. Made
+        # while a new ledger's tables were all but empty, that plan scanned the whole jobs
+        # table for every drop once it held thousands (no ANALYZE had run to replace it).
+        settings = {"application_name": "imagedrop", "plan_cache_mode": "force_custom_plan"}
         if self.schema is not None:
             settings["search_path"] = self.schema
         return settings
