@@ -316,6 +316,43 @@ class TestOpenAIErrors:
         else:
             asyncio.run(OpenAIProvider(settings).close())
 
+    @pytest.mark.parametrize("bypass", [False, True])
+    async def test_calls_go_through_the_environments_http_proxy(self, fake_openai, monkeypatch,
+                                                                bypass: bool) -> None:
+        """The proxy the environment names for the URL's scheme carries the call, unless
+        NO_PROXY names the host (a plain forwarding proxy, counting what it forwards)."""
+        forwarded: list[str] = []
+
+        async def forward(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            forwarded.append(str(request.url))
+            async with aiohttp.ClientSession() as http, http.request(
+                    request.method, str(request.url), data=await request.read(),
+                    headers={k: v for k, v in request.headers.items()
+                             if k.lower() not in ("host", "proxy-connection")}) as answer:
+                return aiohttp.web.Response(status=answer.status, body=await answer.read(),
+                                            content_type=answer.content_type)
+
+        app = aiohttp.web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", forward)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        for name in [k for k in os.environ if k.lower().endswith("_proxy")]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        if bypass:
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        provider = OpenAIProvider(fake_openai.provider_settings())
+        try:
+            result = await _edit(provider)
+        finally:
+            await provider.close()
+            await runner.cleanup()
+        assert result.provider == "openai" and len(fake_openai.calls) == 1
+        assert forwarded == ([] if bypass else [f"{fake_openai.base_url}/images/edits"])
+
     @pytest.mark.parametrize("key", ["sk-abc\u200b", "sk-a b", "sk-abc\r\nX-Evil: 1", "sk-é"])
     def test_a_key_that_cannot_be_a_header_is_refused_at_start(self, fake_openai, key) -> None:
         with pytest.raises(ConfigError, match="printable ASCII") as info:
